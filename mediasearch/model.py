@@ -1,0 +1,222 @@
+"""The CLIPCLAP towers: model-ready tensors in, 512-d unit vectors out.
+
+Each modality is an encoder ONNX file followed by a projection ONNX file.  Both
+sessions load only when that modality is first used, so a text query never
+pays for the image or audio towers.  Outputs are picked by name
+(`pooler_output`), and the final L2 normalise is ours: no graph output is
+normalised.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mediasearch.bundle import Bundle
+from mediasearch.errors import BundleError
+from mediasearch.paths import cache_dir
+
+MAX_TOKENS = 77
+BOS, EOS = 49406, 49407
+
+# Encoder file, projection file, encoder input name, batch size when batching works.
+TOWERS = {
+    "text": ("text_model.onnx", "text_projection.onnx", "input_ids", 32),
+    "image": ("visual_model.onnx", "visual_projection.onnx", "pixel_values", 16),
+    "audio": ("audio_model.onnx", "audio_projection.onnx", "input_features", 4),
+}
+
+
+def _ort():
+    import onnxruntime as ort
+
+    ort.disable_telemetry_events()
+    ort.set_default_logger_severity(3)
+    return ort
+
+
+def normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class Tower:
+    """One modality's encoder + projection, loaded on first use."""
+
+    def __init__(self, bundle: Bundle, kind: str, threads: int = 0):
+        self.bundle = bundle
+        self.kind = kind
+        self.encoder_file, self.projection_file, self.input_name, self.max_batch = TOWERS[kind]
+        self.threads = threads
+        self._encoder = None
+        self._projection = None
+        self.batched: bool | None = None
+
+    def _session(self, name: str):
+        ort = _ort()
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        path = self.bundle.file(name)
+        try:
+            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise BundleError(
+                f"{path} could not be loaded ({str(exc).splitlines()[0][:200]}): the file is "
+                "damaged or not an ONNX model; download the bundle again with `mediasearch model pull`"
+            ) from exc
+
+    def load(self) -> None:
+        if self._encoder is not None:
+            return
+        self._encoder = self._session(self.encoder_file)
+        self._projection = self._session(self.projection_file)
+        outputs = [o.name for o in self._encoder.get_outputs()]
+        if "pooler_output" not in outputs:
+            raise BundleError(f"{self.bundle.file(self.encoder_file)} has no pooler_output (outputs: {outputs})")
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Vectors for one batch of ready inputs, unit length."""
+        self.load()
+        pooled = self._encoder.run(["pooler_output"], feeds)[0]
+        proj_in = self._projection.get_inputs()[0].name
+        projected = self._projection.run(None, {proj_in: pooled.astype(np.float32)})[0]
+        return normalize(projected)
+
+    def batch_size(self, example: dict[str, np.ndarray]) -> int:
+        """max_batch if a batch of 2 gives the rows of two batches of 1, else 1.
+
+        Some exports bake batch 1 into internal reshapes; the probe runs once per
+        bundle revision and tower, and the answer is kept in the cache directory.
+        """
+        if self.batched is None:
+            self.batched = self._probe(example)
+        return self.max_batch if self.batched else 1
+
+    def _probe(self, example: dict[str, np.ndarray]) -> bool:
+        record = cache_dir() / "probes" / f"{self.bundle.revision}-{self.kind}.json"
+        try:
+            return bool(json.loads(record.read_text())["batched"])
+        except (OSError, ValueError, KeyError):
+            pass
+        rng = np.random.default_rng(0)
+        pair = {k: np.concatenate([v[:1], _perturb(v[:1], rng)]) for k, v in example.items()}
+        try:
+            together = self.run(pair)
+            apart = np.concatenate([self.run({k: v[i : i + 1] for k, v in pair.items()}) for i in range(2)])
+            batched = bool(np.allclose(together, apart, atol=1e-4))
+        except Exception:
+            batched = False
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"batched": batched}))
+        return batched
+
+    def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Vectors for any number of rows, in batches this tower supports."""
+        n = len(next(iter(inputs.values())))
+        if n == 0:
+            return np.zeros((0, 512), np.float32)
+        size = self.batch_size(inputs)
+        parts = [self.run({k: v[i : i + size] for k, v in inputs.items()}) for i in range(0, n, size)]
+        return np.concatenate(parts)
+
+
+def _perturb(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A second, different row of the same kind for the batching probe."""
+    if rows.dtype.kind == "i":
+        return rows.copy()[:, ::-1].copy() if rows.shape[1] > 2 else rows.copy()
+    return (rows + rng.normal(0, 0.5, rows.shape)).astype(rows.dtype)
+
+
+class Embedder:
+    """Text, image and audio vectors from one bundle."""
+
+    def __init__(self, bundle: Bundle, threads: int = 0):
+        self.bundle = bundle
+        self.towers = {kind: Tower(bundle, kind, threads) for kind in TOWERS}
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            path = self.bundle.file("tokenizer.json")
+            try:
+                self._tokenizer = Tokenizer.from_file(str(path))
+            except Exception as exc:
+                raise BundleError(f"{path} is not a tokenizers file ({exc}): download the bundle again") from exc
+            self._tokenizer.no_padding()
+            self._tokenizer.no_truncation()
+        return self._tokenizer
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """input_ids and attention_mask per the contract: BOS..EOS, at most 77, end kept."""
+        rows = []
+        for enc in self.tokenizer.encode_batch(list(texts), add_special_tokens=True):
+            ids = list(enc.ids)
+            if not ids or ids[0] != BOS:
+                ids.insert(0, BOS)
+            if ids[-1] != EOS:
+                ids.append(EOS)
+            if len(ids) > MAX_TOKENS:
+                ids = ids[: MAX_TOKENS - 1] + [EOS]
+            rows.append(ids)
+        width = max(len(r) for r in rows)
+        input_ids = np.full((len(rows), width), EOS, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, ids in enumerate(rows):
+            input_ids[i, : len(ids)] = ids
+            mask[i, : len(ids)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 512), np.float32)
+        tower = self.towers["text"]
+        size = tower.batch_size(self.tokenize(texts[:1]))
+        # Tokenise per batch so padding only reaches the longest text of that batch.
+        parts = [tower.run(self.tokenize(texts[i : i + size])) for i in range(0, len(texts), size)]
+        return np.concatenate(parts)
+
+    def embed_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        """pixels: [N, 3, 224, 224] float32, as media.image_tensor makes them."""
+        return self.towers["image"].embed({"pixel_values": pixels})
+
+    def embed_features(self, features: np.ndarray) -> np.ndarray:
+        """features: [N, 1, T, 64] float32 log-mel, as media.audio_features makes them."""
+        return self.towers["audio"].embed({"input_features": features})
+
+    def embed_decoded(self, items: Sequence) -> list[np.ndarray]:
+        """Vectors for decoded files (media.Decoded), batched across files by kind."""
+        out: list[np.ndarray | None] = [None] * len(items)
+        for kind, run in (("image", self.embed_pixels), ("audio", self.embed_features)):
+            picked = [i for i, item in enumerate(items) if item.kind == kind]
+            if not picked:
+                continue
+            vectors = run(np.stack([t for i in picked for t in items[i].tensors]))
+            offset = 0
+            for i in picked:
+                count = len(items[i].tensors)
+                out[i] = vectors[offset : offset + count]
+                offset += count
+        return out
+
+    def probe_all(self) -> dict[str, bool]:
+        """Load every tower and run its batching probe (for `model info`)."""
+        from mediasearch.media import silent_features
+
+        examples = {
+            "text": self.tokenize(["a probe sentence"]),
+            "image": {"pixel_values": np.zeros((1, 3, 224, 224), np.float32)},
+            "audio": {"input_features": silent_features()[None]},
+        }
+        return {kind: self.towers[kind].batch_size(examples[kind]) > 1 for kind in TOWERS}
+
+
+def file_sizes(path: Path, names: Sequence[str]) -> dict[str, int]:
+    return {name: (path / name).stat().st_size for name in names}
