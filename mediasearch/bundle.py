@@ -91,12 +91,25 @@ def resolve(model: str | None = None, download: bool = True) -> Bundle:
     return Bundle(path, name, path.name)
 
 
+def _hub_settings() -> dict:
+    """HF_ENDPOINT and HF_HUB_OFFLINE as they are now.
+
+    The hub client reads both once, at import; reading them per call keeps a
+    process (or a test) that changes them honest.
+    """
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return {"endpoint": os.environ.get("HF_ENDPOINT") or None, "local_files_only": offline}
+
+
 def pull(repo_id: str) -> Path:
     """Download (or finish downloading) a hub bundle into the cache; return its folder."""
     from huggingface_hub import snapshot_download
 
+    settings = _hub_settings()
     try:
-        folder = snapshot_download(repo_id, cache_dir=hub_cache(), allow_patterns=list(BUNDLE_FILES))
+        if settings["local_files_only"]:
+            raise BundleError("HF_HUB_OFFLINE is set")
+        folder = snapshot_download(repo_id, cache_dir=hub_cache(), allow_patterns=list(BUNDLE_FILES), **settings)
     except Exception as exc:  # the hub client raises many types; all mean the same here
         raise BundleError(
             f"could not download {repo_id} ({_reason(exc)}) and no complete copy is cached: "
@@ -116,9 +129,7 @@ def _cached(repo_id: str) -> Path | None:
 
     try:
         return Path(
-            snapshot_download(
-                repo_id, cache_dir=hub_cache(), allow_patterns=list(BUNDLE_FILES), local_files_only=True
-            )
+            snapshot_download(repo_id, cache_dir=hub_cache(), allow_patterns=list(BUNDLE_FILES), local_files_only=True)
         )
     except Exception:
         return None

@@ -115,13 +115,16 @@ def load_image(path: Path):
     """
     from PIL import Image, ImageOps
 
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check, at our limit
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img = Image.open(path)
             if img.width * img.height > MAX_PIXELS:
                 raise DecodeError(
-                    path, f"{img.width}x{img.height} pixels is more than mediasearch decodes (a decompression bomb?)"
+                    path,
+                    f"{img.width}x{img.height} pixels is over the {MAX_PIXELS // 1_000_000} MP limit: "
+                    "refused as a decompression bomb",
                 )
             img.load()
             img = ImageOps.exif_transpose(img)

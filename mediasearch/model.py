@@ -10,13 +10,13 @@ normalised.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from mediasearch.bundle import Bundle
-from mediasearch.errors import BundleError
+from mediasearch.errors import BundleError, DecodeError
 from mediasearch.paths import cache_dir
 
 MAX_TOKENS = 77
@@ -215,8 +215,52 @@ class Embedder:
             "image": {"pixel_values": np.zeros((1, 3, 224, 224), np.float32)},
             "audio": {"input_features": silent_features()[None]},
         }
+        for tower in self.towers.values():
+            tower.load()
         return {kind: self.towers[kind].batch_size(examples[kind]) > 1 for kind in TOWERS}
 
 
-def file_sizes(path: Path, names: Sequence[str]) -> dict[str, int]:
-    return {name: (path / name).stat().st_size for name in names}
+def embed_files(embedder: Embedder, paths: Sequence[Path], chunk: int = 16) -> Iterator[tuple[Path, object]]:
+    """(path, (Decoded, vectors)) or (path, DecodeError) per file, in the order given.
+
+    Files are decoded a chunk at a time and embedded together, so pictures and
+    windows from different files share model batches.
+    """
+    from mediasearch.media import decode
+
+    for i in range(0, len(paths), chunk):
+        group = paths[i : i + chunk]
+        results: list[object] = []
+        for path in group:
+            try:
+                results.append(decode(path))
+            except DecodeError as exc:
+                results.append(exc)
+        good = [r for r in results if not isinstance(r, DecodeError)]
+        vectors = iter(embedder.embed_decoded(good))
+        for path, result in zip(group, results):
+            yield path, result if isinstance(result, DecodeError) else (result, next(vectors))
+
+
+def model_info(bundle: Bundle) -> dict:
+    """What `model info` shows: files, dimensions, batching per tower, provider."""
+    config = bundle.config()
+    audio = config.get("audio_config", {})
+    embedder = Embedder(bundle)
+    batched = embedder.probe_all()
+    widths = {kind: tower._projection.get_inputs()[0].shape[-1] for kind, tower in embedder.towers.items()}
+    return {
+        "source": bundle.source,
+        "path": str(bundle.path),
+        "revision": bundle.revision,
+        "dimension": config.get("embedding_dim", config.get("projection_dim", 512)),
+        "text_width": widths["text"],
+        "image_width": widths["image"],
+        "audio_width": widths["audio"],
+        "sample_rate": audio.get("sample_rate"),
+        "max_length_s": audio.get("max_length_s"),
+        "batched": batched,
+        "providers": embedder.towers["text"]._encoder.get_providers(),
+        "onnxruntime": _ort().__version__,
+        "files": {f.name: f.stat().st_size for f in sorted(bundle.path.iterdir()) if f.is_file()},
+    }

@@ -188,30 +188,64 @@ def export_bundle(out: Path, sizes: dict) -> tuple:
     mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
     with torch.no_grad():
         export(
-            Tower(clip.text_model), (ids, mask), out / "text_model.onnx",
-            ["input_ids", "attention_mask"], ["last_hidden_state", "pooler_output"],
-            {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-             "last_hidden_state": {0: "batch", 1: "sequence"}, "pooler_output": {0: "batch"}},
+            Tower(clip.text_model),
+            (ids, mask),
+            out / "text_model.onnx",
+            ["input_ids", "attention_mask"],
+            ["last_hidden_state", "pooler_output"],
+            {
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                "last_hidden_state": {0: "batch", 1: "sequence"},
+                "pooler_output": {0: "batch"},
+            },
         )
         tdim = clip_cfg.text_config.hidden_size
         vdim = clip_cfg.vision_config.hidden_size
-        export(clip.text_projection, (torch.randn(2, tdim),), out / "text_projection.onnx",
-               ["input"], ["output"], {"input": {0: "batch"}, "output": {0: "batch"}})
         export(
-            Tower(clip.vision_model), (torch.randn(2, 3, 224, 224),), out / "visual_model.onnx",
-            ["pixel_values"], ["last_hidden_state", "pooler_output"],
+            clip.text_projection,
+            (torch.randn(2, tdim),),
+            out / "text_projection.onnx",
+            ["input"],
+            ["output"],
+            {"input": {0: "batch"}, "output": {0: "batch"}},
+        )
+        export(
+            Tower(clip.vision_model),
+            (torch.randn(2, 3, 224, 224),),
+            out / "visual_model.onnx",
+            ["pixel_values"],
+            ["last_hidden_state", "pooler_output"],
             {"pixel_values": {0: "batch"}, "last_hidden_state": {0: "batch"}, "pooler_output": {0: "batch"}},
         )
-        export(clip.visual_projection, (torch.randn(2, vdim),), out / "visual_projection.onnx",
-               ["input"], ["output"], {"input": {0: "batch"}, "output": {0: "batch"}})
         export(
-            Tower(audio), (torch.randn(2, 1, 1001, 64),), out / "audio_model.onnx",
-            ["input_features"], ["last_hidden_state", "pooler_output"],
-            {"input_features": {0: "batch", 2: "time"}, "last_hidden_state": {0: "batch"},
-             "pooler_output": {0: "batch"}},
+            clip.visual_projection,
+            (torch.randn(2, vdim),),
+            out / "visual_projection.onnx",
+            ["input"],
+            ["output"],
+            {"input": {0: "batch"}, "output": {0: "batch"}},
         )
-        export(audio_proj, (torch.randn(2, audio_cfg.hidden_size),), out / "audio_projection.onnx",
-               ["input"], ["output"], {"input": {0: "batch"}, "output": {0: "batch"}})
+        export(
+            Tower(audio),
+            (torch.randn(2, 1, 1001, 64),),
+            out / "audio_model.onnx",
+            ["input_features"],
+            ["last_hidden_state", "pooler_output"],
+            {
+                "input_features": {0: "batch", 2: "time"},
+                "last_hidden_state": {0: "batch"},
+                "pooler_output": {0: "batch"},
+            },
+        )
+        export(
+            audio_proj,
+            (torch.randn(2, audio_cfg.hidden_size),),
+            out / "audio_projection.onnx",
+            ["input"],
+            ["output"],
+            {"input": {0: "batch"}, "output": {0: "batch"}},
+        )
     build_tokenizer(out)
     write_configs(out, clip_cfg, audio_cfg)
     return clip, audio, audio_proj
@@ -336,16 +370,25 @@ def compute_references(bundle: Path, inputs: Path, specs: dict, models: tuple) -
     tok = CLIPTokenizer.from_pretrained(bundle)
     proc = CLIPImageProcessorPil.from_pretrained(bundle)
     fe = ClapFeatureExtractor(
-        feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10, fft_window_size=1024,
-        padding_value=0.0, return_attention_mask=False, frequency_min=50, frequency_max=14000,
-        top_db=None, truncation="rand_trunc", padding="repeatpad",
+        feature_size=64,
+        sampling_rate=48000,
+        hop_length=480,
+        max_length_s=10,
+        fft_window_size=1024,
+        padding_value=0.0,
+        return_attention_mask=False,
+        frequency_min=50,
+        frequency_max=14000,
+        top_db=None,
+        truncation="rand_trunc",
+        padding="repeatpad",
     )
     refs: dict[str, np.ndarray] = {}
     with torch.no_grad():
         enc = tok(TEXTS, padding=True, truncation=True, max_length=77, return_tensors="pt")
         text = clip.get_text_features(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
         text = getattr(text, "pooler_output", text)
-        for i, t in enumerate(TEXTS):
+        for i in range(len(TEXTS)):
             refs[f"text:{i}"] = _unit(text[i].numpy())
         for name, spec in specs.items():
             path = inputs / name

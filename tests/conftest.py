@@ -1,0 +1,56 @@
+"""Shared fixtures: every test gets its own library and cache, and no hub access."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+BUNDLE = FIXTURES / "bundle"
+INPUTS = FIXTURES / "inputs"
+SAMPLES = Path(__file__).parent.parent / "sample_media"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path_factory, monkeypatch):
+    """Library and cache in temp dirs; the hub client stays offline unless a test says otherwise."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("MEDIASEARCH_HOME", str(home / "library"))
+    monkeypatch.setenv("MEDIASEARCH_CACHE", str(home / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("ORT_DISABLE_TELEMETRY", "1")
+    monkeypatch.delenv("MEDIASEARCH_MODEL", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def bundle():
+    from mediasearch.bundle import resolve
+
+    return resolve(str(BUNDLE))
+
+
+@pytest.fixture(scope="session")
+def embedder(bundle):
+    from mediasearch.model import Embedder
+
+    return Embedder(bundle)
+
+
+@pytest.fixture(scope="session")
+def reference():
+    meta = json.loads((FIXTURES / "reference.json").read_text())
+    vectors = dict(np.load(FIXTURES / "reference.npz"))
+    return meta, vectors
+
+
+@pytest.fixture
+def media_dir(tmp_path) -> Path:
+    """A copy of sample_media (without the licence file) to index and change."""
+    folder = tmp_path / "media"
+    shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
+    return folder

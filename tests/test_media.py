@@ -1,0 +1,161 @@
+"""Decoding: kinds by content, every picture mode, audio windows, and bad input."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import INPUTS, SAMPLES
+from PIL import Image
+
+from mediasearch import media
+from mediasearch.errors import DecodeError
+
+
+def test_kinds_come_from_content_not_extension(tmp_path):
+    disguised = tmp_path / "photo.wav"
+    disguised.write_bytes((INPUTS / "landscape.jpg").read_bytes())
+    assert media.kind_of(disguised) == "image"
+    assert media.kind_of(SAMPLES / "rain-noise.mp3") == "audio"
+    assert media.kind_of(SAMPLES / "tone-a440.ogg") == "audio"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    assert media.kind_of(notes) is None
+    video = tmp_path / "clip.bin"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(32))
+    assert media.kind_of(video) == "video"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLES.iterdir() if p.suffix != ".md"))
+def test_every_sample_decodes(name):
+    decoded = media.decode(SAMPLES / name)
+    assert decoded.tensors and len(decoded.tensors) == len(decoded.spans)
+
+
+def test_transparent_pixels_are_laid_on_white(tmp_path):
+    rgba = np.zeros((64, 64, 4), np.uint8)  # fully transparent black
+    rgba[16:48, 16:48] = (200, 30, 30, 255)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "logo.png")
+    on_white = np.full((64, 64, 3), 255, np.uint8)
+    on_white[16:48, 16:48] = (200, 30, 30)
+    Image.fromarray(on_white).save(tmp_path / "white.png")
+    assert np.array_equal(
+        media.decode(tmp_path / "logo.png").tensors[0], media.decode(tmp_path / "white.png").tensors[0]
+    )
+
+
+@pytest.mark.parametrize(
+    "mode", ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "I", "I;16", "F", "RGBa"]
+)
+def test_every_pillow_mode_becomes_rgb(tmp_path, mode):
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)).convert("RGBA")
+    converted = img.convert(mode) if mode not in ("I;16",) else img.convert("L").convert("I;16")
+    rgb = media.to_rgb(converted)
+    assert rgb.mode == "RGB" and rgb.size == (30, 40)
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped():
+    img = Image.fromarray(np.full((8, 8), 40000, np.uint16))
+    assert np.asarray(media.to_rgb(img))[0, 0].tolist() == [40000 >> 8] * 3
+
+
+def test_exif_orientation_is_applied():
+    decoded = media.decode(INPUTS / "rotated.jpg")
+    stored = Image.open(INPUTS / "rotated.jpg")
+    assert (decoded.facts["width"], decoded.facts["height"]) == (stored.height, stored.width)
+
+
+def test_gif_gives_its_first_frame(tmp_path):
+    frames = [Image.new("RGB", (32, 32), c) for c in ("red", "blue")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    Image.new("RGB", (32, 32), "red").save(tmp_path / "red.png")
+    a, b = media.decode(tmp_path / "anim.gif").tensors[0], media.decode(tmp_path / "red.png").tensors[0]
+    assert np.allclose(a, b, atol=0.05)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _png_header(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    idat = b"IDAT" + zlib.compress(bytes(64))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + struct.pack(">I", len(idat) - 4)
+        + idat
+        + struct.pack(">I", zlib.crc32(idat))
+    )
+
+
+@pytest.mark.parametrize(
+    "name, content, reason",
+    [
+        ("empty.jpg", b"", "file is empty"),
+        ("empty.wav", b"", "file is empty"),
+        ("notes.jpg", b"just some text, not a picture\n", "not a readable image"),
+        ("bomb.png", _png_header(50_000, 50_000), "refused as a decompression bomb"),
+        ("readme.txt", b"hello", "not an image or sound file"),
+    ],
+)
+def test_bad_files_give_one_clear_error(tmp_path, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DecodeError) as err:
+        media.decode(path)
+    assert reason in err.value.reason and err.value.path == str(path)
+
+
+@pytest.mark.parametrize("name", ["landscape.jpg", "portrait.png"])
+def test_truncated_pictures_are_refused(tmp_path, name):
+    data = (INPUTS / name).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DecodeError, match="not a readable image"):
+        media.decode(path)
+
+
+def test_wav_header_without_data(tmp_path):
+    sf.write(tmp_path / "nothing.wav", np.zeros(0, np.float32), 48000)
+    with pytest.raises(DecodeError, match="no audio samples"):
+        media.decode(tmp_path / "nothing.wav")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DecodeError, match="cannot read file"):
+        media.decode(tmp_path / "gone.wav")
+
+
+def test_silence_and_a_click_give_defined_vectors(embedder, tmp_path):
+    """Silence is a valid (if dull) sound; a 0.05 s click is repeat-padded to 10 s like the reference."""
+    sf.write(tmp_path / "silence.wav", np.zeros(48000 * 2, np.float32), 48000)
+    click = np.zeros(2400, np.float32)
+    click[:48] = 0.9
+    sf.write(tmp_path / "click.wav", click, 48000)
+    silent = media.decode(tmp_path / "silence.wav")
+    assert np.allclose(silent.tensors[0], -100.0)
+    vectors = embedder.embed_decoded([silent, media.decode(tmp_path / "click.wav")])
+    for v in vectors:
+        assert v.shape == (1, 512) and np.isfinite(v).all() and abs(np.linalg.norm(v) - 1) < 1e-5
+    assert float(vectors[0][0] @ vectors[1][0]) < 0.9999
+
+
+def test_repeat_pad_matches_the_reference_rule():
+    clip = np.linspace(-1, 1, 700_00 // 7, dtype=np.float32)  # 10,000 samples: 48 whole repeats then zeros
+    feats = media.audio_features(clip)
+    assert feats.shape == (1, 1001, 64)
+    manual = np.pad(np.tile(clip, 48), (0, 480_000 - 480_000))
+    assert np.allclose(feats, media.audio_features(manual))
+
+
+def test_window_plan():
+    assert media.windows(4.0) == [(0.0, 4.0)]
+    assert media.windows(10.0) == [(0.0, 10.0)]
+    assert media.windows(10.5) == [(0.0, 10.0), (0.5, 10.5)]
+    assert media.windows(26.0) == [(0.0, 10.0), (8.0, 18.0), (16.0, 26.0)]
