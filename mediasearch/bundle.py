@@ -103,9 +103,10 @@ def _hub_settings() -> dict:
 
 def pull(repo_id: str) -> Path:
     """Download (or finish downloading) a hub bundle into the cache; return its folder."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
 
     settings = _hub_settings()
+    constants.HF_HUB_OFFLINE = settings["local_files_only"]  # the client froze it at import
     try:
         if settings["local_files_only"]:
             raise BundleError("HF_HUB_OFFLINE is set")

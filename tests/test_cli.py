@@ -92,7 +92,7 @@ def test_model_pull_from_local_hub(monkeypatch):
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         monkeypatch.delenv("HF_HUB_OFFLINE")
         result = run("model", "pull")
-        assert result.exit_code == 0
+        assert result.exit_code == 0, result.output
         path = result.stdout.strip()
         assert os.path.isfile(os.path.join(path, "audio_model.onnx"))
         assert len(hub.downloads()) == 10
@@ -150,3 +150,115 @@ def test_no_network_connection_once_the_model_is_on_disk(tmp_path, monkeypatch):
         calls = [line for line in log.read_text().splitlines() if "sa_family=AF_INET" in line]
         outside = [c for c in calls if not re.search(r'inet_addr\("127\.|inet_pton\(AF_INET6, "::1"', c)]
         assert outside == [], outside
+
+
+# ----------------------------------------------------------------------------- library commands
+
+
+@pytest.fixture
+def indexed_cli(media_dir):
+    result = run("index", str(media_dir), "--model", str(BUNDLE), "--json")
+    assert result.exit_code == 0, result.output
+    return media_dir.resolve(), json.loads(result.stdout)
+
+
+def test_index_json_summary(indexed_cli):
+    _, summary = indexed_cli
+    assert set(summary) == {
+        "added",
+        "updated",
+        "unchanged",
+        "reused",
+        "removed",
+        "failed",
+        "ignored",
+        "failures",
+        "seconds",
+    }
+    assert summary["added"] == 12
+    again = json.loads(run("index", "--json").stdout)  # no PATH: rescan the library's folders
+    assert again["unchanged"] == 12 and again["added"] == 0
+
+
+def test_index_human_summary_goes_to_stderr(media_dir):
+    result = run("index", str(media_dir), "--model", str(BUNDLE))
+    assert result.stdout == "" and "12 added" in result.stderr
+
+
+def test_query_outputs(indexed_cli):
+    folder, _ = indexed_cli
+    plain = run("query", "a cat", "-n", "3").stdout.splitlines()
+    assert len(plain) == 3 and all(len(line.split("\t")) in (2, 3) for line in plain)
+    rows = json.loads(run("query", "--like", str(folder / "coffee-cup.png"), "--json").stdout)
+    assert rows[0]["path"] == str(folder / "coffee-cup.png") and rows[0]["score"] == pytest.approx(1, abs=1e-5)
+    assert set(rows[0]) >= {"path", "kind", "score", "start", "end"}
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    paths = run("query", "sound", "--type", "audio", "--paths").stdout.splitlines()
+    assert paths and all(os.path.isabs(p) and p.endswith((".wav", ".flac", ".ogg", ".mp3")) for p in paths)
+    nul = run("query", "x", "--paths", "-0", "-n", "2").stdout
+    assert nul.count("\0") == 2 and "\n" not in nul
+
+
+def test_query_errors(indexed_cli, tmp_path):
+    result = CliRunner().invoke(cli, ["query", "x", "--type", "video"])
+    assert result.exit_code == 2 and "unknown kind" in result.output
+    bad = tmp_path / "bad.png"
+    bad.write_text("nope")
+    result = CliRunner().invoke(cli, ["query", "--like", str(bad)])
+    assert result.exit_code == 1 and "cannot be used" in result.output
+    result = CliRunner().invoke(cli, ["query", "x", "--library", str(tmp_path / "empty"), "--model", str(BUNDLE)])
+    assert result.exit_code == 1 and "library is empty" in result.output
+
+
+def test_status_and_failures(media_dir):
+    (media_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    run("index", str(media_dir), "--model", str(BUNDLE))
+    data = json.loads(run("status", "--json").stdout)
+    assert data["counts"]["indexed"] == 12 and data["counts"]["failed"] == 1
+    assert data["counts"]["image"] == 6 and data["counts"]["audio"] == 6
+    assert data["index"]["vectors"] == 15 and data["index"]["current"]
+    assert data["roots"] == [{"path": str(media_dir.resolve()), "files": 12}]
+    text = run("status", "--failures").stdout
+    assert "broken.jpg: not a readable image" in text
+
+
+def test_forget(indexed_cli, tmp_path):
+    folder, _ = indexed_cli
+    result = CliRunner().invoke(cli, ["forget", str(tmp_path / "elsewhere")])
+    assert result.exit_code == 1 and "is not a folder of this library" in result.output
+    assert run("forget", str(folder)).exit_code == 0
+    data = json.loads(run("status", "--json").stdout)
+    assert data["roots"] == [] and data["segments"] == 0 and data["index"]["vectors"] == 0
+
+
+def test_other_model_is_refused_in_one_line(indexed_cli, tmp_path):
+    folder, _ = indexed_cli
+    other = tmp_path / "other"
+    shutil.copytree(BUNDLE, other)
+    (other / "projection_training_metadata.json").write_text("{}")
+    result = CliRunner().invoke(cli, ["index", str(folder), "--model", str(other)])
+    assert result.exit_code == 1 and "--reembed" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["query", "x", "--model", str(other)])
+    assert result.exit_code == 1 and "--reembed" in result.output
+    assert json.loads(run("index", str(folder), "--model", str(other), "--reembed", "--json").stdout)["updated"] == 12
+
+
+def test_second_writer_is_told_who_holds_the_library(indexed_cli):
+    from mediasearch.catalog import Catalog
+    from mediasearch.paths import library_dir
+
+    holder = Catalog(library_dir())
+    holder.lock()
+    try:
+        result = CliRunner().invoke(cli, ["index"])
+        assert result.exit_code == 1 and f"pid {os.getpid()}" in result.output
+    finally:
+        holder.close()
+
+
+def test_deleted_index_file_is_rebuilt_by_query(indexed_cli):
+    from mediasearch.paths import library_dir
+
+    (library_dir() / "vectors.faiss").unlink()
+    assert len(json.loads(run("query", "x", "--json").stdout)) == 10
+    assert (library_dir() / "vectors.faiss").exists()

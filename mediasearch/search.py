@@ -1,0 +1,138 @@
+"""Querying: combine the query terms into one vector, rank files by their best segment.
+
+Every positive term (a text, or an example file of any kind) counts the same:
+their unit vectors are averaged.  Negative terms (`--not`) are averaged too and
+subtracted at half that weight, which pushes results away from them without
+letting one negative word swamp the query.  The result is re-normalised, so a
+score is a cosine between the query and a segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from mediasearch import media
+from mediasearch.catalog import INDEXED, Catalog
+from mediasearch.errors import DecodeError, MediasearchError
+from mediasearch.index import VectorIndex
+from mediasearch.model import normalize
+
+NEGATIVE_WEIGHT = 0.5
+
+
+@dataclass
+class Hit:
+    """One result: a file, its best segment's score and time range."""
+
+    path: str
+    kind: str
+    score: float
+    start: float | None
+    end: float | None
+    size: int
+    mtime: float
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Filters:
+    kinds: Sequence[str] = ()
+    within: Sequence[Path] = ()
+    after: datetime | None = None
+    before: datetime | None = None
+    min_score: float | None = None
+
+    def accept(self, facts: dict, score: float) -> bool:
+        if self.kinds and facts["kind"] not in self.kinds:
+            return False
+        if self.within and not any(Path(facts["path"]).is_relative_to(p) for p in self.within):
+            return False
+        if self.after and facts["mtime"] < self.after.timestamp():
+            return False
+        if self.before and facts["mtime"] >= self.before.timestamp():
+            return False
+        return self.min_score is None or score >= self.min_score
+
+
+def example_vector(catalog: Catalog, embedder_factory, path: Path) -> np.ndarray:
+    """The vector of an example file: stored if the file is indexed and unchanged, else embedded now."""
+    resolved = path.expanduser().resolve()
+    row = catalog.file(str(resolved))
+    try:
+        st = resolved.stat()
+    except OSError as exc:
+        raise MediasearchError(f"example file {path} cannot be read ({exc.strerror or exc})") from exc
+    if row and row.status == INDEXED and row.size == st.st_size and row.mtime == st.st_mtime:
+        return _mean(catalog.segment_vectors(row.id))
+    try:
+        decoded = media.decode(resolved)
+    except DecodeError as exc:
+        raise MediasearchError(f"example file {path} cannot be used: {exc.reason}") from exc
+    return _mean(embedder_factory().embed_decoded([decoded])[0])
+
+
+def _mean(vectors: np.ndarray) -> np.ndarray:
+    return normalize(vectors.mean(axis=0, keepdims=True))[0]
+
+
+def query_vector(
+    catalog: Catalog, embedder_factory, texts: Sequence[str], likes: Sequence[Path], nots: Sequence[str]
+) -> np.ndarray:
+    """Average the positive terms, subtract half the average of the negative ones, normalise."""
+    positives = [example_vector(catalog, embedder_factory, p) for p in likes]
+    texts = [t for t in texts if t and t.strip()]
+    if texts:
+        positives += list(embedder_factory().embed_texts(list(texts)))
+    if not positives:
+        raise MediasearchError("give a query: some words, or --like FILE")
+    vector = np.mean(positives, axis=0)
+    if nots:
+        vector = vector - NEGATIVE_WEIGHT * embedder_factory().embed_texts(list(nots)).mean(axis=0)
+    return normalize(vector[None])[0]
+
+
+def search(
+    catalog: Catalog, vectors: VectorIndex, query: np.ndarray, limit: int = 10, filters: Filters | None = None
+) -> list[Hit]:
+    """Files ranked by their best segment, best first, after filters."""
+    filters = filters or Filters()
+    vectors.refresh()
+    if vectors.count == 0:
+        raise MediasearchError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
+    k = min(vectors.count, max(limit * 20, 200))
+    while True:
+        scores, ids = vectors.search(query, k)
+        facts = catalog.hits([int(i) for i in ids])
+        best: dict[int, Hit] = {}
+        for score, sid in zip(scores.tolist(), ids.tolist()):
+            row = facts.get(sid)
+            if row is None or row["file_id"] in best or not filters.accept(row, score):
+                continue
+            best[row["file_id"]] = Hit(
+                row["path"],
+                row["kind"],
+                round(score, 6),
+                row["start"],
+                row["end"],
+                row["size"],
+                row["mtime"],
+                row["width"],
+                row["height"],
+                row["duration"],
+            )
+        exhausted = k >= vectors.count or (
+            filters.min_score is not None and scores.size and scores[-1] < filters.min_score
+        )
+        if len(best) >= limit or exhausted:
+            return sorted(best.values(), key=lambda h: -h.score)[:limit]
+        k = min(vectors.count, k * 4)

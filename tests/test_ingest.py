@@ -1,0 +1,244 @@
+"""Incremental indexing with the real towers, a real SQLite file and a real FAISS index."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BUNDLE, INPUTS
+from PIL import Image
+
+from mediasearch.bundle import resolve
+from mediasearch.catalog import Catalog
+from mediasearch.errors import MediasearchError
+from mediasearch.index import VectorIndex
+from mediasearch.ingest import Indexer, check_model
+from mediasearch.model import Embedder
+
+
+class Counting:
+    """The real embedder, counting how often the model runs."""
+
+    def __init__(self, embedder):
+        self.embedder = embedder
+        self.calls = 0
+        self.items = 0
+
+    def embed_decoded(self, items):
+        self.calls += 1
+        self.items += len(items)
+        return self.embedder.embed_decoded(items)
+
+
+@pytest.fixture
+def library(tmp_path, embedder):
+    catalog = Catalog(tmp_path / "library")
+    check_model(catalog, embedder.bundle)
+    counting = Counting(embedder)
+
+    def run(*roots, **kw):
+        indexer = Indexer(catalog, VectorIndex(catalog), lambda: counting, **kw)
+        summary = indexer.scan([Path(r).resolve() for r in roots])
+        indexer.vectors.save()
+        return summary
+
+    run.catalog = catalog
+    run.model = counting
+    yield run
+    catalog.close()
+
+
+def consistent(catalog: Catalog) -> None:
+    """SQLite and the saved FAISS index hold the same segment ids."""
+    index = VectorIndex(catalog).load()
+    assert not index.rebuilt, "the saved index should be current"
+    ids = [r[0] for r in catalog.conn.execute("SELECT id FROM segments ORDER BY id")]
+    assert index.ids().tolist() == ids
+
+
+def test_first_pass_indexes_every_media_file(library, media_dir):
+    (media_dir / "notes.txt").write_text("not media")
+    summary = library(media_dir)
+    assert (summary.added, summary.failed, summary.ignored) == (12, 0, 1)
+    assert library.catalog.segment_count() == 15  # two long recordings give 3 + 2 windows
+    consistent(library.catalog)
+
+
+def test_second_pass_embeds_nothing(library, media_dir):
+    library(media_dir)
+    calls = library.model.calls
+    summary = library(media_dir)
+    assert summary.unchanged == 12 and summary.added == summary.updated == 0
+    assert library.model.calls == calls
+
+
+def test_rename_move_and_copy_reuse_vectors(library, media_dir):
+    library(media_dir)
+    before = library.model.items
+    stored = library.catalog.segment_vectors(library.catalog.file(str(media_dir / "cat-chelsea.jpg")).id)
+    (media_dir / "sub").mkdir()
+    os.rename(media_dir / "cat-chelsea.jpg", media_dir / "sub" / "kitty.jpg")
+    shutil.copy(media_dir / "chirp.wav", media_dir / "chirp-copy.wav")
+    summary = library(media_dir)
+    assert library.model.items == before, "no file may be embedded again"
+    assert summary.reused == 2 and summary.removed == 0
+    moved = library.catalog.file(str(media_dir / "sub" / "kitty.jpg"))
+    assert np.array_equal(library.catalog.segment_vectors(moved.id), stored)
+    assert library.catalog.file(str(media_dir / "cat-chelsea.jpg")) is None
+    assert library.catalog.file(str(media_dir / "chirp-copy.wav")).status == "indexed"
+    consistent(library.catalog)
+
+
+def test_changed_file_is_embedded_again(library, media_dir):
+    library(media_dir)
+    Image.open(INPUTS / "portrait.png").save(media_dir / "coffee-cup.png")
+    summary = library(media_dir)
+    assert summary.updated == 1 and summary.unchanged == 11
+    consistent(library.catalog)
+
+
+def test_deleted_files_leave_catalog_and_index(library, media_dir):
+    library(media_dir)
+    (media_dir / "rain-noise.mp3").unlink()
+    summary = library(media_dir)
+    assert summary.removed == 1
+    assert library.catalog.file(str(media_dir / "rain-noise.mp3")) is None
+    assert library.catalog.segment_count() == 13
+    consistent(library.catalog)
+
+
+def test_failures_are_recorded_and_retried_only_when_changed(library, media_dir):
+    bad = media_dir / "broken.png"
+    bad.write_bytes((INPUTS / "portrait.png").read_bytes()[:300])
+    summary = library(media_dir)
+    assert summary.failed == 1 and summary.failures[0]["path"] == str(bad)
+    assert "not a readable image" in summary.failures[0]["error"]
+    assert library(media_dir).failed == 0  # unchanged: not retried
+    shutil.copy(INPUTS / "portrait.png", bad)
+    summary = library(media_dir)
+    assert summary.updated == 1 and library.catalog.file(str(bad)).status == "indexed"
+
+
+def test_hidden_and_excluded_files_are_skipped(library, media_dir):
+    (media_dir / ".thumbs").mkdir()
+    shutil.copy(INPUTS / "tiny.png", media_dir / ".thumbs" / "t.png")
+    shutil.copy(INPUTS / "tiny.png", media_dir / ".hidden.png")
+    (media_dir / "drafts").mkdir()
+    shutil.copy(INPUTS / "gray.png", media_dir / "drafts" / "g.png")
+    assert library(media_dir, excludes=["drafts", "*.mp3"]).added == 11
+    assert library(media_dir, hidden=True, excludes=["drafts"]).added == 3
+
+
+def test_symlink_loops_and_unreadable_folders_are_reported(library, media_dir, monkeypatch):
+    (media_dir / "loop").symlink_to(media_dir)
+    locked = media_dir / "locked"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path):  # root reads everything, so refuse this one folder the way the OS would
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    warnings = []
+    summary = library(media_dir, warn=warnings.append)
+    assert summary.added == 12
+    assert any("symlink loop" in w for w in warnings) and any("Permission denied" in w for w in warnings)
+
+
+def test_video_is_ignored_and_counted(library, media_dir):
+    (media_dir / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    summary = library(media_dir)
+    assert summary.ignored == 1 and library.catalog.file(str(media_dir / "clip.mp4")).kind == "video"
+
+
+def test_deleted_faiss_file_is_rebuilt_from_sqlite(library, media_dir):
+    library(media_dir)
+    (library.catalog.folder / "vectors.faiss").unlink()
+    calls = library.model.calls
+    index = VectorIndex(library.catalog).load()
+    assert index.rebuilt and index.count == 15 and library.model.calls == calls
+
+
+def test_a_different_model_is_refused_unless_reembedding(library, media_dir, tmp_path):
+    library(media_dir)
+    other = tmp_path / "other"
+    shutil.copytree(BUNDLE, other)
+    (other / "projection_training_metadata.json").write_text('{"another": "training run"}')
+    with pytest.raises(MediasearchError, match="--reembed"):
+        check_model(library.catalog, resolve(str(other)))
+    check_model(library.catalog, resolve(str(other)), reembed=True)
+    assert library.catalog.segment_count() == 0
+    summary = library(media_dir)
+    assert summary.updated == 12 and summary.reused == 0
+
+
+def _many_pictures(folder: Path, count: int) -> None:
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(folder / f"p{i:04}.png")
+
+
+def test_kill_9_mid_run_then_resume(tmp_path):
+    """A real `mediasearch index` killed with SIGKILL loses at most its batch in flight."""
+    folder = tmp_path / "many"
+    _many_pictures(folder, 1200)
+    env = dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "lib"))
+    cmd = [sys.executable, "-m", "mediasearch", "index", str(folder), "--model", str(BUNDLE), "--json"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    db = tmp_path / "lib" / "catalog.db"
+    deadline = time.monotonic() + 120
+    indexed = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=1) as conn:
+                    indexed = conn.execute("SELECT count(*) FROM files").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+        if indexed >= 64:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(db) as conn:
+        at_kill = conn.execute("SELECT count(*) FROM files").fetchone()[0]
+    assert 0 < at_kill < 1200, f"the kill should land mid-run ({at_kill} files)"
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    summary = json.loads(done.stdout)
+    assert summary["added"] + summary["unchanged"] == 1200
+    assert summary["unchanged"] >= at_kill - 32
+    catalog = Catalog(tmp_path / "lib")
+    try:
+        rows = catalog.conn.execute("SELECT count(*), count(DISTINCT path) FROM files").fetchone()
+        assert rows == (1200, 1200)
+        assert catalog.segment_count() == 1200
+        consistent(catalog)
+    finally:
+        catalog.close()
+
+
+def test_embedder_is_not_built_when_nothing_changed(tmp_path, media_dir, bundle):
+    catalog = Catalog(tmp_path / "lib")
+    check_model(catalog, bundle)
+    Indexer(catalog, VectorIndex(catalog), lambda: Embedder(bundle)).scan([media_dir.resolve()])
+
+    def refuse():
+        raise AssertionError("the model must not load for a no-change pass")
+
+    summary = Indexer(catalog, VectorIndex(catalog), refuse).scan([media_dir.resolve()])
+    assert summary.unchanged == 12
+    catalog.close()
