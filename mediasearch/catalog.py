@@ -197,6 +197,15 @@ class Catalog:
         ).fetchone()
         return FileRow(*r) if r else None
 
+    def files_with_prefix(self, path: str) -> list[FileRow]:
+        """The file at path, or every file under the folder at path ('/' < '0' bounds the range)."""
+        base = path.rstrip("/")
+        rows = self.conn.execute(
+            "SELECT id, path, size, mtime, status, hash, kind FROM files WHERE path = ? OR (path > ? AND path < ?)",
+            (base, base + "/", base + "0"),
+        )
+        return [FileRow(*r) for r in rows]
+
     def vectors_for_hash(self, digest: str) -> tuple[dict, list[tuple[float | None, float | None, bytes]]] | None:
         """Facts and segments of an indexed file with this content, to reuse without the model."""
         row = self.conn.execute(

@@ -488,5 +488,76 @@ def forget(path, library, as_json) -> None:
         warn(f"forgot {target} ({len(removed)} segments)")
 
 
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@model_option
+@library_option
+@click.option("--hidden", is_flag=True, help="Include hidden files and folders.")
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="Skip matching files and folders.")
+@click.option(
+    "--settle",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds a file must stay unchanged before it is embedded (files being written wait).",
+)
+@click.option(
+    "--rescan",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    metavar="SECONDS",
+    help="Also rescan every folder this often, as a safety net for missed events (0 = never).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@json_option
+def watch(paths, model, library, hidden, excludes, settle, rescan, quiet, as_json) -> None:
+    """Keep the library in step with its folders until stopped.
+
+    Starts with the same pass as `index` (so changes made while it was not
+    running are caught), then follows filesystem events: new, changed, moved
+    and deleted files and folders show up in queries within seconds.  Moves keep
+    their vectors.  Ctrl-C or SIGTERM finishes the batch in flight and exits.
+    With no PATH, watches every folder already in the library.
+
+    Example: mediasearch watch ~/Media --exclude '*.part'
+    """
+    from mediasearch.index import VectorIndex
+    from mediasearch.ingest import Indexer, check_model
+    from mediasearch.model import Embedder
+    from mediasearch.watch import Settings, Watcher, print_change
+
+    _quiet_hub_when_piped()
+    catalog = open_catalog(library)
+    try:
+        catalog.lock()
+        found = bundle_for(catalog, model)
+        check_model(catalog, found)
+        roots = [p.expanduser().resolve() for p in paths] or [Path(p) for p in catalog.roots()]
+        if not roots:
+            raise click.UsageError("give a folder to watch (the library has none yet)")
+        for root in roots:
+            catalog.add_root(root)
+
+        def echo(line: str) -> None:
+            click.echo(line)
+            sys.stdout.flush()
+
+        def on_change(change) -> None:
+            if not quiet:
+                print_change(change, as_json, echo)
+
+        def log(message: str) -> None:
+            if not quiet:
+                warn(message)
+
+        indexer = Indexer(
+            catalog, VectorIndex(catalog), lambda: Embedder(found), hidden, excludes, warn=warn, on_change=on_change
+        )
+        Watcher(catalog, indexer, roots, Settings(settle=settle, rescan=rescan), log).run_until_signalled()
+    finally:
+        catalog.close()
+
+
 def main() -> None:
     cli(prog_name="mediasearch")

@@ -156,6 +156,7 @@ class Indexer:
         self.on_change = on_change
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.summary = Summary()
+        self.stopping = False  # set (e.g. by a signal handler) to stop after the batch in flight
 
     @property
     def embedder(self):
@@ -192,6 +193,39 @@ class Indexer:
         self.summary.seconds = round(time.monotonic() - started, 3)
         return self.summary
 
+    def sync_paths(self, paths: Iterable[str], roots: dict[str, int]) -> None:
+        """Bring just these paths (files or folders, present or gone) in step: the watcher's pass."""
+        todo: dict[str, tuple[Seen, FileRow | None]] = {}
+        gone: dict[int, FileRow] = {}
+        for raw in paths:
+            path = Path(raw)
+            root = _root_of(path, roots)
+            if root is None or not self.wanted(path, Path(root)):
+                continue
+            root_id = roots[root]
+            if path.is_dir():
+                for file, st in walk(path, self.hidden, self.excludes, self.warn):
+                    self._consider(file, st, Path(root), root_id, todo)
+            elif path.is_file():
+                self._consider(path, path.stat(), Path(root), root_id, todo)
+            for row in self.catalog.files_with_prefix(str(path)):
+                if not os.path.exists(row.path):
+                    gone[row.id] = row
+        self.apply(list(todo.values()), list(gone.values()))
+
+    def _consider(self, path: Path, st: os.stat_result, root: Path, root_id: int, todo: dict) -> None:
+        row = self.catalog.file(str(path))
+        if row and row.size == st.st_size and row.mtime == st.st_mtime:
+            return
+        todo[str(path)] = (Seen(str(path), path.relative_to(root).as_posix(), root_id, st.st_size, st.st_mtime), row)
+
+    def wanted(self, path: Path, root: Path) -> bool:
+        """Hidden and --exclude rules, applied to a path and every folder above it inside root."""
+        rel = path.relative_to(root)
+        if not self.hidden and any(part.startswith(".") for part in rel.parts):
+            return False
+        return not any(excluded(root / Path(*rel.parts[: i + 1]), root, self.excludes) for i in range(len(rel.parts)))
+
     def apply(
         self,
         todo: list[tuple[Seen, FileRow | None]],
@@ -204,6 +238,8 @@ class Indexer:
         pending: list[tuple[Seen, FileRow | None, str]] = []
         done = 0
         for item, row in todo:
+            if self.stopping:
+                return
             outcome = self._triage(item, row, gone_by_hash, moved_ids)
             if outcome is not None:
                 pending.append((item, row, outcome))
@@ -212,6 +248,8 @@ class Indexer:
                 if progress:
                     progress(done, len(todo))
         for batch_done in self._embed_all(pending):
+            if self.stopping:
+                return
             done += batch_done
             if progress:
                 progress(done, len(todo))
@@ -228,6 +266,8 @@ class Indexer:
             return None
         try:
             digest = content_hash(item.path)
+        except FileNotFoundError:
+            return None  # gone again before we got to it; a later event or pass removes it
         except OSError as exc:
             self._fail(item, kind, None, f"cannot read file ({exc.strerror or exc})", row)
             return None
@@ -354,6 +394,12 @@ class Indexer:
         self.summary.failures.append({"path": item.path, "error": reason})
         self.warn(f"skipping {item.path}: {reason}")
         self.on_change(Change("failed", item.path, reason))
+
+
+def _root_of(path: Path, roots: dict[str, int]) -> str | None:
+    """The library folder that holds path (the deepest, if folders nest)."""
+    inside = [r for r in roots if path == Path(r) or path.is_relative_to(r)]
+    return max(inside, key=len) if inside else None
 
 
 def _decode_safe(path: Path):

@@ -54,3 +54,20 @@ def media_dir(tmp_path) -> Path:
     folder = tmp_path / "media"
     shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
     return folder
+
+
+def assert_consistent(library: Path) -> None:
+    """SQLite and the saved FAISS index hold the same segment ids, and no file twice."""
+    from mediasearch.catalog import Catalog
+    from mediasearch.index import VectorIndex
+
+    catalog = Catalog(library)
+    try:
+        index = VectorIndex(catalog).load()
+        assert not index.rebuilt, "the saved index should be current"
+        ids = [r[0] for r in catalog.conn.execute("SELECT id FROM segments ORDER BY id")]
+        assert index.ids().tolist() == ids
+        total, distinct = catalog.conn.execute("SELECT count(*), count(DISTINCT path) FROM files").fetchone()
+        assert total == distinct
+    finally:
+        catalog.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BUNDLE, INPUTS
+from conftest import BUNDLE, INPUTS, assert_consistent
 from PIL import Image
 
 from mediasearch.bundle import resolve
@@ -57,11 +57,7 @@ def library(tmp_path, embedder):
 
 
 def consistent(catalog: Catalog) -> None:
-    """SQLite and the saved FAISS index hold the same segment ids."""
-    index = VectorIndex(catalog).load()
-    assert not index.rebuilt, "the saved index should be current"
-    ids = [r[0] for r in catalog.conn.execute("SELECT id FROM segments ORDER BY id")]
-    assert index.ids().tolist() == ids
+    assert_consistent(catalog.folder)
 
 
 def test_first_pass_indexes_every_media_file(library, media_dir):
