@@ -177,3 +177,51 @@ def _fingerprint(path: Path) -> str:
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+PRECISIONS = ("fp32", "int8")
+
+
+def with_precision(bundle: Bundle, precision: str | None, log=lambda message: None) -> Bundle:
+    """The bundle itself for fp32; for int8, quantised copies made once in the cache.
+
+    int8 uses onnxruntime's dynamic quantisation (int8 weights, activations
+    quantised on the fly) of the MatMul and Gemm layers, which carry nearly all
+    of the towers' work.  The copies live in $MEDIASEARCH_CACHE/int8/REVISION
+    and count as their own revision, so a library never mixes the two.
+    """
+    if precision in (None, "fp32"):
+        return bundle
+    if precision != "int8":
+        raise BundleError(f"unknown precision {precision!r}: use fp32 or int8")
+    folder = cache_dir() / "int8" / bundle.revision
+    if not (folder / "complete").exists():
+        _quantize(bundle.path, folder, log)
+    quantized = Bundle(folder, bundle.source, bundle.revision + "+int8")
+    if not (folder / "fidelity.json").exists():
+        from mediasearch.model import fidelity
+
+        log("measuring the int8 copies against fp32 (once)")
+        (folder / "fidelity.json").write_text(json.dumps(fidelity(bundle, quantized)))
+    return quantized
+
+
+def _quantize(source: Path, folder: Path, log) -> None:
+    import logging
+    import shutil
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.getLogger().setLevel(logging.ERROR)  # the quantiser's advice on preprocessing is not for users
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in CONFIG_FILES:
+        shutil.copyfile(source / name, folder / name)
+    for name in ONNX_FILES:
+        log(f"making an int8 copy of {name} (once)")
+        tmp = folder / f".{name}.tmp"
+        quantize_dynamic(
+            str(source / name), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+        )
+        os.replace(tmp, folder / name)
+    (folder / "complete").write_text("ok\n")

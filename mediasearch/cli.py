@@ -34,6 +34,13 @@ model_option = click.option(
     help=f"Model bundle: a local folder or a hub repo id (default {bundle.DEFAULT_MODEL}).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(bundle.PRECISIONS),
+    envvar="MEDIASEARCH_PRECISION",
+    help="fp32 (default) or int8: quantised copies of the towers, made once in the cache; faster, "
+    "slightly different vectors (see `model info --precision int8`).",
+)
 
 
 def _quiet_hub_when_piped() -> None:
@@ -88,8 +95,9 @@ def pull(model: str | None) -> None:
 
 @model.command()
 @model_option
+@precision_option
 @json_option
-def info(model: str | None, as_json: bool) -> None:
+def info(model: str | None, precision: str | None, as_json: bool) -> None:
     """Show where the model is, its files, dimensions and how each tower runs.
 
     Loads every tower once to check that it batches (some exports only run one
@@ -100,7 +108,7 @@ def info(model: str | None, as_json: bool) -> None:
     from mediasearch.model import model_info
 
     _quiet_hub_when_piped()
-    data = model_info(bundle.resolve(model))
+    data = model_info(bundle.with_precision(bundle.resolve(model), precision, warn))
     if as_json:
         emit_json(data)
         return
@@ -114,6 +122,10 @@ def info(model: str | None, as_json: bool) -> None:
     click.echo(f"runtime:   onnxruntime {data['onnxruntime']}, {', '.join(data['providers'])}")
     for kind, batched in data["batched"].items():
         click.echo(f"{kind + ':':10} {'batched' if batched else 'batch 1 (export does not batch)'}")
+    click.echo(f"precision: {data['precision']}")
+    if data["int8_cosine_vs_fp32"]:
+        cos = data["int8_cosine_vs_fp32"]
+        click.echo(f"int8 vs fp32: lowest cosine text {cos['text']}, image {cos['image']}, audio {cos['audio']}")
     for name, size in data["files"].items():
         click.echo(f"  {size / 1e6:10.1f} MB  {name}")
 
@@ -123,9 +135,10 @@ def info(model: str | None, as_json: bool) -> None:
 
 @cli.command()
 @model_option
+@precision_option
 @click.option("--text", "-t", "texts", multiple=True, help="A text to embed (repeatable).")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-def embed(model: str | None, texts: tuple[str, ...], files: tuple[Path, ...]) -> None:
+def embed(model: str | None, precision: str | None, texts: tuple[str, ...], files: tuple[Path, ...]) -> None:
     """Print the vector of each text and file, one JSON object per line.
 
     Texts come first in the order given, then files; a recording longer than
@@ -139,7 +152,7 @@ def embed(model: str | None, texts: tuple[str, ...], files: tuple[Path, ...]) ->
     if not texts and not files:
         raise click.UsageError("give at least one --text or FILE")
     _quiet_hub_when_piped()
-    embedder = Embedder(bundle.resolve(model))
+    embedder = Embedder(bundle.with_precision(bundle.resolve(model), precision, warn))
     for text, vector in zip(texts, embedder.embed_texts(list(texts))):
         emit_json({"input": text, "modality": "text", "start": None, "end": None, "embedding": _floats(vector)})
     failed = 0
@@ -187,12 +200,18 @@ def open_catalog(library: Path | None):
     return Catalog(library_dir(library))
 
 
-def bundle_for(catalog, model: str | None):
-    """--model, else MEDIASEARCH_MODEL, else the model this library was built with, else the default."""
-    return bundle.resolve(model or os.environ.get("MEDIASEARCH_MODEL") or catalog.get("model_source"))
+def bundle_for(catalog, model: str | None, precision: str | None):
+    """--model, else MEDIASEARCH_MODEL, else the model this library was built with, else the default.
+
+    Likewise --precision, else the library's, else fp32.
+    """
+    found = bundle.resolve(model or os.environ.get("MEDIASEARCH_MODEL") or catalog.get("model_source"))
+    if precision is None:
+        precision = "int8" if (catalog.get("model_revision") or "").endswith("+int8") else "fp32"
+    return bundle.with_precision(found, precision, warn)
 
 
-def embedder_factory(catalog, model: str | None, check: bool = True):
+def embedder_factory(catalog, model: str | None, precision: str | None, check: bool = True):
     """Make the embedder on first need (a no-change pass or a stored example never loads the model)."""
     made = []
 
@@ -201,7 +220,7 @@ def embedder_factory(catalog, model: str | None, check: bool = True):
             from mediasearch.ingest import check_model
             from mediasearch.model import Embedder
 
-            found = bundle_for(catalog, model)
+            found = bundle_for(catalog, model, precision)
             if check:
                 check_model(catalog, found)
             made.append(Embedder(found))
@@ -249,8 +268,9 @@ class Progress:
     help="Skip files and folders whose name or relative path matches GLOB (repeatable).",
 )
 @click.option("--reembed", is_flag=True, help="Embed everything again (after changing the model).")
+@precision_option
 @json_option
-def index(paths, model, library, hidden, excludes, reembed, as_json) -> None:
+def index(paths, model, library, hidden, excludes, reembed, precision, as_json) -> None:
     """Add folders to the library and bring it in step with them.
 
     Only new and changed files are embedded; renamed, moved or copied files reuse
@@ -268,7 +288,7 @@ def index(paths, model, library, hidden, excludes, reembed, as_json) -> None:
     catalog = open_catalog(library)
     try:
         catalog.lock()
-        found = bundle_for(catalog, model)
+        found = bundle_for(catalog, model, precision)
         check_model(catalog, found, reembed)
         roots = [p.expanduser().resolve() for p in paths] or [Path(p) for p in catalog.roots()]
         if not roots:
@@ -303,6 +323,8 @@ def index(paths, model, library, hidden, excludes, reembed, as_json) -> None:
 def save_index(vectors) -> None:
     """Make the saved index match the catalog (also rebuilds a deleted or stale one)."""
     if vectors.index is None:
+        if vectors.saved_is_current():
+            return  # nothing changed: do not rewrite a large file
         vectors.load()
     vectors.save()
 
@@ -336,10 +358,25 @@ def save_index(vectors) -> None:
 @click.option("--paths", "paths_only", is_flag=True, help="Print only absolute paths, one per line.")
 @click.option("-0", "nul", is_flag=True, help="With --paths: separate paths with NUL, for xargs -0.")
 @model_option
+@precision_option
 @library_option
 @json_option
 def query(
-    text, likes, nots, kinds, within, after, before, limit, min_score, paths_only, nul, model, library, as_json
+    text,
+    likes,
+    nots,
+    kinds,
+    within,
+    after,
+    before,
+    limit,
+    min_score,
+    paths_only,
+    nul,
+    model,
+    precision,
+    library,
+    as_json,
 ) -> None:
     """Find the pictures and sounds nearest to some words and/or example files.
 
@@ -359,8 +396,8 @@ def query(
         raise click.BadParameter(f"unknown kind {bad[0]!r}: use image, audio or both", param_hint="--type")
     catalog = open_catalog(library)
     try:
-        make = embedder_factory(catalog, model)
-        if model or os.environ.get("MEDIASEARCH_MODEL"):
+        make = embedder_factory(catalog, model, precision)
+        if model or os.environ.get("MEDIASEARCH_MODEL") or precision:
             make()  # an explicit model must match the library's even if no text needs it
         vector = query_vector(catalog, make, [text] if text else [], likes, nots)
         vectors = VectorIndex(catalog).load()
@@ -510,8 +547,9 @@ def forget(path, library, as_json) -> None:
     help="Also rescan every folder this often, as a safety net for missed events (0 = never).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@precision_option
 @json_option
-def watch(paths, model, library, hidden, excludes, settle, rescan, quiet, as_json) -> None:
+def watch(paths, model, library, hidden, excludes, settle, rescan, quiet, precision, as_json) -> None:
     """Keep the library in step with its folders until stopped.
 
     Starts with the same pass as `index` (so changes made while it was not
@@ -531,7 +569,7 @@ def watch(paths, model, library, hidden, excludes, settle, rescan, quiet, as_jso
     catalog = open_catalog(library)
     try:
         catalog.lock()
-        found = bundle_for(catalog, model)
+        found = bundle_for(catalog, model, precision)
         check_model(catalog, found)
         roots = [p.expanduser().resolve() for p in paths] or [Path(p) for p in catalog.roots()]
         if not roots:

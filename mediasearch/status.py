@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
 from mediasearch.catalog import Catalog
+from mediasearch.index import VectorIndex
 from mediasearch.paths import cache_dir
 
 
@@ -27,11 +26,9 @@ def library_status(catalog: Catalog) -> dict:
         {"path": p, "error": e}
         for p, e in conn.execute("SELECT path, error FROM files WHERE status = 'failed' ORDER BY path")
     ]
-    index_path = catalog.folder / "vectors.faiss"
-    try:
-        stamp = json.loads((catalog.folder / "vectors.json").read_text())
-    except (OSError, ValueError):
-        stamp = {}
+    vectors = VectorIndex(catalog)
+    stamp = vectors.stamp()
+    index_path = vectors.path
     return {
         "library": str(catalog.folder),
         "cache": str(cache_dir()),
@@ -45,6 +42,7 @@ def library_status(catalog: Catalog) -> dict:
             "path": str(index_path),
             "vectors": stamp.get("count", 0),
             "bytes": index_path.stat().st_size if index_path.exists() else 0,
-            "current": stamp.get("generation") == catalog.generation() and index_path.exists(),
+            "current": vectors.saved_is_current(),
+            "approximate": bool(stamp.get("approximate")),
         },
     }

@@ -114,3 +114,21 @@ def test_local_revision_changes_with_the_weights(tmp_path):
     before = bundle.resolve(str(folder)).revision
     (folder / "audio_projection.onnx").write_bytes((BUNDLE / "visual_projection.onnx").read_bytes())
     assert bundle.resolve(str(folder)).revision != before
+
+
+def test_int8_copies_are_made_once_and_measured(bundle):
+    import json
+
+    from mediasearch.bundle import with_precision
+    from mediasearch.model import Embedder
+
+    int8 = with_precision(bundle, "int8")
+    assert int8.revision == bundle.revision + "+int8" and int8.path != bundle.path
+    stamp = (int8.path / "text_model.onnx").stat().st_mtime_ns
+    again = with_precision(bundle, "int8")
+    assert (again.path / "text_model.onnx").stat().st_mtime_ns == stamp
+    cosines = json.loads((int8.path / "fidelity.json").read_text())
+    assert set(cosines) == {"text", "image", "audio"} and min(cosines.values()) >= 0.99
+    vector = Embedder(int8).embed_texts(["a dog barking"])
+    reference = Embedder(bundle).embed_texts(["a dog barking"])
+    assert float(vector[0] @ reference[0]) >= 0.99

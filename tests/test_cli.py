@@ -262,3 +262,15 @@ def test_deleted_index_file_is_rebuilt_by_query(indexed_cli):
     (library_dir() / "vectors.faiss").unlink()
     assert len(json.loads(run("query", "x", "--json").stdout)) == 10
     assert (library_dir() / "vectors.faiss").exists()
+
+
+def test_int8_library_keeps_its_precision(media_dir):
+    result = run("index", str(media_dir), "--model", str(BUNDLE), "--precision", "int8", "--json")
+    assert json.loads(result.stdout)["added"] == 12
+    rows = json.loads(run("query", "--like", str(media_dir / "chirp.wav"), "--json").stdout)
+    assert rows[0]["path"] == str(media_dir.resolve() / "chirp.wav")
+    assert len(json.loads(run("query", "a cat", "--json").stdout)) == 10  # int8 text tower, from the library
+    refused = CliRunner().invoke(cli, ["query", "a cat", "--precision", "fp32"])
+    assert refused.exit_code == 1 and "--reembed" in refused.output
+    info = json.loads(run("model", "info", "--model", str(BUNDLE), "--precision", "int8", "--json").stdout)
+    assert info["precision"] == "int8" and min(info["int8_cosine_vs_fp32"].values()) >= 0.99

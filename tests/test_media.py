@@ -159,3 +159,16 @@ def test_window_plan():
     assert media.windows(10.0) == [(0.0, 10.0)]
     assert media.windows(10.5) == [(0.0, 10.0), (0.5, 10.5)]
     assert media.windows(26.0) == [(0.0, 10.0), (8.0, 18.0), (16.0, 26.0)]
+
+
+def test_reduced_scale_jpeg_decode_stays_faithful(embedder, tmp_path):
+    """Large JPEGs decode at 1/2..1/8 scale; the vector must stay within 0.9999 of full decoding."""
+    rng = np.random.default_rng(0)
+    photo = Image.open(SAMPLES / "cat-chelsea.jpg").convert("RGB").resize((2400, 1600), Image.Resampling.BICUBIC)
+    noisy = np.asarray(photo).astype(np.int16) + rng.normal(0, 6, (1600, 2400, 3)).astype(np.int16)
+    Image.fromarray(noisy.clip(0, 255).astype(np.uint8)).save(tmp_path / "big.jpg", quality=90)
+    reduced, size = media.load_image(tmp_path / "big.jpg")
+    full, _ = media.load_image(tmp_path / "big.jpg", reduced=False)
+    assert size == (2400, 1600) and reduced.size[1] < 1600 and min(reduced.size) >= media.DRAFT_SHORT_SIDE
+    vectors = embedder.embed_pixels(np.stack([media.image_tensor(reduced), media.image_tensor(full)]))
+    assert float(vectors[0] @ vectors[1]) >= 0.9999

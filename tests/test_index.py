@@ -1,0 +1,84 @@
+"""The FAISS index: stamps, rebuilds, and the switch to approximate search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mediasearch.catalog import Catalog, to_blob
+from mediasearch.index import VectorIndex
+
+
+def clustered(count: int, clusters: int = 50, seed: int = 0) -> np.ndarray:
+    """Unit vectors in tight clusters, like embeddings of similar photos and sounds."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, 512))
+    points = centres[rng.integers(0, clusters, count)] + rng.normal(scale=0.35, size=(count, 512))
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
+def fill(catalog: Catalog, vectors: np.ndarray) -> None:
+    root = catalog.add_root(catalog.folder / "synthetic")
+    with catalog.transaction():
+        for i, vec in enumerate(vectors):
+            record = {
+                "root_id": root,
+                "path": f"/synthetic/{i}.jpg",
+                "rel": f"{i}.jpg",
+                "kind": "image",
+                "size": 1,
+                "mtime": 0.0,
+                "status": "indexed",
+            }
+            catalog.put_file(record, [(None, None, to_blob(vec))])
+
+
+@pytest.fixture
+def big(tmp_path):
+    catalog = Catalog(tmp_path / "lib")
+    data = clustered(12_000)
+    fill(catalog, data)
+    yield catalog, data
+    catalog.close()
+
+
+def test_stale_stamp_triggers_rebuild(big):
+    catalog, _ = big
+    index = VectorIndex(catalog).load()
+    assert index.rebuilt and index.count == 12_000
+    index.save()
+    assert not VectorIndex(catalog).load().rebuilt
+    catalog.conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+    assert VectorIndex(catalog).load().rebuilt
+
+
+def test_approximate_index_recall_and_deletions(big):
+    catalog, data = big
+    exact = VectorIndex(catalog, approximate_above=100_000).load()
+    approx = VectorIndex(catalog, approximate_above=5_000).load()
+    assert approx.approximate and not exact.approximate
+    queries = clustered(200, seed=9)
+    hits = 0
+    for q in queries:
+        _, want = exact.search(q, 10)
+        _, got = approx.search(q, 10)
+        hits += len(set(want) & set(got))
+    recall = hits / (10 * len(queries))
+    assert recall >= 0.95, recall
+    # deletions keep working after the switch
+    _, top = approx.search(queries[0], 10)
+    approx.apply([int(i) for i in top[:5]], [], None)
+    assert approx.count == 12_000 - 5
+    _, after = approx.search(queries[0], 10)
+    assert not set(top[:5]) & set(after)
+    assert set(approx.ids()) == set(exact.ids()) - {int(i) for i in top[:5]}
+
+
+def test_index_switches_form_on_save_and_reloads(big):
+    catalog, _ = big
+    index = VectorIndex(catalog, approximate_above=100_000).load()
+    index.approximate_above = 5_000
+    index.save()
+    assert index.approximate
+    again = VectorIndex(catalog, approximate_above=5_000).load()
+    assert not again.rebuilt and again.approximate and again.count == 12_000
