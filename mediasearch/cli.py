@@ -400,7 +400,7 @@ def query(
         if model or os.environ.get("MEDIASEARCH_MODEL") or precision:
             make()  # an explicit model must match the library's even if no text needs it
         vector = query_vector(catalog, make, [text] if text else [], likes, nots)
-        vectors = VectorIndex(catalog).load()
+        vectors = VectorIndex(catalog, mmap=True).load()
         filters = Filters(kind_list, [p.expanduser().resolve() for p in within], after, before, min_score)
         hits = search(catalog, vectors, vector, limit, filters)
         if vectors.rebuilt:

@@ -172,11 +172,12 @@ class Watcher:
         return True
 
     def _save(self) -> None:
-        if self.vectors.index is not None and self.vectors.generation == self.catalog.generation():
-            self.vectors.save()
-        elif self.vectors.index is None:
+        """Write the index when the catalog moved on (queries in other processes load it)."""
+        if self.vectors.saved_is_current():
+            return
+        if self.vectors.index is None or self.vectors.generation != self.catalog.generation():
             self.vectors.load()
-            self.vectors.save()
+        self.vectors.save()
 
 
 class _Handler:

@@ -82,3 +82,33 @@ def test_index_switches_form_on_save_and_reloads(big):
     assert index.approximate
     again = VectorIndex(catalog, approximate_above=5_000).load()
     assert not again.rebuilt and again.approximate and again.count == 12_000
+
+
+def test_a_reader_picks_up_the_writers_newer_index(big):
+    """A long-lived reader (another connection) reloads the file the writer saved, without a rebuild."""
+    catalog, _ = big
+    writer = VectorIndex(catalog).load()
+    writer.save()
+    reader_catalog = Catalog(catalog.folder)
+    reader = VectorIndex(reader_catalog).load()
+    assert not reader.rebuilt and reader.count == 12_000
+    fill_more = np.ones((1, 512), np.float32) / np.sqrt(512)
+    with catalog.transaction():
+        root = catalog.add_root(catalog.folder / "more")
+        _, added = catalog.put_file(
+            {
+                "root_id": root,
+                "path": "/more/x.jpg",
+                "rel": "x.jpg",
+                "kind": "image",
+                "size": 1,
+                "mtime": 0.0,
+                "status": "indexed",
+            },
+            [(None, None, to_blob(fill_more[0]))],
+        )
+    writer.apply([], added, fill_more)
+    writer.save()
+    reader.refresh()
+    assert reader.count == 12_001 and not reader.rebuilt
+    reader_catalog.close()
