@@ -229,6 +229,33 @@ def embedder_factory(catalog, model: str | None, precision: str | None, check: b
     return make
 
 
+def walk_options(command):
+    """--hidden and --exclude, the same for index and watch."""
+    command = click.option(
+        "--exclude",
+        "excludes",
+        multiple=True,
+        metavar="GLOB",
+        help="Skip files and folders whose name or relative path matches GLOB (repeatable).",
+    )(command)
+    return click.option("--hidden", is_flag=True, help="Include hidden files and folders (names starting with '.').")(
+        command
+    )
+
+
+def start_writing(catalog, paths, model, precision, reembed: bool = False):
+    """Take the writer lock, settle the model, and pick the folders (given, else the library's)."""
+    from mediasearch.ingest import check_model
+
+    catalog.lock()
+    found = bundle_for(catalog, model, precision)
+    check_model(catalog, found, reembed)
+    roots = [p.expanduser().resolve() for p in paths] or [Path(p) for p in catalog.roots()]
+    if not roots:
+        raise click.UsageError("give a folder (the library has none yet)")
+    return found, roots
+
+
 def warn(message: str) -> None:
     click.echo(message, err=True)
 
@@ -259,14 +286,7 @@ class Progress:
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_option
 @library_option
-@click.option("--hidden", is_flag=True, help="Include hidden files and folders (names starting with '.').")
-@click.option(
-    "--exclude",
-    "excludes",
-    multiple=True,
-    metavar="GLOB",
-    help="Skip files and folders whose name or relative path matches GLOB (repeatable).",
-)
+@walk_options
 @click.option("--reembed", is_flag=True, help="Embed everything again (after changing the model).")
 @precision_option
 @json_option
@@ -281,18 +301,13 @@ def index(paths, model, library, hidden, excludes, reembed, precision, as_json) 
     Example: mediasearch index ~/Pictures ~/Recordings --exclude '*.tmp'
     """
     from mediasearch.index import VectorIndex
-    from mediasearch.ingest import Indexer, check_model
+    from mediasearch.ingest import Indexer
     from mediasearch.model import Embedder
 
     _quiet_hub_when_piped()
     catalog = open_catalog(library)
     try:
-        catalog.lock()
-        found = bundle_for(catalog, model, precision)
-        check_model(catalog, found, reembed)
-        roots = [p.expanduser().resolve() for p in paths] or [Path(p) for p in catalog.roots()]
-        if not roots:
-            raise click.UsageError("give a folder to index (the library has none yet)")
+        found, roots = start_writing(catalog, paths, model, precision, reembed)
         vectors = VectorIndex(catalog)
         progress = Progress("file", quiet=as_json)
         indexer = Indexer(catalog, vectors, lambda: Embedder(found), hidden, excludes, warn=warn)
@@ -529,8 +544,7 @@ def forget(path, library, as_json) -> None:
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @model_option
 @library_option
-@click.option("--hidden", is_flag=True, help="Include hidden files and folders.")
-@click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="Skip matching files and folders.")
+@walk_options
 @click.option(
     "--settle",
     default=1.0,
@@ -561,19 +575,14 @@ def watch(paths, model, library, hidden, excludes, settle, rescan, quiet, precis
     Example: mediasearch watch ~/Media --exclude '*.part'
     """
     from mediasearch.index import VectorIndex
-    from mediasearch.ingest import Indexer, check_model
+    from mediasearch.ingest import Indexer
     from mediasearch.model import Embedder
     from mediasearch.watch import Settings, Watcher, print_change
 
     _quiet_hub_when_piped()
     catalog = open_catalog(library)
     try:
-        catalog.lock()
-        found = bundle_for(catalog, model, precision)
-        check_model(catalog, found)
-        roots = [p.expanduser().resolve() for p in paths] or [Path(p) for p in catalog.roots()]
-        if not roots:
-            raise click.UsageError("give a folder to watch (the library has none yet)")
+        found, roots = start_writing(catalog, paths, model, precision)
         for root in roots:
             catalog.add_root(root)
 

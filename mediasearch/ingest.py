@@ -296,9 +296,9 @@ class Indexer:
     def _embed_all(self, pending: list[tuple[Seen, FileRow | None, str]]) -> Iterator[int]:
         """Decode in threads, up to two batches ahead of the model; embed and commit a batch at a time.
 
-        Files are handed to the decoder threads one by one, so the model starts as
-        soon as the first BATCH_FILES are ready and never waits for a whole batch
-        to be decoded from scratch.
+        Files are handed to the decoder threads one by one, and a batch closes as
+        soon as it fills one model batch (16 pictures or 4 audio windows), so the
+        model starts early and never waits for a whole batch to be decoded.
         """
         if not pending:
             return
@@ -308,12 +308,14 @@ class Indexer:
             for item in islice(upcoming, 2 * BATCH_FILES):
                 window.append((item, pool.submit(_decode_safe, Path(item[0].path))))
             while window:
-                batch, decoded, tensors = [], [], 0
-                while window and len(batch) < BATCH_FILES and tensors < BATCH_FILES:
+                batch, decoded, ready = [], [], {"image": 0, "audio": 0}
+                while window and len(batch) < BATCH_FILES and not _fills_a_model_batch(ready):
                     item, future = window.popleft()
                     batch.append(item)
                     decoded.append(future.result())
-                    tensors += len(getattr(decoded[-1], "tensors", ()))  # audio windows count one by one
+                    kind = getattr(decoded[-1], "kind", None)
+                    if kind in ready:
+                        ready[kind] += len(decoded[-1].tensors)
                     for nxt in islice(upcoming, 1):
                         window.append((nxt, pool.submit(_decode_safe, Path(nxt[0].path))))
                 self._embed_batch(batch, decoded)
@@ -408,6 +410,13 @@ class Indexer:
         self.summary.failures.append({"path": item.path, "error": reason})
         self.warn(f"skipping {item.path}: {reason}")
         self.on_change(Change("failed", item.path, reason))
+
+
+def _fills_a_model_batch(ready: dict[str, int]) -> bool:
+    """Enough decoded for one full model batch of either tower: start the model now."""
+    from mediasearch.model import TOWERS
+
+    return any(count >= TOWERS[kind][3] for kind, count in ready.items())
 
 
 def _root_of(path: Path, roots: dict[str, int]) -> str | None:
