@@ -185,12 +185,6 @@ class Catalog:
 
     # ------------------------------------------------------------------ files
 
-    def files_under(self, root_id: int) -> dict[str, FileRow]:
-        rows = self.conn.execute(
-            "SELECT id, path, size, mtime, status, hash, kind FROM files WHERE root_id = ?", (root_id,)
-        )
-        return {r[1]: FileRow(*r) for r in rows}
-
     def file(self, path: str) -> FileRow | None:
         r = self.conn.execute(
             "SELECT id, path, size, mtime, status, hash, kind FROM files WHERE path = ?", (path,)

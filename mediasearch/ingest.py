@@ -171,18 +171,23 @@ class Indexer:
     def scan(self, roots: list[Path], progress: Callable[[int, int], None] | None = None) -> Summary:
         """Bring every file under roots in step; files gone from disk leave the library."""
         started = time.monotonic()
-        seen: list[Seen] = []
         for root in roots:
-            root_id = self.catalog.add_root(root)
+            self.catalog.add_root(root)
+        library_roots = self.catalog.roots()
+        seen: dict[str, Seen] = {}
+        for root in roots:
             for path, st in walk(root, self.hidden, self.excludes, self.warn):
-                seen.append(Seen(str(path), path.relative_to(root).as_posix(), root_id, st.st_size, st.st_mtime))
+                if str(path) in seen:
+                    continue
+                owner = _root_of(path, library_roots)  # the deepest folder, when folders nest
+                rel = path.relative_to(owner).as_posix()
+                seen[str(path)] = Seen(str(path), rel, library_roots[owner], st.st_size, st.st_mtime)
         known: dict[str, FileRow] = {}
         for root in roots:
-            known.update(self.catalog.files_under(self.catalog.roots()[str(root)]))
-        present = {s.path for s in seen}
-        gone = [row for path, row in known.items() if path not in present]
+            known.update((row.path, row) for row in self.catalog.files_with_prefix(str(root)))
+        gone = [row for path, row in known.items() if path not in seen]
         todo = []
-        for item in seen:
+        for item in seen.values():
             row = known.get(item.path)
             if row and row.size == item.size and row.mtime == item.mtime:
                 if row.status == IGNORED:

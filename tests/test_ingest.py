@@ -238,3 +238,19 @@ def test_embedder_is_not_built_when_nothing_changed(tmp_path, media_dir, bundle)
     summary = Indexer(catalog, VectorIndex(catalog), refuse).scan([media_dir.resolve()])
     assert summary.unchanged == 12
     catalog.close()
+
+
+def test_nested_folders_index_each_file_once(library, media_dir):
+    sub = media_dir / "sub"
+    sub.mkdir()
+    shutil.copy(INPUTS / "tiny.png", sub / "tiny.png")
+    summary = library(media_dir, sub)
+    assert summary.added == 13 and summary.reused == 0
+    rows = library.catalog.conn.execute("SELECT count(*), count(DISTINCT path) FROM files").fetchone()
+    assert rows == (13, 13)
+    owner = library.catalog.conn.execute(
+        "SELECT r.path FROM files f JOIN roots r ON r.id = f.root_id WHERE f.path = ?", (str(sub / "tiny.png"),)
+    ).fetchone()[0]
+    assert owner == str(sub)
+    again = library(media_dir)  # the outer folder alone: nothing changes hands
+    assert again.unchanged == 13 and again.added == again.reused == 0
