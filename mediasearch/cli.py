@@ -211,7 +211,7 @@ def bundle_for(catalog, model: str | None, precision: str | None):
     return bundle.with_precision(found, precision, warn)
 
 
-def embedder_factory(catalog, model: str | None, precision: str | None, check: bool = True):
+def embedder_factory(catalog, model: str | None, precision: str | None):
     """Make the embedder on first need (a no-change pass or a stored example never loads the model)."""
     made = []
 
@@ -221,8 +221,7 @@ def embedder_factory(catalog, model: str | None, precision: str | None, check: b
             from mediasearch.model import Embedder
 
             found = bundle_for(catalog, model, precision)
-            if check:
-                check_model(catalog, found)
+            check_model(catalog, found)
             made.append(Embedder(found))
         return made[0]
 

@@ -78,7 +78,7 @@ class VectorIndex:
             return False
         if hasattr(index, "nprobe"):
             index.nprobe = NPROBE
-        self.index, self.generation, self._mtime = index, wanted, self._file_mtime()
+        self.index, self.generation = index, wanted
         return True
 
     def rebuild(self) -> None:
@@ -128,12 +128,6 @@ class VectorIndex:
     def _empty():
         faiss = _faiss()
         return faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
-
-    def _file_mtime(self) -> float:
-        try:
-            return self.path.stat().st_mtime
-        except OSError:
-            return 0.0
 
     # ------------------------------------------------------------------ changing
 

@@ -63,7 +63,6 @@ class Watcher:
         self.stop_event = threading.Event()
         self.observers: list = []
         self._observer_factory = observer_factory
-        self.batches_before = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -121,7 +120,6 @@ class Watcher:
             f"({summary.added} added, {summary.updated} updated, {summary.reused} reused, "
             f"{summary.removed} removed, {summary.failed} failed); watching"
         )
-        self.batches_before = self.indexer.summary.batches
 
     # ------------------------------------------------------------------ the loop
 
