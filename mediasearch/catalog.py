@@ -71,6 +71,10 @@ class FileRow:
     hash: str | None
     kind: str | None
 
+    def matches(self, st: os.stat_result) -> bool:
+        """Same size and mtime as on disk: the file is taken as unchanged."""
+        return self.size == st.st_size and self.mtime == st.st_mtime
+
 
 class LibraryBusy(MediasearchError):
     """Another process is writing to the library."""

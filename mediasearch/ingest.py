@@ -174,28 +174,24 @@ class Indexer:
         for root in roots:
             self.catalog.add_root(root)
         library_roots = self.catalog.roots()
-        seen: dict[str, Seen] = {}
+        on_disk: dict[str, os.stat_result] = {}
         for root in roots:
             for path, st in walk(root, self.hidden, self.excludes, self.warn):
-                if str(path) in seen:
-                    continue
-                owner = _root_of(path, library_roots)  # the deepest folder, when folders nest
-                rel = path.relative_to(owner).as_posix()
-                seen[str(path)] = Seen(str(path), rel, library_roots[owner], st.st_size, st.st_mtime)
+                on_disk.setdefault(str(path), st)
         known: dict[str, FileRow] = {}
         for root in roots:
             known.update((row.path, row) for row in self.catalog.files_with_prefix(str(root)))
-        gone = [row for path, row in known.items() if path not in seen]
+        gone = [row for path, row in known.items() if path not in on_disk]
         todo = []
-        for item in seen.values():
-            row = known.get(item.path)
-            if row and row.size == item.size and row.mtime == item.mtime:
+        for path, st in on_disk.items():
+            row = known.get(path)
+            if row and row.matches(st):
                 if row.status == IGNORED:
                     self.summary.ignored += 1
                 else:
                     self.summary.unchanged += 1
             else:
-                todo.append((item, row))
+                todo.append((_seen(Path(path), st, library_roots), row))
         self.apply(todo, gone, progress)
         self.summary.seconds = round(time.monotonic() - started, 3)
         return self.summary
@@ -209,22 +205,20 @@ class Indexer:
             root = _root_of(path, roots)
             if root is None or not self.wanted(path, Path(root)):
                 continue
-            root_id = roots[root]
             if path.is_dir():
                 for file, st in walk(path, self.hidden, self.excludes, self.warn):
-                    self._consider(file, st, Path(root), root_id, todo)
+                    self._consider(file, st, roots, todo)
             elif path.is_file():
-                self._consider(path, path.stat(), Path(root), root_id, todo)
+                self._consider(path, path.stat(), roots, todo)
             for row in self.catalog.files_with_prefix(str(path)):
                 if not os.path.exists(row.path):
                     gone[row.id] = row
         self.apply(list(todo.values()), list(gone.values()))
 
-    def _consider(self, path: Path, st: os.stat_result, root: Path, root_id: int, todo: dict) -> None:
+    def _consider(self, path: Path, st: os.stat_result, roots: dict[str, int], todo: dict) -> None:
         row = self.catalog.file(str(path))
-        if row and row.size == st.st_size and row.mtime == st.st_mtime:
-            return
-        todo[str(path)] = (Seen(str(path), path.relative_to(root).as_posix(), root_id, st.st_size, st.st_mtime), row)
+        if not (row and row.matches(st)):
+            todo[str(path)] = (_seen(path, st, roots), row)
 
     def wanted(self, path: Path, root: Path) -> bool:
         """Hidden and --exclude rules, applied to a path and every folder above it inside root."""
@@ -422,6 +416,12 @@ def _fills_a_model_batch(ready: dict[str, int]) -> bool:
     from mediasearch.model import TOWERS
 
     return any(count >= TOWERS[kind][3] for kind, count in ready.items())
+
+
+def _seen(path: Path, st: os.stat_result, roots: dict[str, int]) -> Seen:
+    """A file on disk, belonging to the deepest library folder that holds it (folders may nest)."""
+    owner = _root_of(path, roots)
+    return Seen(str(path), path.relative_to(owner).as_posix(), roots[owner], st.st_size, st.st_mtime)
 
 
 def _root_of(path: Path, roots: dict[str, int]) -> str | None:

@@ -72,7 +72,7 @@ def example_vector(catalog: Catalog, embedder_factory, path: Path) -> np.ndarray
         st = resolved.stat()
     except OSError as exc:
         raise MediasearchError(f"example file {path} cannot be read ({exc.strerror or exc})") from exc
-    if row and row.status == INDEXED and row.size == st.st_size and row.mtime == st.st_mtime:
+    if row and row.status == INDEXED and row.matches(st):
         return _mean(catalog.segment_vectors(row.id))
     try:
         decoded = media.decode(resolved)
