@@ -54,6 +54,18 @@ class Bundle:
     def config(self) -> dict:
         return json.loads(self.file("clip_config.json").read_text())
 
+    @property
+    def precision(self) -> str:
+        return precision_of(self.revision)
+
+
+INT8_SUFFIX = "+int8"
+
+
+def precision_of(revision: str | None) -> str:
+    """int8 copies carry their own revision (REVISION+int8); everything else is fp32."""
+    return "int8" if (revision or "").endswith(INT8_SUFFIX) else "fp32"
+
 
 def model_name(model: str | None) -> str:
     """The model to use: the option, else MEDIASEARCH_MODEL, else the default repo."""
@@ -200,7 +212,7 @@ def with_precision(bundle: Bundle, precision: str | None, log=lambda message: No
     folder = cache_dir() / "int8" / f"{bundle.revision}-{QUANTIZATION}"
     if not (folder / "complete").exists():
         _quantize(bundle.path, folder, log)
-    quantized = Bundle(folder, bundle.source, bundle.revision + "+int8")
+    quantized = Bundle(folder, bundle.source, bundle.revision + INT8_SUFFIX)
     if not (folder / "fidelity.json").exists():
         from mediasearch.model import fidelity
 

@@ -206,9 +206,7 @@ def bundle_for(catalog, model: str | None, precision: str | None):
     Likewise --precision, else the library's, else fp32.
     """
     found = bundle.resolve(model or os.environ.get("MEDIASEARCH_MODEL") or catalog.get("model_source"))
-    if precision is None:
-        precision = "int8" if (catalog.get("model_revision") or "").endswith("+int8") else "fp32"
-    return bundle.with_precision(found, precision, warn)
+    return bundle.with_precision(found, precision or bundle.precision_of(catalog.get("model_revision")), warn)
 
 
 def embedder_factory(catalog, model: str | None, precision: str | None):

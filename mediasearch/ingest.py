@@ -262,7 +262,7 @@ class Indexer:
         """Handle what needs no model (ignored, unreadable, moved, reused); return a hash to embed, else None."""
         kind = media.kind_of(Path(item.path))
         if kind not in ("image", "audio"):
-            self._record_plain(item, kind, IGNORED, None)
+            self._store_without_vectors(self._record(item, kind, IGNORED, None, {}), row)
             self.summary.ignored += 1
             return None
         try:
@@ -305,7 +305,7 @@ class Indexer:
             window: deque = deque()
             upcoming = iter(pending)
             for item in islice(upcoming, 2 * BATCH_FILES):
-                window.append((item, pool.submit(_decode_safe, Path(item[0].path))))
+                window.append((item, pool.submit(media.decode_or_error, Path(item[0].path))))
             while window:
                 batch, decoded, ready = [], [], {"image": 0, "audio": 0}
                 while window and len(batch) < BATCH_FILES and not _fills_a_model_batch(ready):
@@ -316,7 +316,7 @@ class Indexer:
                     if kind in ready:
                         ready[kind] += len(decoded[-1].tensors)
                     for nxt in islice(upcoming, 1):
-                        window.append((nxt, pool.submit(_decode_safe, Path(nxt[0].path))))
+                        window.append((nxt, pool.submit(media.decode_or_error, Path(nxt[0].path))))
                 self._embed_batch(batch, decoded)
                 yield len(batch)
 
@@ -385,18 +385,8 @@ class Indexer:
             "indexed_at": time.time(),
         }
 
-    def _record_plain(
-        self,
-        item: Seen,
-        kind: str | None,
-        status: str,
-        error: str | None,
-        digest: str | None = None,
-        row: FileRow | None = None,
-    ) -> None:
-        self._commit_or_store(self._record(item, kind, status, digest, {}, error), row)
-
-    def _commit_or_store(self, record: dict, row: FileRow | None) -> None:
+    def _store_without_vectors(self, record: dict, row: FileRow | None) -> None:
+        """An ignored or failed file; the vector index is only touched if it had vectors before."""
         if row is not None and row.status == INDEXED:
             self._commit([(record, [], row)])  # drops the old segments from the index too
             return
@@ -404,7 +394,7 @@ class Indexer:
             self.catalog.put_file(record, [])
 
     def _fail(self, item: Seen, kind: str | None, digest: str | None, reason: str, row: FileRow | None) -> None:
-        self._record_plain(item, kind, FAILED, reason, digest, row)
+        self._store_without_vectors(self._record(item, kind, FAILED, digest, {}, reason), row)
         self.summary.failed += 1
         self.summary.failures.append({"path": item.path, "error": reason})
         self.warn(f"skipping {item.path}: {reason}")
@@ -430,34 +420,25 @@ def _root_of(path: Path, roots: dict[str, int]) -> str | None:
     return max(inside, key=len) if inside else None
 
 
-def _decode_safe(path: Path):
-    try:
-        return media.decode(path)
-    except DecodeError as exc:
-        return exc
-    except Exception as exc:  # a decoder bug must not stop the run; report it per file
-        return DecodeError(path, f"could not be decoded ({type(exc).__name__}: {exc})")
-
-
 # ----------------------------------------------------------------------------- the model check
 
 
 def check_model(catalog: Catalog, bundle: Bundle, reembed: bool = False) -> None:
     """Vectors from different models cannot share a library: refuse, unless asked to re-embed."""
     source, revision = catalog.get("model_source"), catalog.get("model_revision")
-    if source is None or reembed or (source, revision) == (bundle.source, bundle.revision):
-        if (source, revision) != (bundle.source, bundle.revision):
-            with catalog.transaction():
-                if source is not None:
-                    _forget_vectors(catalog)
-                catalog.set("model_source", bundle.source)
-                catalog.set("model_revision", bundle.revision)
+    if (source, revision) == (bundle.source, bundle.revision):
         return
-    raise MediasearchError(
-        f"this library's vectors were made by {source} (revision {revision}), not {bundle.source} "
-        f"(revision {bundle.revision}): use --model {source}, or run `mediasearch index --reembed` "
-        "to embed everything again with the new model"
-    )
+    if source is not None and not reembed:
+        raise MediasearchError(
+            f"this library's vectors were made by {source} (revision {revision}), not {bundle.source} "
+            f"(revision {bundle.revision}): use --model {source}, or run `mediasearch index --reembed` "
+            "to embed everything again with the new model"
+        )
+    with catalog.transaction():
+        if source is not None:
+            _forget_vectors(catalog)
+        catalog.set("model_source", bundle.source)
+        catalog.set("model_revision", bundle.revision)
 
 
 def _forget_vectors(catalog: Catalog) -> None:

@@ -97,6 +97,16 @@ def decode(path: str | Path) -> Decoded:
     raise DecodeError(path, "not an image or sound file mediasearch can read")
 
 
+def decode_or_error(path: str | Path) -> Decoded | DecodeError:
+    """decode(), with any failure returned as a DecodeError so one file never stops a run."""
+    try:
+        return decode(path)
+    except DecodeError as exc:
+        return exc
+    except Exception as exc:  # a decoder bug: still reported per file
+        return DecodeError(path, f"could not be decoded ({type(exc).__name__}: {exc})")
+
+
 # ----------------------------------------------------------------------------- images
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)

@@ -112,7 +112,7 @@ class Tower:
         try:
             together = self.run(pair)
             apart = np.concatenate([self.run({k: v[i : i + 1] for k, v in pair.items()}) for i in range(2)])
-            if self.bundle.revision.endswith("+int8"):
+            if self.bundle.precision == "int8":
                 # Dynamic int8 scales activations per batch, so rows differ at quantisation-noise
                 # level; a baked batch-1 reshape gives unrelated rows, far below this.
                 batched = bool(np.min(np.sum(together * apart, axis=1)) >= 0.995)
@@ -235,16 +235,11 @@ def embed_files(embedder: Embedder, paths: Sequence[Path], chunk: int = 16) -> I
     Files are decoded a chunk at a time and embedded together, so pictures and
     windows from different files share model batches.
     """
-    from mediasearch.media import decode
+    from mediasearch.media import decode_or_error
 
     for i in range(0, len(paths), chunk):
         group = paths[i : i + chunk]
-        results: list[object] = []
-        for path in group:
-            try:
-                results.append(decode(path))
-            except DecodeError as exc:
-                results.append(exc)
+        results = [decode_or_error(path) for path in group]
         good = [r for r in results if not isinstance(r, DecodeError)]
         vectors = iter(embedder.embed_decoded(good))
         for path, result in zip(group, results):
@@ -315,7 +310,7 @@ def model_info(bundle: Bundle) -> dict:
         "providers": embedder.towers["text"]._encoder.get_providers(),
         "onnxruntime": _ort().__version__,
         "files": {f.name: f.stat().st_size for f in sorted(bundle.path.iterdir()) if f.is_file()},
-        "precision": "int8" if bundle.revision.endswith("+int8") else "fp32",
+        "precision": bundle.precision,
         "int8_cosine_vs_fp32": _read_json(bundle.path / "fidelity.json"),
     }
 
