@@ -67,6 +67,11 @@ def precision_of(revision: str | None) -> str:
     return "int8" if (revision or "").endswith(INT8_SUFFIX) else "fp32"
 
 
+def base_revision(revision: str) -> str:
+    """The fp32 bundle's revision that an int8 copy was made from."""
+    return revision.removesuffix(INT8_SUFFIX)
+
+
 def model_name(model: str | None) -> str:
     """The model to use: the option, else MEDIASEARCH_MODEL, else the default repo."""
     return model or os.environ.get("MEDIASEARCH_MODEL") or DEFAULT_MODEL
@@ -81,8 +86,12 @@ def hub_cache() -> Path:
     return cache_dir() / "models"
 
 
-def resolve(model: str | None = None, download: bool = True) -> Bundle:
-    """Return the bundle for `model`, downloading a repo id on first use."""
+def resolve(model: str | None = None) -> Bundle:
+    """Return the bundle for `model`, downloading a repo id on first use.
+
+    The revision is a fingerprint of the bundle's content, so the same model is
+    recognised wherever it lies (a moved folder, a copy of a hub snapshot).
+    """
     name = model_name(model)
     if not is_repo_id(name):
         path = Path(name).expanduser()
@@ -96,11 +105,9 @@ def resolve(model: str | None = None, download: bool = True) -> Bundle:
         return Bundle(path.resolve(), str(path.resolve()), _fingerprint(path))
     path = _cached(name)
     if path is None or _missing(path):
-        if not download:
-            raise BundleError(f"{name} is not downloaded yet: run `mediasearch model pull --model {name}`")
         path = pull(name)
     check(path)
-    return Bundle(path, name, path.name)
+    return Bundle(path, name, _fingerprint(path))
 
 
 def _hub_settings() -> dict:
@@ -115,10 +122,10 @@ def _hub_settings() -> dict:
 
 def pull(repo_id: str) -> Path:
     """Download (or finish downloading) a hub bundle into the cache; return its folder."""
-    from huggingface_hub import constants, snapshot_download
+    from mediasearch.runtime import hub_client
 
     settings = _hub_settings()
-    constants.HF_HUB_OFFLINE = settings["local_files_only"]  # the client froze it at import
+    snapshot_download = hub_client(offline=settings["local_files_only"]).snapshot_download
     try:
         if settings["local_files_only"]:
             raise BundleError("HF_HUB_OFFLINE is set")
@@ -138,11 +145,13 @@ def pull(repo_id: str) -> Path:
 
 def _cached(repo_id: str) -> Path | None:
     """The cached snapshot folder for repo_id, without any network access."""
-    from huggingface_hub import snapshot_download
+    from mediasearch.runtime import hub_client
 
     try:
         return Path(
-            snapshot_download(repo_id, cache_dir=hub_cache(), allow_patterns=list(BUNDLE_FILES), local_files_only=True)
+            hub_client().snapshot_download(
+                repo_id, cache_dir=hub_cache(), allow_patterns=list(BUNDLE_FILES), local_files_only=True
+            )
         )
     except Exception:
         return None
@@ -171,7 +180,7 @@ def check(path: Path) -> None:
 
 
 def _fingerprint(path: Path) -> str:
-    """A revision for a local folder: file sizes plus the hash of the small files.
+    """A bundle's revision: file sizes plus the hash of the small files.
 
     The projections and configs are small and differ between any two trained
     versions, so hashing them (not the 1 GB towers) tells bundles apart quickly.
@@ -189,59 +198,3 @@ def _fingerprint(path: Path) -> str:
 def _reason(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-PRECISIONS = ("fp32", "int8")
-# Per-channel int8 weights with a 7-bit range: on AVX2 without VNNI the u8s8 kernels
-# would otherwise saturate, and measured here it was also the fastest variant.
-QUANTIZATION = "pc7"
-
-
-def with_precision(bundle: Bundle, precision: str | None, log=lambda message: None) -> Bundle:
-    """The bundle itself for fp32; for int8, quantised copies made once in the cache.
-
-    int8 uses onnxruntime's dynamic quantisation (int8 weights per output
-    channel, activations quantised on the fly) of the MatMul and Gemm layers,
-    which carry nearly all of the towers' work.  The copies live in $MEDIASEARCH_CACHE/int8/REVISION
-    and count as their own revision, so a library never mixes the two.
-    """
-    if precision in (None, "fp32"):
-        return bundle
-    if precision != "int8":
-        raise BundleError(f"unknown precision {precision!r}: use fp32 or int8")
-    folder = cache_dir() / "int8" / f"{bundle.revision}-{QUANTIZATION}"
-    if not (folder / "complete").exists():
-        _quantize(bundle.path, folder, log)
-    quantized = Bundle(folder, bundle.source, bundle.revision + INT8_SUFFIX)
-    if not (folder / "fidelity.json").exists():
-        from mediasearch.model import fidelity
-
-        log("measuring the int8 copies against fp32 (once)")
-        (folder / "fidelity.json").write_text(json.dumps(fidelity(bundle, quantized)))
-    return quantized
-
-
-def _quantize(source: Path, folder: Path, log) -> None:
-    import logging
-    import shutil
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    logging.getLogger().setLevel(logging.ERROR)  # the quantiser's advice on preprocessing is not for users
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in CONFIG_FILES:
-        shutil.copyfile(source / name, folder / name)
-    for name in ONNX_FILES:
-        log(f"making an int8 copy of {name} (once)")
-        tmp = folder / f".{name}.tmp"
-        quantize_dynamic(
-            str(source / name),
-            str(tmp),
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Gemm"],
-            per_channel=True,
-            reduce_range=True,
-        )
-        os.replace(tmp, folder / name)
-    (folder / "complete").write_text("ok\n")

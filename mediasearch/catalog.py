@@ -1,128 +1,212 @@
 """The catalog: one SQLite file that is the source of truth for the library.
 
-Roots, files (with their size, mtime, content hash, media facts, status and
-error) and segments with their vectors as float32 blobs.  The FAISS index is
-derived from the segments and can always be rebuilt from here.  Schema changes
-are numbered migrations, never edited once shipped.
+Folders (with their walk options and whether they were reachable), files (size,
+mtime, content hash, media facts, state and error) and segments with their
+vectors as float32 blobs.  The FAISS index is derived from the segments and can
+always be rebuilt from here.  Schema changes are numbered migrations, never
+edited once shipped.
+
+Paths are stored as the raw bytes the filesystem gave (BLOBs), so a name that
+is not valid UTF-8 is kept exactly; in Python they are `str` decoded the way
+`os.fsdecode` does (undecodable bytes as surrogate escapes), which round-trips.
 """
 
 from __future__ import annotations
 
-import fcntl
+import json
 import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import sqlite_utils
 
-from mediasearch.errors import MediasearchError
+from mediasearch.errors import LibraryError
 
 DIM = 512
 
-MIGRATIONS = [
-    # 1: the first schema
-    """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
-    CREATE TABLE roots (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, added_at REAL);
-    CREATE TABLE files (
-        id INTEGER PRIMARY KEY,
-        root_id INTEGER NOT NULL REFERENCES roots(id),
-        path TEXT NOT NULL UNIQUE,
-        rel TEXT NOT NULL,
-        kind TEXT,
-        size INTEGER NOT NULL,
-        mtime REAL NOT NULL,
-        hash TEXT,
-        width INTEGER,
-        height INTEGER,
-        duration REAL,
-        status TEXT NOT NULL,
-        error TEXT,
-        indexed_at REAL
-    );
-    CREATE INDEX files_root ON files(root_id);
-    CREATE INDEX files_hash ON files(hash);
-    CREATE TABLE segments (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        file_id INTEGER NOT NULL REFERENCES files(id),
-        start REAL,
-        end REAL,
-        vector BLOB NOT NULL
-    );
-    CREATE INDEX segments_file ON segments(file_id);
-    """,
-]
 
-# File states: indexed (has segments), failed (error recorded), ignored (not media, or video for now).
-INDEXED, FAILED, IGNORED = "indexed", "failed", "ignored"
+def _m001_first_schema(db: sqlite_utils.Database) -> None:
+    """The first schema, as shipped."""
+    for statement in (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
+        "CREATE TABLE roots (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, added_at REAL)",
+        """CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            root_id INTEGER NOT NULL REFERENCES roots(id),
+            path TEXT NOT NULL UNIQUE,
+            rel TEXT NOT NULL,
+            kind TEXT,
+            size INTEGER NOT NULL,
+            mtime REAL NOT NULL,
+            hash TEXT,
+            width INTEGER,
+            height INTEGER,
+            duration REAL,
+            status TEXT NOT NULL,
+            error TEXT,
+            indexed_at REAL
+        )""",
+        "CREATE INDEX files_root ON files(root_id)",
+        "CREATE INDEX files_hash ON files(hash)",
+        """CREATE TABLE segments (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            file_id INTEGER NOT NULL REFERENCES files(id),
+            start REAL,
+            end REAL,
+            vector BLOB NOT NULL
+        )""",
+        "CREATE INDEX segments_file ON segments(file_id)",
+    ):
+        db.execute(statement)
+
+
+def _m002_byte_paths_and_folder_state(db: sqlite_utils.Database) -> None:
+    """Paths become raw bytes (SQLite keeps BLOBs as they are in TEXT columns, compared
+    bytewise); folders remember their walk options and whether the last pass reached them."""
+    db.execute("UPDATE files SET path = CAST(path AS BLOB), rel = CAST(rel AS BLOB)")
+    db.execute("UPDATE roots SET path = CAST(path AS BLOB)")
+    db["roots"].add_column("options", str)
+    db["roots"].add_column("state", str)
+    db["roots"].add_column("reason", str)
+
+
+MIGRATIONS = [_m001_first_schema, _m002_byte_paths_and_folder_state]
+
+# File states: indexed (has segments), failed (error recorded), ignored (not media, or video for now),
+# partial (a long recording whose first windows are stored; the next pass resumes it).
+INDEXED, FAILED, IGNORED, PARTIAL = "indexed", "failed", "ignored", "partial"
+# Folder states: reached by the last pass, or not (unplugged drive, unmounted share): its files are kept.
+ONLINE, OFFLINE = "online", "offline"
+
+
+def encode(path: str) -> bytes:
+    """A path as the filesystem's bytes (lossless for any name)."""
+    return os.fsencode(path)
+
+
+def decode(raw: bytes | str) -> str:
+    return os.fsdecode(raw)
 
 
 @dataclass
 class FileRow:
     id: int
     path: str
+    root_id: int
     size: int
     mtime: float
     status: str
     hash: str | None
     kind: str | None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, row: dict) -> FileRow:
+        return cls(**{k: decode(v) if k == "path" else v for k, v in row.items()})
 
     def matches(self, st: os.stat_result) -> bool:
         """Same size and mtime as on disk: the file is taken as unchanged."""
         return self.size == st.st_size and self.mtime == st.st_mtime
 
 
-class LibraryBusy(MediasearchError):
-    """Another process is writing to the library."""
+@dataclass
+class Root:
+    """A library folder, its walk options and what the last pass found."""
+
+    id: int
+    path: str
+    options: dict = field(default_factory=dict)
+    state: str = ONLINE
+    reason: str | None = None
+
+
+_FILE_COLUMNS = "id, path, root_id, size, mtime, status, hash, kind, error"
 
 
 class Catalog:
-    """The library's SQLite catalog (WAL mode, so readers never wait for a writer)."""
+    """The library's SQLite catalog (WAL mode, so readers never wait for a writer).
 
-    def __init__(self, folder: Path):
+    Readers open it read-only (`write=False`): they never create, migrate or
+    change it.  A library whose folder cannot be written (an archive, a share)
+    is opened immutable, which SQLite allows without its WAL index.
+    """
+
+    def __init__(self, folder: Path, write: bool = False):
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "catalog.db"
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self.db = sqlite_utils.Database(conn)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        self._lock_handle = None
-        self._migrate()
+        self.writable = write
+        try:
+            conn = self._connect(write)
+            self.db = sqlite_utils.Database(conn)
+            if write:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+            else:
+                self._check_version(conn.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            raise LibraryError(damaged_message(self.path, exc)) from exc
+
+    def _connect(self, write: bool) -> sqlite3.Connection:
+        if write:
+            make_private(self.folder)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            return sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        uri = self.path.resolve().as_uri()
+        mode = "ro" if os.access(self.folder, os.W_OK) else "ro&immutable=1"
+        return sqlite3.connect(
+            f"{uri}?mode={mode}", uri=True, timeout=30, isolation_level=None, check_same_thread=False
+        )
+
+    decode_path = staticmethod(decode)
 
     @property
     def conn(self) -> sqlite3.Connection:
         return self.db.conn
 
     def close(self) -> None:
-        self.unlock()
         self.conn.close()
 
     # ------------------------------------------------------------------ schema and meta
 
-    def _migrate(self) -> None:
-        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+    def _check_version(self, version: int) -> None:
         if version > len(MIGRATIONS):
-            raise MediasearchError(
+            raise LibraryError(
                 f"{self.path} was written by a newer mediasearch (schema {version}); upgrade mediasearch"
             )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        if version < len(MIGRATIONS) and not self.writable:
+            raise LibraryError(f"{self.path} uses an older schema: run `mediasearch index` once to bring it up to date")
+
+    def _migrate(self) -> None:
+        """Run the migrations not yet applied, each in its own write transaction.
+
+        The version is read inside the transaction, so two processes opening a
+        new library at once cannot both run the same migration.
+        """
+        while True:
             with self.transaction():
-                for statement in filter(str.strip, script.split(";")):
-                    self.conn.execute(statement)
-                self.conn.execute(f"PRAGMA user_version = {number}")
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                self._check_version(version)
+                if version == len(MIGRATIONS):
+                    return
+                MIGRATIONS[version](self.db)
+                self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
     def get(self, key: str, default: str | None = None) -> str | None:
+        if "meta" not in self.db.table_names():
+            return default
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
     def set(self, key: str, value: str) -> None:
-        self.conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self.db["meta"].upsert({"key": key, "value": value}, pk="key")
 
     def generation(self) -> int:
         """Bumped by every transaction that changes segments; stamps the FAISS index."""
@@ -131,94 +215,108 @@ class Catalog:
     def _bump(self) -> None:
         self.set("generation", str(self.generation() + 1))
 
+    @contextmanager
     def transaction(self):
-        return _Transaction(self.conn)
-
-    # ------------------------------------------------------------------ writer lock
-
-    def lock(self) -> None:
-        """Take the library's writer lock, or say who holds it."""
-        handle = open(self.folder / "writer.lock", "a+")
+        """A write transaction: BEGIN IMMEDIATE at the outside (the writer takes SQLite's
+        lock up front, so it never fails half-way on a busy database), savepoints inside."""
+        if self.conn.in_transaction:
+            with self.db.atomic():
+                yield self.db
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise LibraryBusy(
-                f"another mediasearch ({holder}) is writing to {self.folder}: wait for it, or stop it "
-                "(a running `mediasearch watch` keeps the library in step by itself)"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        self._lock_handle = handle
-
-    def unlock(self) -> None:
-        if self._lock_handle is not None:
-            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
-            self._lock_handle.close()
-            self._lock_handle = None
+            with self.db.atomic():
+                yield self.db
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
 
     # ------------------------------------------------------------------ roots
 
-    def add_root(self, path: Path) -> int:
-        self.conn.execute("INSERT OR IGNORE INTO roots (path, added_at) VALUES (?, ?)", (str(path), time.time()))
-        return self.conn.execute("SELECT id FROM roots WHERE path = ?", (str(path),)).fetchone()[0]
-
-    def roots(self) -> dict[str, int]:
-        return {path: rid for rid, path in self.conn.execute("SELECT id, path FROM roots ORDER BY path")}
-
-    def remove_root(self, root_id: int) -> list[int]:
-        """Forget a root, its files and their segments; return the removed segment ids."""
-        ids = [
-            r[0]
-            for r in self.conn.execute(
-                "SELECT s.id FROM segments s JOIN files f ON f.id = s.file_id WHERE f.root_id = ?", (root_id,)
+    def add_root(self, path: str, options: dict | None = None) -> int:
+        """Add a folder (or change its options); return its id."""
+        row = self.conn.execute("SELECT id FROM roots WHERE path = ?", (encode(path),)).fetchone()
+        if row:
+            if options is not None:
+                self.db["roots"].update(row[0], {"options": json.dumps(options)})
+            return row[0]
+        return (
+            self.db["roots"]
+            .insert(
+                {"path": encode(path), "added_at": time.time(), "options": json.dumps(options or {}), "state": ONLINE}
             )
+            .last_pk
+        )
+
+    def roots(self) -> list[Root]:
+        return [
+            Root(r["id"], decode(r["path"]), json.loads(r["options"] or "{}"), r["state"] or ONLINE, r["reason"])
+            for r in self.db.query("SELECT id, path, options, state, reason FROM roots ORDER BY path")
         ]
+
+    def set_root_state(self, root_id: int, state: str, reason: str | None = None) -> None:
+        self.db["roots"].update(root_id, {"state": state, "reason": reason})
+
+    def adopt(self, root: Root) -> None:
+        """Files under a newly added folder that an outer folder held now belong to it."""
+        prefix = encode(root.path.rstrip("/") + "/")
+        self.conn.execute(
+            "UPDATE files SET root_id = ?, rel = substr(path, ?) WHERE path > ? AND path < ? "
+            "AND root_id IN (SELECT id FROM roots WHERE length(path) < ?)",  # outer folders only
+            (root.id, len(prefix) + 1, prefix, prefix[:-1] + b"0", len(encode(root.path))),
+        )
+
+    def remove_root(self, root: Root, heir: Root | None) -> list[int]:
+        """Forget a folder.  Its files go to `heir` (an outer library folder) when there is
+        one, keeping their vectors; otherwise they and their segments are dropped.
+        Returns the removed segment ids."""
         with self.transaction():
-            self.conn.execute(
-                "DELETE FROM segments WHERE file_id IN (SELECT id FROM files WHERE root_id = ?)", (root_id,)
-            )
-            self.conn.execute("DELETE FROM files WHERE root_id = ?", (root_id,))
-            self.conn.execute("DELETE FROM roots WHERE id = ?", (root_id,))
-            self._bump()
-        return ids
+            removed = []
+            if heir is None:
+                ids = [r[0] for r in self.conn.execute("SELECT id FROM files WHERE root_id = ?", (root.id,))]
+                removed = self.delete_files(ids)
+            else:
+                prefix = len(encode(heir.path.rstrip("/") + "/"))
+                self.conn.execute(
+                    "UPDATE files SET root_id = ?, rel = substr(path, ?) WHERE root_id = ?",
+                    (heir.id, prefix + 1, root.id),
+                )
+            self.db["roots"].delete(root.id)
+        return removed
 
     # ------------------------------------------------------------------ files
 
     def file(self, path: str) -> FileRow | None:
-        r = self.conn.execute(
-            "SELECT id, path, size, mtime, status, hash, kind FROM files WHERE path = ?", (path,)
-        ).fetchone()
-        return FileRow(*r) if r else None
+        rows = list(self.db.query(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (encode(path),)))
+        return FileRow.of(rows[0]) if rows else None
 
-    def files_with_prefix(self, path: str) -> list[FileRow]:
+    def files_under(self, path: str) -> list[FileRow]:
         """The file at path, or every file under the folder at path ('/' < '0' bounds the range)."""
-        base = path.rstrip("/")
-        rows = self.conn.execute(
-            "SELECT id, path, size, mtime, status, hash, kind FROM files WHERE path = ? OR (path > ? AND path < ?)",
-            (base, base + "/", base + "0"),
+        base = encode(path.rstrip("/") or "/")
+        low = base.rstrip(b"/") + b"/"
+        rows = self.db.query(
+            f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ? OR (path > ? AND path < ?)",
+            (base, low, low[:-1] + b"0"),
         )
-        return [FileRow(*r) for r in rows]
+        return [FileRow.of(r) for r in rows]
 
     def vectors_for_hash(self, digest: str) -> tuple[dict, list[tuple[float | None, float | None, bytes]]] | None:
         """Facts and segments of an indexed file with this content, to reuse without the model."""
-        row = self.conn.execute(
-            "SELECT id, kind, width, height, duration FROM files WHERE hash = ? AND status = ? LIMIT 1",
-            (digest, INDEXED),
-        ).fetchone()
-        if row is None:
+        rows = list(
+            self.db.query(
+                "SELECT id, kind, width, height, duration FROM files WHERE hash = ? AND status = ? LIMIT 1",
+                (digest, INDEXED),
+            )
+        )
+        if not rows:
             return None
+        facts = rows[0]
         segments = self.conn.execute(
-            "SELECT start, end, vector FROM segments WHERE file_id = ? ORDER BY id", (row[0],)
+            "SELECT start, end, vector FROM segments WHERE file_id = ? ORDER BY id", (facts.pop("id"),)
         ).fetchall()
-        if not segments:
-            return None
-        facts = {"kind": row[1], "width": row[2], "height": row[3], "duration": row[4]}
-        return facts, segments
+        return (facts, segments) if segments else None
 
     def segment_vectors(self, file_id: int) -> np.ndarray:
         rows = self.conn.execute("SELECT vector FROM segments WHERE file_id = ? ORDER BY id", (file_id,)).fetchall()
@@ -231,44 +329,77 @@ class Catalog:
 
         Returns (removed segment ids, added segment ids) for the vector index.
         """
+        record = dict(record, path=encode(record["path"]), rel=encode(record["rel"]))
         old = self.conn.execute("SELECT id FROM files WHERE path = ?", (record["path"],)).fetchone()
         removed: list[int] = []
         if old:
-            removed = [r[0] for r in self.conn.execute("SELECT id FROM segments WHERE file_id = ?", (old[0],))]
+            removed = self._segment_ids([old[0]])
             self.conn.execute("DELETE FROM segments WHERE file_id = ?", (old[0],))
-            record = dict(record, id=old[0])
-        columns = ", ".join(record)
-        marks = ", ".join("?" for _ in record)
-        cur = self.conn.execute(f"INSERT OR REPLACE INTO files ({columns}) VALUES ({marks})", list(record.values()))
-        file_id = old[0] if old else cur.lastrowid
-        added = []
-        for start, end, blob in segments:
-            cur = self.conn.execute(
-                "INSERT INTO segments (file_id, start, end, vector) VALUES (?, ?, ?, ?)", (file_id, start, end, blob)
-            )
-            added.append(cur.lastrowid)
+            record["id"] = old[0]
+        file_id = self.db["files"].insert(record, pk="id", replace=True).last_pk
+        added = [
+            self.conn.execute(
+                "INSERT INTO segments (file_id, start, end, vector) VALUES (?, ?, ?, ?)", (file_id, s, e, blob)
+            ).lastrowid
+            for s, e, blob in segments
+        ]
         if removed or added:
             self._bump()
         return removed, added
 
+    def add_segments(self, file_id: int, segments: Iterable[tuple[float | None, float | None, bytes]]) -> list[int]:
+        """More windows of a long recording (inside the caller's transaction); return their ids."""
+        added = [
+            self.conn.execute(
+                "INSERT INTO segments (file_id, start, end, vector) VALUES (?, ?, ?, ?)", (file_id, s, e, blob)
+            ).lastrowid
+            for s, e, blob in segments
+        ]
+        if added:
+            self._bump()
+        return added
+
+    def finish_file(self, file_id: int, facts: dict, note: str | None) -> None:
+        """A file's last segments are in: it is indexed, with the facts known only at the end."""
+        self.db["files"].update(
+            file_id,
+            {"status": INDEXED, "duration": facts.get("duration"), "error": note, "indexed_at": time.time()},
+        )
+
+    def segment_spans(self, file_id: int) -> list[tuple[float | None, float | None]]:
+        return self.conn.execute("SELECT start, end FROM segments WHERE file_id = ? ORDER BY id", (file_id,)).fetchall()
+
+    def _segment_ids(self, file_ids: list[int]) -> list[int]:
+        out: list[int] = []
+        for i in range(0, len(file_ids), 900):
+            chunk = file_ids[i : i + 900]
+            marks = ",".join("?" * len(chunk))
+            out += [r[0] for r in self.conn.execute(f"SELECT id FROM segments WHERE file_id IN ({marks})", chunk)]
+        return out
+
     def delete_files(self, file_ids: list[int]) -> list[int]:
         """Remove files and their segments (inside the caller's transaction); return segment ids."""
-        removed: list[int] = []
-        for file_id in file_ids:
-            removed += [r[0] for r in self.conn.execute("SELECT id FROM segments WHERE file_id = ?", (file_id,))]
-            self.conn.execute("DELETE FROM segments WHERE file_id = ?", (file_id,))
-            self.conn.execute("DELETE FROM files WHERE id = ?", (file_id,))
+        removed = self._segment_ids(file_ids)
+        for i in range(0, len(file_ids), 900):
+            chunk = file_ids[i : i + 900]
+            marks = ",".join("?" * len(chunk))
+            self.conn.execute(f"DELETE FROM segments WHERE file_id IN ({marks})", chunk)
+            self.conn.execute(f"DELETE FROM files WHERE id IN ({marks})", chunk)
         if removed:
             self._bump()
         return removed
 
     def move_file(self, file_id: int, path: str, rel: str, root_id: int, mtime: float) -> None:
         """A rename: same content, same vectors, new path."""
-        self.conn.execute("DELETE FROM files WHERE path = ? AND id != ?", (path, file_id))
-        self.conn.execute(
-            "UPDATE files SET path = ?, rel = ?, root_id = ?, mtime = ? WHERE id = ?",
-            (path, rel, root_id, mtime, file_id),
-        )
+        self.conn.execute("DELETE FROM files WHERE path = ? AND id != ?", (encode(path), file_id))
+        self.db["files"].update(file_id, {"path": encode(path), "rel": encode(rel), "root_id": root_id, "mtime": mtime})
+
+    def forget_vectors(self) -> None:
+        """Drop every vector and mark every file changed, so the next pass embeds all again."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM segments")
+            self.conn.execute("UPDATE files SET size = -1, hash = NULL WHERE status != ?", (IGNORED,))
+            self._bump()
 
     # ------------------------------------------------------------------ reading
 
@@ -284,7 +415,24 @@ class Catalog:
             yield np.array([r[0] for r in rows], np.int64), _stack([r[1] for r in rows])
             last = rows[-1][0]
 
+    def id_range(self) -> tuple[int, int]:
+        low, high = self.conn.execute("SELECT min(id), max(id) FROM segments").fetchone()
+        return (low or 0, high or 0)
+
+    def ids_at_or_after(self, ids: list[int]) -> list[int]:
+        """For each id, the first segment id at or after it (ids leave gaps as files go)."""
+        found = {self.conn.execute("SELECT min(id) FROM segments WHERE id >= ?", (i,)).fetchone()[0] for i in ids}
+        return sorted(i for i in found if i is not None)
+
+    def vectors_of(self, segment_ids: list[int]) -> dict[int, np.ndarray]:
+        """Stored vectors by segment id (to check the FAISS file against)."""
+        marks = ",".join("?" * len(segment_ids))
+        rows = self.conn.execute(f"SELECT id, vector FROM segments WHERE id IN ({marks})", segment_ids)
+        return {r[0]: np.frombuffer(r[1], "<f4") for r in rows}
+
     def segment_count(self) -> int:
+        if "segments" not in self.db.table_names():
+            return 0
         return self.conn.execute("SELECT count(*) FROM segments").fetchone()[0]
 
     def hits(self, segment_ids: list[int]) -> dict[int, dict]:
@@ -293,34 +441,16 @@ class Catalog:
         for i in range(0, len(segment_ids), 900):
             chunk = segment_ids[i : i + 900]
             marks = ",".join("?" * len(chunk))
-            rows = self.conn.execute(
-                f"""SELECT s.id, s.start, s.end, f.id, f.path, f.kind, f.size, f.mtime, f.width, f.height,
-                           f.duration
+            rows = self.db.query(
+                f"""SELECT s.id AS segment_id, s.start, s.end, f.id AS file_id, f.path, f.kind, f.size, f.mtime,
+                           f.width, f.height, f.duration
                     FROM segments s JOIN files f ON f.id = s.file_id WHERE s.id IN ({marks})""",
                 chunk,
             )
             for r in rows:
-                out[r[0]] = dict(
-                    zip(
-                        ("start", "end", "file_id", "path", "kind", "size", "mtime", "width", "height", "duration"),
-                        r[1:],
-                    )
-                )
+                r["path"] = decode(r["path"])
+                out[r.pop("segment_id")] = r
         return out
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error (the connection is in autocommit mode)."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-
-    def __enter__(self):
-        self.conn.execute("BEGIN IMMEDIATE")
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
 def to_blob(vector: np.ndarray) -> bytes:
@@ -331,3 +461,28 @@ def _stack(blobs: list[bytes]) -> np.ndarray:
     if not blobs:
         return np.zeros((0, DIM), np.float32)
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), DIM).astype(np.float32)
+
+
+def make_private(folder: Path) -> None:
+    """The library folder holds every private path: readable by its owner only, whatever the umask."""
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm", "vectors.faiss", "vectors.json", "writer.lock"):
+        try:
+            os.chmod(folder / name, 0o600)
+        except FileNotFoundError:
+            pass
+
+
+def damaged_message(path: Path, exc: Exception) -> str:
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return (
+            f"{path} is damaged ({text}): move it aside and run `mediasearch index FOLDER` to build the "
+            "library again (the files on disk are untouched)"
+        )
+    if "full" in text:
+        return f"the disk holding {path} is full: free some space and run the command again"
+    if "readonly" in text or "read-only" in text:
+        return f"{path} cannot be written ({text}): the library is read-only; queries and status still work"
+    return f"cannot use {path} ({text})"

@@ -6,25 +6,51 @@ stderr.  Errors the user can fix are one line on stderr and exit status 1.
 
 from __future__ import annotations
 
-import json
+import errno
 import os
+import signal
+import sqlite3
 import sys
 from pathlib import Path
 
 import click
 
-from mediasearch import __version__, bundle
+from mediasearch import __version__, bundle, runtime
+from mediasearch.catalog import damaged_message
 from mediasearch.errors import MediasearchError
+from mediasearch.terminal import Progress, Terminal, display, json_path, raw_path, to_json
 
 
 class Group(click.Group):
-    """Turns MediasearchError into one clean line (exit 1) instead of a traceback."""
+    """Turns the errors a user can fix into one clean line (exit 1) instead of a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except MediasearchError as exc:
             raise click.ClickException(str(exc)) from exc
+        except sqlite3.DatabaseError as exc:
+            raise click.ClickException(damaged_message(Path("the library's catalog"), exc)) from exc
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise click.ClickException(
+                    f"the disk is full ({exc.filename or exc}): free some space and run "
+                    "the command again; nothing already indexed is lost"
+                ) from exc
+            if exc.errno in (errno.EROFS, errno.EACCES):
+                raise click.ClickException(
+                    f"cannot write {exc.filename} ({exc.strerror}): the library is "
+                    "read-only here; `query` and `status` still work"
+                ) from exc
+            raise
+
+
+def terminal() -> Terminal:
+    """The terminal this command talks to (tests pass their own as the context object)."""
+    ctx = click.get_current_context()
+    if not isinstance(ctx.find_root().obj, Terminal):
+        ctx.find_root().obj = Terminal.detect()
+    return ctx.find_root().obj
 
 
 model_option = click.option(
@@ -36,7 +62,7 @@ model_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 precision_option = click.option(
     "--precision",
-    type=click.Choice(bundle.PRECISIONS),
+    type=click.Choice(("fp32", "int8")),
     envvar="MEDIASEARCH_PRECISION",
     help="fp32 (default) or int8: quantised copies of the towers, made once in the cache; faster, "
     "slightly different vectors (see `model info --precision int8`).",
@@ -45,14 +71,14 @@ precision_option = click.option(
 
 def _quiet_hub_when_piped() -> None:
     """The hub client draws progress bars; keep them to terminals."""
-    if not sys.stderr.isatty():
+    if not terminal().stderr_isatty:
         from huggingface_hub.utils import disable_progress_bars
 
         disable_progress_bars()
 
 
 def emit_json(data) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False))
+    click.echo(to_json(data))
 
 
 @click.group(cls=Group)
@@ -93,13 +119,46 @@ def pull(model: str | None) -> None:
     click.echo(str(path))
 
 
+library_option = click.option(
+    "--library",
+    "-L",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="MEDIASEARCH_HOME",
+    help="Library folder (default $MEDIASEARCH_HOME, else ~/.local/share/mediasearch).",
+)
+
+
+def _library_model(library: Path | None) -> tuple[str | None, str | None]:
+    """The model and precision an existing library was built with (for commands that do not need one)."""
+    from mediasearch.library import Library
+
+    try:
+        with Library(library) as lib:
+            revision = lib.catalog.get("model_revision")
+            return lib.catalog.get("model_source"), bundle.precision_of(revision) if revision else None
+    except MediasearchError:
+        return None, None
+
+
+def _bundle(model: str | None, precision: str | None, library: Path | None):
+    """--model and --precision, else the library's, else the defaults (embed and model info)."""
+    from mediasearch.precision import with_precision
+
+    if model is None:
+        model, recorded = _library_model(library)
+        precision = precision or recorded
+    return with_precision(bundle.resolve(model), precision, warn)
+
+
 @model.command()
 @model_option
 @precision_option
+@library_option
 @json_option
-def info(model: str | None, precision: str | None, as_json: bool) -> None:
+def info(model: str | None, precision: str | None, library: Path | None, as_json: bool) -> None:
     """Show where the model is, its files, dimensions and how each tower runs.
 
+    Without --model, the model of the library (if there is one) is shown.
     Loads every tower once to check that it batches (some exports only run one
     item at a time; those fall back to batch 1).
 
@@ -108,7 +167,7 @@ def info(model: str | None, precision: str | None, as_json: bool) -> None:
     from mediasearch.model import model_info
 
     _quiet_hub_when_piped()
-    data = model_info(bundle.with_precision(bundle.resolve(model), precision, warn))
+    data = model_info(_bundle(model, precision, library))
     if as_json:
         emit_json(data)
         return
@@ -136,45 +195,46 @@ def info(model: str | None, precision: str | None, as_json: bool) -> None:
 @cli.command()
 @model_option
 @precision_option
+@library_option
 @click.option("--text", "-t", "texts", multiple=True, help="A text to embed (repeatable).")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-def embed(model: str | None, precision: str | None, texts: tuple[str, ...], files: tuple[Path, ...]) -> None:
+def embed(model, precision, library, texts: tuple[str, ...], files: tuple[Path, ...]) -> None:
     """Print the vector of each text and file, one JSON object per line.
 
     Texts come first in the order given, then files; a recording longer than
     10 s gives one line per window with its start and end seconds.  A file that
     cannot be read gives a line with "error" and the exit status is 1 at the end.
+    Without --model, the library's model is used (if there is a library).
 
     Example: mediasearch embed --text "a dog barking" photo.jpg bark.wav
     """
-    from mediasearch.model import Embedder, embed_files
+    from mediasearch import media
+    from mediasearch.model import Embedder
 
     if not texts and not files:
         raise click.UsageError("give at least one --text or FILE")
     _quiet_hub_when_piped()
-    embedder = Embedder(bundle.with_precision(bundle.resolve(model), precision, warn))
-    for text, vector in zip(texts, embedder.embed_texts(list(texts))):
+    embedder = Embedder(_bundle(model, precision, library))
+    for text, vector in zip(texts, embedder.embed_texts(list(texts)), strict=True):
         emit_json({"input": text, "modality": "text", "start": None, "end": None, "embedding": _floats(vector)})
     failed = 0
-    for path, result in embed_files(embedder, list(files)):
-        if isinstance(result, MediasearchError):
-            failed += 1
-            click.echo(f"skipping {path}: {getattr(result, 'reason', result)}", err=True)
-            emit_json(
-                {
-                    "input": str(path),
-                    "modality": None,
-                    "start": None,
-                    "end": None,
-                    "error": getattr(result, "reason", str(result)),
-                }
-            )
-            continue
-        decoded, vectors = result
-        for (start, end), vector in zip(decoded.spans, vectors):
-            emit_json(
-                {"input": str(path), "modality": decoded.kind, "start": start, "end": end, "embedding": _floats(vector)}
-            )
+    for i in range(0, len(files), 16):  # a few files at a time, so pictures share model batches
+        group = [str(f) for f in files[i : i + 16]]
+        decoded = [media.decode_or_error(path) for path in group]
+        decoded = [d if isinstance(d, MediasearchError) else d.read_all() for d in decoded]
+        for path, item, result in zip(group, decoded, embedder.embed_each(group, decoded), strict=True):
+            if isinstance(result, MediasearchError):
+                failed += 1
+                warn(f"skipping {display(path)}: {display(result.reason)}")
+                emit_json(
+                    json_path(path, "input") | {"modality": None, "start": None, "end": None, "error": result.reason}
+                )
+                continue
+            for (start, end), vector in zip(item.spans, result, strict=True):
+                emit_json(
+                    json_path(path, "input")
+                    | {"modality": item.kind, "start": start, "end": end, "embedding": _floats(vector)}
+                )
     if failed:
         sys.exit(1)
 
@@ -185,98 +245,77 @@ def _floats(vector) -> list[float]:
 
 # ----------------------------------------------------------------------------- library
 
-library_option = click.option(
-    "--library",
-    "-L",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Library folder (default $MEDIASEARCH_HOME, else ~/.local/share/mediasearch).",
-)
-
-
-def open_catalog(library: Path | None):
-    from mediasearch.catalog import Catalog
-    from mediasearch.paths import library_dir
-
-    return Catalog(library_dir(library))
-
-
-def bundle_for(catalog, model: str | None, precision: str | None):
-    """--model, else MEDIASEARCH_MODEL, else the model this library was built with, else the default.
-
-    Likewise --precision, else the library's, else fp32.
-    """
-    found = bundle.resolve(model or os.environ.get("MEDIASEARCH_MODEL") or catalog.get("model_source"))
-    return bundle.with_precision(found, precision or bundle.precision_of(catalog.get("model_revision")), warn)
-
-
-def embedder_factory(catalog, model: str | None, precision: str | None):
-    """Make the embedder on first need (a no-change pass or a stored example never loads the model)."""
-    made = []
-
-    def make():
-        if not made:
-            from mediasearch.ingest import check_model
-            from mediasearch.model import Embedder
-
-            found = bundle_for(catalog, model, precision)
-            check_model(catalog, found)
-            made.append(Embedder(found))
-        return made[0]
-
-    return make
-
-
-def walk_options(command):
-    """--hidden and --exclude, the same for index and watch."""
-    command = click.option(
-        "--exclude",
-        "excludes",
-        multiple=True,
-        metavar="GLOB",
-        help="Skip files and folders whose name or relative path matches GLOB (repeatable).",
-    )(command)
-    return click.option("--hidden", is_flag=True, help="Include hidden files and folders (names starting with '.').")(
-        command
-    )
-
-
-def start_writing(catalog, paths, model, precision, reembed: bool = False):
-    """Take the writer lock, settle the model, and pick the folders (given, else the library's)."""
-    from mediasearch.ingest import check_model
-
-    catalog.lock()
-    found = bundle_for(catalog, model, precision)
-    check_model(catalog, found, reembed)
-    roots = [p.expanduser().resolve() for p in paths] or [Path(p) for p in catalog.roots()]
-    if not roots:
-        raise click.UsageError("give a folder (the library has none yet)")
-    return found, roots
-
 
 def warn(message: str) -> None:
     click.echo(message, err=True)
 
 
-class Progress:
-    """A tqdm bar on a terminal, nothing on a pipe."""
+def walk_options(command):
+    """How a folder is walked, the same for index and watch; remembered by each folder."""
+    command = click.option(
+        "--max-duration",
+        type=click.FloatRange(min=1 / 60, min_open=False),
+        metavar="HOURS",
+        help="Index at most this many hours of any one recording (default 12).",
+    )(command)
+    command = click.option(
+        "--follow-links/--no-follow-links",
+        default=None,
+        help="Follow symbolic links inside the folders (off by default; never into /proc, /sys, /dev, /run).",
+    )(command)
+    command = click.option(
+        "--no-exclude", "clear_excludes", is_flag=True, help="Forget the folders' remembered --exclude patterns."
+    )(command)
+    command = click.option(
+        "--exclude",
+        "excludes",
+        multiple=True,
+        metavar="GLOB",
+        help="Skip files and folders whose name or relative path matches GLOB (repeatable; remembered).",
+    )(command)
+    return click.option(
+        "--hidden/--no-hidden",
+        default=None,
+        help="Include hidden files and folders (names starting with '.'); remembered by the folder.",
+    )(command)
 
-    def __init__(self, unit: str, quiet: bool = False):
-        self.bar = None
-        self.enabled = sys.stderr.isatty() and not quiet
-        self.unit = unit
 
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        if self.bar is None:
-            from tqdm import tqdm
+def _folders(library, paths, hidden, excludes, clear_excludes, follow_links):
+    """The folders to work on: those given (added, or their remembered options changed), else all."""
+    if not paths:
+        if hidden is not None or excludes or clear_excludes or follow_links is not None:
+            raise click.UsageError("name the folders whose --hidden, --exclude or --follow-links should change")
+        roots = library.catalog.roots()
+        if not roots:
+            raise click.UsageError("give a folder (the library has none yet)")
+        return roots
+    return library.add_folders(
+        [os.path.abspath(os.path.expanduser(p)) for p in paths], hidden, excludes, clear_excludes, follow_links
+    )
 
-            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, dynamic_ncols=True, leave=False)
-        self.bar.update(done - self.bar.n)
 
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+class StopOnSignal:
+    """SIGINT and SIGTERM ask the indexer to stop after its model batch (within about a second);
+    a second signal stops at once."""
+
+    def __init__(self, indexer):
+        self.indexer = indexer
+        self.previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, *_args) -> None:
+        if self.indexer.stopping:
+            raise KeyboardInterrupt
+        self.indexer.stopping = True
+        warn("stopping: committing what is finished (press Ctrl-C again to stop at once)")
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 @cli.command()
@@ -287,58 +326,56 @@ class Progress:
 @click.option("--reembed", is_flag=True, help="Embed everything again (after changing the model).")
 @precision_option
 @json_option
-def index(paths, model, library, hidden, excludes, reembed, precision, as_json) -> None:
+def index(
+    paths, model, library, hidden, excludes, clear_excludes, follow_links, max_duration, reembed, precision, as_json
+) -> None:
     """Add folders to the library and bring it in step with them.
 
     Only new and changed files are embedded; renamed, moved or copied files reuse
     their stored vectors; files gone from disk leave the library.  With no
-    PATH, every folder already in the library is rescanned.  Work is committed
-    in batches: after Ctrl-C or a crash, the next run carries on.
+    PATH, every folder already in the library is rescanned with its remembered
+    options.  A folder that cannot be reached (an unplugged drive) keeps its
+    files.  Ctrl-C stops within about a second, keeping what is finished (a
+    long recording keeps its windows so far); the next run carries on.
 
     Example: mediasearch index ~/Pictures ~/Recordings --exclude '*.tmp'
     """
-    from mediasearch.index import VectorIndex
     from mediasearch.ingest import Indexer
-    from mediasearch.model import Embedder
+    from mediasearch.library import open_for_writing
 
     _quiet_hub_when_piped()
-    catalog = open_catalog(library)
-    try:
-        found, roots = start_writing(catalog, paths, model, precision, reembed)
-        vectors = VectorIndex(catalog)
-        progress = Progress("file", quiet=as_json)
-        indexer = Indexer(catalog, vectors, lambda: Embedder(found), hidden, excludes, warn=warn)
+    lib, found = open_for_writing(library, model, precision, reembed, warn)
+    with lib:
+        from mediasearch.model import Embedder
+
+        roots = _folders(lib, paths, hidden, excludes, clear_excludes, follow_links)
+        progress = Progress(terminal(), "segment", quiet=as_json)
+        indexer = Indexer(lib, lambda: Embedder(found), warn=warn, max_duration=_seconds(max_duration))
         try:
-            summary = indexer.scan(roots, progress)
-        except KeyboardInterrupt:
+            with StopOnSignal(indexer):
+                summary = indexer.scan(roots, progress)
+        finally:
             progress.close()
-            save_index(vectors)
-            warn("interrupted: what was finished is kept; run the same command again to carry on")
-            sys.exit(130)
-        progress.close()
-        save_index(vectors)
-    finally:
-        catalog.close()
+            lib.save_index()
+    if summary.stopped:
+        warn("stopped: what was finished is kept; run the same command again to carry on")
+        sys.exit(130)
     if as_json:
-        emit_json(summary.as_dict())
+        emit_json(
+            summary.as_dict() | {"failures": [json_path(f["path"]) | {"error": f["error"]} for f in summary.failures]}
+        )
         return
     s = summary
-    click.echo(
+    warn(
         f"{s.added} added, {s.updated} updated, {s.reused} reused, {s.removed} removed, "
-        f"{s.unchanged} unchanged, {s.failed} failed, {s.ignored} ignored in {s.seconds:.1f}s",
-        err=True,
+        f"{s.unchanged} unchanged, {s.failed} failed, {s.ignored} ignored in {s.seconds:.1f}s"
     )
     if s.failed:
-        click.echo("see `mediasearch status --failures` for the reasons", err=True)
+        warn("see `mediasearch status --failures` for the reasons")
 
 
-def save_index(vectors) -> None:
-    """Make the saved index match the catalog (also rebuilds a deleted or stale one)."""
-    if vectors.index is None:
-        if vectors.saved_is_current():
-            return  # nothing changed: do not rewrite a large file
-        vectors.load()
-    vectors.save()
+def _seconds(hours: float | None) -> float | None:
+    return None if hours is None else hours * 3600
 
 
 @cli.command()
@@ -393,68 +430,54 @@ def query(
     """Find the pictures and sounds nearest to some words and/or example files.
 
     Every positive term (TEXT and each --like file) counts the same: their
-    vectors are averaged.  --not terms are averaged and subtracted at half that
-    weight.  Files are ranked by their best segment; a hit inside a long
+    vectors are averaged.  --not terms are averaged and subtracted at half
+    that weight.  Files are ranked by their best segment; a hit inside a long
     recording shows its time range.
 
     Example: mediasearch query "dog barking" --not puppy --type audio --limit 5
     """
-    from mediasearch.index import VectorIndex
+    from mediasearch.library import Library
     from mediasearch.search import Filters, query_vector, search
 
     kind_list = [k.strip() for k in kinds.split(",")] if kinds else []
     bad = [k for k in kind_list if k not in ("image", "audio")]
     if bad:
         raise click.BadParameter(f"unknown kind {bad[0]!r}: use image, audio or both", param_hint="--type")
-    catalog = open_catalog(library)
-    try:
-        make = embedder_factory(catalog, model, precision)
-        if model or os.environ.get("MEDIASEARCH_MODEL") or precision:
+    with Library(library) as lib:
+        if lib.is_empty():
+            raise MediasearchError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
+        make = lib.embedder_factory(model, precision, warn)
+        if model or precision:
             make()  # an explicit model must match the library's even if no text needs it
-        vector = query_vector(catalog, make, [text] if text else [], likes, nots)
-        vectors = VectorIndex(catalog, mmap=True).load()
-        filters = Filters(kind_list, [p.expanduser().resolve() for p in within], after, before, min_score)
-        hits = search(catalog, vectors, vector, limit, filters)
-        if vectors.rebuilt:
-            _save_quietly(catalog, vectors)
-    finally:
-        catalog.close()
+        vector = query_vector(lib, make, [text] if text else [], likes, nots)
+        folders = [os.path.abspath(os.path.expanduser(p)) for p in within]
+        hits = search(lib, vector, limit, Filters(kind_list, folders, after, before, min_score))
     print_hits(hits, as_json, paths_only, nul)
-
-
-def _save_quietly(catalog, vectors) -> None:
-    """A query that had to rebuild the index saves it for the next one, unless a writer is busy."""
-    from mediasearch.catalog import LibraryBusy
-
-    try:
-        catalog.lock()
-    except LibraryBusy:
-        return
-    try:
-        if catalog.generation() == vectors.generation:
-            vectors.save()
-    finally:
-        catalog.unlock()
 
 
 def print_hits(hits, as_json: bool, paths_only: bool, nul: bool) -> None:
     if as_json:
-        emit_json([h.as_dict() for h in hits])
+        emit_json([h.as_dict() | json_path(h.path) for h in hits])
         return
     if paths_only:
-        end = "\0" if nul else "\n"
-        sys.stdout.write("".join(h.path + end for h in hits))
+        sys.stdout.flush()
+        out = sys.stdout.buffer
+        if nul:
+            out.write(b"".join(raw_path(h.path) + b"\0" for h in hits))
+        else:
+            out.write("".join(display(h.path) + "\n" for h in hits).encode())
+        out.flush()
         return
     if not hits:
         warn("no results")
         return
-    tty = sys.stdout.isatty()
+    tty = terminal().stdout_isatty
     for h in hits:
         span = f"{_clock(h.start)}-{_clock(h.end)}" if h.start is not None else ""
         if tty:
-            click.echo(f"{h.score:6.3f}  {h.kind:5}  {span:>13}  {click.format_filename(h.path)}")
+            click.echo(f"{h.score:6.3f}  {h.kind:5}  {span:>13}  {display(h.path)}")
         else:
-            click.echo("\t".join([f"{h.score:.4f}", h.path] + ([span] if span else [])))
+            click.echo("\t".join([f"{h.score:.4f}", display(h.path)] + ([span] if span else [])))
 
 
 def _clock(seconds: float) -> str:
@@ -467,17 +490,15 @@ def _clock(seconds: float) -> str:
 @click.option("--failures", is_flag=True, help="List every file that failed, with the reason.")
 @json_option
 def status(library, failures, as_json) -> None:
-    """Show the library: folders, counts by kind and state, model, index size.
+    """Show the library: folders (and which are offline), counts by kind and state, model, index size.
 
     Example: mediasearch status --failures
     """
+    from mediasearch.library import Library
     from mediasearch.status import library_status
 
-    catalog = open_catalog(library)
-    try:
-        data = library_status(catalog)
-    finally:
-        catalog.close()
+    with Library(library) as lib:
+        data = library_status(lib)
     if as_json:
         emit_json(data)
         return
@@ -485,11 +506,21 @@ def status(library, failures, as_json) -> None:
     click.echo(f"cache:    {data['cache']}")
     click.echo(f"model:    {data['model'] or '(none yet)'}" + (f" ({data['revision']})" if data["revision"] else ""))
     for root in data["roots"]:
-        click.echo(f"folder:   {root['path']} ({root['files']} files)")
+        state = "" if root["state"] == "online" else f", OFFLINE: {root['reason']}"
+        opts = root["options"]
+        rules = ", ".join(
+            ([f"exclude {' '.join(opts['excludes'])}"] if opts.get("excludes") else [])
+            + (["hidden files"] if opts.get("hidden") else [])
+            + (["follows links"] if opts.get("follow_links") else [])
+        )
+        click.echo(
+            f"folder:   {display(root['path'])} ({root['files']} files{state})" + (f" [{rules}]" if rules else "")
+        )
     counts = data["counts"]
     click.echo(
         f"indexed:  {counts['indexed']} files ({counts['image']} pictures, {counts['audio']} sounds), "
         f"{data['segments']} segments"
+        + (f"; {counts['partial']} long recordings half-done" if counts["partial"] else "")
     )
     click.echo(f"failed:   {counts['failed']}    ignored: {counts['ignored']} ({counts['video']} videos)")
     idx = data["index"]
@@ -499,7 +530,9 @@ def status(library, failures, as_json) -> None:
     )
     if failures:
         for f in data["failures"]:
-            click.echo(f"{f['path']}: {f['error']}")
+            click.echo(f"{display(f['path'])}: {display(f['error'])}")
+        for n in data["notes"]:
+            click.echo(f"{display(n['path'])}: indexed in part: {display(n['note'])}")
     elif counts["failed"]:
         click.echo("(--failures lists them)")
 
@@ -511,30 +544,28 @@ def status(library, failures, as_json) -> None:
 def forget(path, library, as_json) -> None:
     """Remove a folder from the library, with all its files and vectors.
 
-    The files on disk are not touched.
+    The files on disk are not touched.  A folder inside another library folder
+    hands its files back to that folder instead (their vectors are kept).
 
     Example: mediasearch forget ~/Old-Recordings
     """
-    from mediasearch.index import VectorIndex
+    from mediasearch.library import Library
 
-    catalog = open_catalog(library)
-    try:
-        catalog.lock()
-        roots = catalog.roots()
-        target = str(path.expanduser().resolve())
-        if target not in roots:
-            known = ", ".join(roots) or "none"
-            raise click.ClickException(f"{target} is not a folder of this library (folders: {known})")
-        vectors = VectorIndex(catalog).load()
-        removed = catalog.remove_root(roots[target])
-        vectors.apply(removed, [], None)
-        vectors.save()
-    finally:
-        catalog.close()
+    target = os.path.abspath(os.path.expanduser(path))
+    with Library(library, write=True) as lib:
+        removed, heir = lib.forget(target)
     if as_json:
-        emit_json({"forgotten": target, "segments": len(removed)})
+        emit_json(json_path(target, "forgotten") | {"segments": removed})
+    elif heir is not None:
+        warn(f"forgot {display(target)}; its files stay in the library as part of {display(heir.path)}")
     else:
-        warn(f"forgot {target} ({len(removed)} segments)")
+        warn(f"forgot {display(target)} ({removed} segments)")
+
+
+def _seconds_option(flag: str, default: float, text: str):
+    return click.option(
+        flag, default=default, show_default=True, type=click.FloatRange(0), metavar="SECONDS", help=text
+    )
 
 
 @cli.command()
@@ -542,46 +573,48 @@ def forget(path, library, as_json) -> None:
 @model_option
 @library_option
 @walk_options
-@click.option(
-    "--settle",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(0),
-    help="Seconds a file must stay unchanged before it is embedded (files being written wait).",
+@_seconds_option(
+    "--settle", 1.0, "Seconds a file must stay unchanged before it is embedded (files being written wait)."
 )
-@click.option(
-    "--rescan",
-    default=0.0,
-    show_default=True,
-    type=click.FloatRange(0),
-    metavar="SECONDS",
-    help="Also rescan every folder this often, as a safety net for missed events (0 = never).",
-)
+@_seconds_option("--rescan", 0.0, "Also rescan every folder this often, as a safety net for missed events (0 = never).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @precision_option
 @json_option
-def watch(paths, model, library, hidden, excludes, settle, rescan, quiet, precision, as_json) -> None:
+def watch(
+    paths,
+    model,
+    library,
+    hidden,
+    excludes,
+    clear_excludes,
+    follow_links,
+    max_duration,
+    settle,
+    rescan,
+    quiet,
+    precision,
+    as_json,
+) -> None:
     """Keep the library in step with its folders until stopped.
 
     Starts with the same pass as `index` (so changes made while it was not
     running are caught), then follows filesystem events: new, changed, moved
     and deleted files and folders show up in queries within seconds.  Moves keep
-    their vectors.  Ctrl-C or SIGTERM finishes the batch in flight and exits.
+    their vectors.  A watched folder that disappears is waited for.  Ctrl-C or
+    SIGTERM stops within about a second, keeping what is finished.
     With no PATH, watches every folder already in the library.
 
     Example: mediasearch watch ~/Media --exclude '*.part'
     """
-    from mediasearch.index import VectorIndex
     from mediasearch.ingest import Indexer
+    from mediasearch.library import open_for_writing
     from mediasearch.model import Embedder
     from mediasearch.watch import Settings, Watcher, print_change
 
     _quiet_hub_when_piped()
-    catalog = open_catalog(library)
-    try:
-        found, roots = start_writing(catalog, paths, model, precision)
-        for root in roots:
-            catalog.add_root(root)
+    lib, found = open_for_writing(library, model, precision, log=warn)
+    with lib:
+        roots = _folders(lib, paths, hidden, excludes, clear_excludes, follow_links)
 
         def echo(line: str) -> None:
             click.echo(line)
@@ -596,12 +629,12 @@ def watch(paths, model, library, hidden, excludes, settle, rescan, quiet, precis
                 warn(message)
 
         indexer = Indexer(
-            catalog, VectorIndex(catalog), lambda: Embedder(found), hidden, excludes, warn=warn, on_change=on_change
+            lib, lambda: Embedder(found), warn=warn, on_change=on_change, max_duration=_seconds(max_duration)
         )
-        Watcher(catalog, indexer, roots, Settings(settle=settle, rescan=rescan), log).run_until_signalled()
-    finally:
-        catalog.close()
+        Watcher(indexer, roots, Settings(settle=settle, rescan=rescan), log).run_until_signalled()
 
 
 def main() -> None:
+    runtime.configure()
+    runtime.quiet_native_stderr()
     cli(prog_name="mediasearch")

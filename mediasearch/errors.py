@@ -13,6 +13,14 @@ class BundleError(MediasearchError):
     """The model bundle is missing, partial, damaged or cannot be downloaded."""
 
 
+class LibraryError(MediasearchError):
+    """The library is absent, damaged, read-only, on a full disk, or bound to another model."""
+
+
+class LibraryBusy(LibraryError):
+    """Another process is writing to the library."""
+
+
 class DecodeError(MediasearchError):
     """A media file could not be turned into model input."""
 

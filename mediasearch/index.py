@@ -74,12 +74,25 @@ class VectorIndex:
             index = faiss.read_index(str(self.path), flags)
         except (OSError, ValueError, RuntimeError):
             return False
-        if index.ntotal != stamp.get("count"):
+        if index.ntotal != stamp.get("count") or not self._holds_catalog_vectors(index):
             return False
         if hasattr(index, "nprobe"):
             index.nprobe = NPROBE
         self.index, self.generation = index, wanted
         return True
+
+    def _holds_catalog_vectors(self, index, samples: int = 8) -> bool:
+        """A file that parses but was damaged (bit rot, a bad copy) is not served: a few
+        segments spread over the id range must give back exactly the catalog's vectors."""
+        if index.ntotal == 0:
+            return True
+        low, high = self.catalog.id_range()
+        probes = np.unique(np.linspace(low, high, samples).astype(np.int64)).tolist()
+        stored = self.catalog.vectors_of(self.catalog.ids_at_or_after(probes))
+        try:
+            return all(np.allclose(index.reconstruct(i), v, atol=1e-6) for i, v in stored.items())
+        except RuntimeError:  # an id the index does not hold
+            return False
 
     def rebuild(self) -> None:
         """A fresh index from every segment vector in the catalog (exact or IVF by size)."""
@@ -171,21 +184,6 @@ class VectorIndex:
     def count(self) -> int:
         return 0 if self.index is None else int(self.index.ntotal)
 
-    def ids(self) -> np.ndarray:
-        """Every segment id in the index (for consistency checks)."""
-        faiss = _faiss()
-        if not self.count:
-            return np.zeros(0, np.int64)
-        if self.approximate:
-            invlists = self.index.invlists
-            parts = [
-                faiss.rev_swig_ptr(invlists.get_ids(c), invlists.list_size(c)).copy()
-                for c in range(self.index.nlist)
-                if invlists.list_size(c)
-            ]
-            return np.sort(np.concatenate(parts))
-        return np.sort(faiss.vector_to_array(self.index.id_map))
-
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the k nearest segments to one unit query vector."""
         k = min(k, self.count)
@@ -193,10 +191,19 @@ class VectorIndex:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         scores, ids = self.index.search(np.ascontiguousarray(query.reshape(1, DIM), np.float32), k)
         keep = ids[0] >= 0
-        return scores[0][keep], ids[0][keep]
+        scores, ids = scores[0][keep], ids[0][keep]
+        if not np.all(np.abs(scores) <= 1.001):  # cosines of unit vectors: anything else is damage
+            raise DamagedIndex(f"{self.path} gave impossible scores")
+        return scores, ids
+
+
+class DamagedIndex(Exception):
+    """The saved index gave answers no real index can give; it is rebuilt from the catalog."""
 
 
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
     os.replace(tmp, path)

@@ -5,12 +5,12 @@ size and mtime match the catalog costs nothing; new or changed content is
 hashed, and a hash the catalog already knows reuses its vectors (renames,
 moves, copies) without the model; everything else is decoded and embedded in
 batches.  Each batch is one SQLite transaction, so an interrupted run loses at
-most the batch in flight and the next run carries on from there.
+most the batch in flight.  A long recording is committed a few windows at a
+time, so stopping keeps what was embedded and the next pass resumes it.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import os
 import time
@@ -18,23 +18,26 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
-from pathlib import Path
 
 import numpy as np
 
 from mediasearch import media
-from mediasearch.bundle import Bundle
-from mediasearch.catalog import FAILED, IGNORED, INDEXED, Catalog, FileRow, to_blob
-from mediasearch.errors import DecodeError, MediasearchError
-from mediasearch.index import VectorIndex
+from mediasearch.catalog import FAILED, IGNORED, INDEXED, OFFLINE, ONLINE, PARTIAL, FileRow, Root, to_blob
+from mediasearch.errors import DecodeError
+from mediasearch.library import Library
+from mediasearch.model import TOWERS
+from mediasearch.walk import Walk, WalkOptions, root_of, under_any
 
-BATCH_FILES = 16  # files per model batch and per committed transaction
+BATCH_FILES = 16  # files per committed transaction at most
+DECODERS = min(4, os.cpu_count() or 1)
+TRANSIENT = "cannot read file"  # failures that may pass (permissions, a flaky disk): retried every pass
 
 
 @dataclass
 class Summary:
-    """What a pass did, as `index --json` prints it."""
+    """What one pass did, as `index --json` prints it."""
 
     added: int = 0
     updated: int = 0
@@ -44,14 +47,14 @@ class Summary:
     failed: int = 0
     ignored: int = 0
     failures: list[dict] = field(default_factory=list)
+    offline: list[str] = field(default_factory=list)
     seconds: float = 0.0
     batches: int = 0
+    stopped: bool = False
 
     def as_dict(self) -> dict:
-        return {
-            k: getattr(self, k)
-            for k in ("added", "updated", "unchanged", "reused", "removed", "failed", "ignored", "failures", "seconds")
-        }
+        keys = ("added", "updated", "unchanged", "reused", "removed", "failed", "ignored", "failures", "offline")
+        return {k: getattr(self, k) for k in keys} | {"seconds": self.seconds}
 
 
 @dataclass
@@ -72,55 +75,31 @@ class Seen:
     mtime: float
 
 
-# ----------------------------------------------------------------------------- walking
+@dataclass
+class Job:
+    """A file to embed: where it is, what the catalog had, its content hash, windows already stored."""
+
+    item: Seen
+    row: FileRow | None
+    digest: str
+    stored: set[float] = field(default_factory=set)
+    file_id: int | None = None
+    failed: bool = False
 
 
-def walk(
-    root: Path, hidden: bool, excludes: Iterable[str], warn: Callable[[str], None]
-) -> Iterator[tuple[Path, os.stat_result]]:
-    """Regular files under root, skipping hidden and excluded ones; loops and unreadable folders are warned about."""
-    excludes = list(excludes)
-    visited: set[tuple[int, int]] = set()
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            st = folder.stat()
-        except OSError as exc:
-            warn(f"skipping {folder}: {exc.strerror or exc}")
-            continue
-        if (st.st_dev, st.st_ino) in visited:
-            warn(f"skipping {folder}: symlink loop")
-            continue
-        visited.add((st.st_dev, st.st_ino))
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            warn(f"skipping {folder}: {exc.strerror or exc}")
-            continue
-        for entry in entries:
-            if not hidden and entry.name.startswith("."):
-                continue
-            path = Path(entry.path)
-            if excluded(path, root, excludes):
-                continue
-            try:
-                if entry.is_dir():
-                    stack.append(path)
-                    continue
-                if not entry.is_file():
-                    continue
-                yield path, entry.stat()
-            except OSError as exc:
-                warn(f"skipping {path}: {exc.strerror or exc}")
+@dataclass
+class Unit:
+    """Some segments of one file, embedded together in a model batch."""
 
+    job: Job
+    decoded: media.Decoded | DecodeError
+    spans: list = field(default_factory=list)
+    tensors: list = field(default_factory=list)
+    last: bool = True
 
-def excluded(path: Path, root: Path, patterns: list[str]) -> bool:
-    """--exclude GLOB matches a file or folder name, or its path relative to the root."""
-    if not patterns:
-        return False
-    rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name
-    return any(fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(rel, p) for p in patterns)
+    @property
+    def kind(self) -> str:
+        return self.decoded.kind
 
 
 def content_hash(path: str) -> str:
@@ -131,34 +110,26 @@ def content_hash(path: str) -> str:
     return digest.hexdigest()
 
 
-# ----------------------------------------------------------------------------- indexer
-
-
 class Indexer:
-    """Applies what is on disk to the catalog and the vector index."""
+    """Applies what is on disk to the library's catalog and vector index."""
 
     def __init__(
         self,
-        catalog: Catalog,
-        vectors: VectorIndex,
+        library: Library,
         embedder_factory: Callable[[], object],
-        hidden: bool = False,
-        excludes: Iterable[str] = (),
         warn: Callable[[str], None] = lambda message: None,
         on_change: Callable[[Change], None] = lambda change: None,
-        workers: int = 0,
+        max_duration: float | None = None,
     ):
-        self.catalog = catalog
-        self.vectors = vectors
+        self.library = library
+        self.catalog = library.catalog
         self._embedder_factory = embedder_factory
         self._embedder = None
-        self.hidden = hidden
-        self.excludes = list(excludes)
         self.warn = warn
         self.on_change = on_change
-        self.workers = workers or min(4, os.cpu_count() or 1)
-        self.summary = Summary()
-        self.stopping = False  # set (e.g. by a signal handler) to stop after the batch in flight
+        self.decode = partial(media.decode_or_error, max_duration=max_duration)
+        self.summary = Summary()  # of the pass in flight
+        self.stopping = False  # set (e.g. by a signal handler) to stop after the model batch in flight
 
     @property
     def embedder(self):
@@ -168,66 +139,101 @@ class Indexer:
 
     # ------------------------------------------------------------------ full pass
 
-    def scan(self, roots: list[Path], progress: Callable[[int, int], None] | None = None) -> Summary:
-        """Bring every file under roots in step; files gone from disk leave the library."""
+    def scan(self, roots: list[Root], progress: Callable[[int, int], None] | None = None) -> Summary:
+        """Bring every file under roots in step; files gone from disk leave the library.
+
+        A folder that cannot be reached (missing, unreadable, or empty where the
+        library holds files: an unplugged drive) is offline: its files are kept.
+        """
+        self.summary = Summary()
         started = time.monotonic()
-        for root in roots:
-            self.catalog.add_root(root)
-        library_roots = self.catalog.roots()
+        owners = self.catalog.roots()
         on_disk: dict[str, os.stat_result] = {}
-        for root in roots:
-            for path, st in walk(root, self.hidden, self.excludes, self.warn):
-                on_disk.setdefault(str(path), st)
         known: dict[str, FileRow] = {}
+        kept: list[str] = []  # folders whose files must not be taken as deleted
         for root in roots:
-            known.update((row.path, row) for row in self.catalog.files_with_prefix(str(root)))
-        gone = [row for path, row in known.items() if path not in on_disk]
+            walk = self._reach(root)
+            if walk is None:
+                kept.append(root.path)
+                continue
+            for path, st in walk.files():
+                on_disk.setdefault(path, st)
+            kept += walk.unreadable
+            for row in self.catalog.files_under(root.path):
+                known.setdefault(row.path, row)
+        gone = [row for path, row in known.items() if path not in on_disk and not under_any(path, kept)]
         todo = []
         for path, st in on_disk.items():
             row = known.get(path)
-            if row and row.matches(st):
+            if row and row.matches(st) and not _retry(row):
                 if row.status == IGNORED:
                     self.summary.ignored += 1
                 else:
                     self.summary.unchanged += 1
             else:
-                todo.append((_seen(Path(path), st, library_roots), row))
-        self.apply(todo, gone, progress)
+                todo.append((_seen(path, st, owners), row))
+        self._apply(todo, gone, progress)
         self.summary.seconds = round(time.monotonic() - started, 3)
         return self.summary
 
-    def sync_paths(self, paths: Iterable[str], roots: dict[str, int]) -> None:
-        """Bring just these paths (files or folders, present or gone) in step: the watcher's pass."""
+    def _reach(self, root: Root) -> Walk | None:
+        """A walk of the folder, or None (and the folder marked offline) when it cannot be reached."""
+        reason = None
+        try:
+            if not os.listdir(root.path) and self.catalog.files_under(root.path):
+                reason = "it is empty but the library holds files from it (an unmounted drive?)"
+        except FileNotFoundError:
+            reason = "it does not exist (an unplugged drive or unmounted share?)"
+        except OSError as exc:
+            reason = f"it cannot be read ({exc.strerror or exc})"
+        state = OFFLINE if reason else ONLINE
+        if (root.state, root.reason) != (state, reason):
+            with self.catalog.transaction():
+                self.catalog.set_root_state(root.id, state, reason)
+        if reason:
+            self.summary.offline.append(root.path)
+            self.warn(
+                f"{root.path} is offline: {reason}; its files stay in the library "
+                f"(`mediasearch forget {root.path}` drops them)"
+            )
+            return None
+        return Walk(root.path, WalkOptions.of(root.options), self.warn)
+
+    def sync_paths(self, paths: Iterable[str], roots: list[Root], fresh_after: float | None = None) -> Summary:
+        """Bring just these paths (files or folders, present or gone) in step: the watcher's pass.
+
+        Files inside a folder whose mtime is after `fresh_after` are still being
+        written; the watcher holds them back on their own and syncs them later.
+        """
+        self.summary = Summary()
         todo: dict[str, tuple[Seen, FileRow | None]] = {}
         gone: dict[int, FileRow] = {}
-        for raw in paths:
-            path = Path(raw)
-            root = _root_of(path, roots)
-            if root is None or not self.wanted(path, Path(root)):
+        for path in paths:
+            root = root_of(path, roots)
+            if root is None:
                 continue
-            if path.is_dir():
-                for file, st in walk(path, self.hidden, self.excludes, self.warn):
-                    self._consider(file, st, roots, todo)
-            elif path.is_file():
-                self._consider(path, path.stat(), roots, todo)
-            for row in self.catalog.files_with_prefix(str(path)):
-                if not os.path.exists(row.path):
+            options = WalkOptions.of(root.options)
+            if not options.wanted(path, root.path):
+                continue
+            if os.path.isdir(path) and (options.follow_links or not os.path.islink(path)):
+                walk = Walk(root.path, options, self.warn)
+                for file, st in walk.files(path):
+                    if fresh_after is None or st.st_mtime <= fresh_after:
+                        self._consider(file, st, roots, todo)
+            elif os.path.isfile(path) and (options.follow_links or not os.path.islink(path)):
+                self._consider(path, os.stat(path), roots, todo)
+            for row in self.catalog.files_under(path):
+                if not os.path.lexists(row.path):
                     gone[row.id] = row
-        self.apply(list(todo.values()), list(gone.values()))
+        self._apply(list(todo.values()), list(gone.values()))
+        return self.summary
 
-    def _consider(self, path: Path, st: os.stat_result, roots: dict[str, int], todo: dict) -> None:
-        row = self.catalog.file(str(path))
-        if not (row and row.matches(st)):
-            todo[str(path)] = (_seen(path, st, roots), row)
+    def _consider(self, path: str, st: os.stat_result, roots: list[Root], todo: dict) -> None:
+        row = self.catalog.file(path)
+        if not (row and row.matches(st) and not _retry(row)):
+            todo[path] = (_seen(path, st, roots), row)
 
-    def wanted(self, path: Path, root: Path) -> bool:
-        """Hidden and --exclude rules, applied to a path and every folder above it inside root."""
-        rel = path.relative_to(root)
-        if not self.hidden and any(part.startswith(".") for part in rel.parts):
-            return False
-        return not any(excluded(root / Path(*rel.parts[: i + 1]), root, self.excludes) for i in range(len(rel.parts)))
-
-    def apply(
+    def _apply(
         self,
         todo: list[tuple[Seen, FileRow | None]],
         gone: list[FileRow],
@@ -236,33 +242,36 @@ class Indexer:
         """Index new and changed files (moves first, by hash), then drop the ones gone."""
         gone_by_hash = {row.hash: row for row in gone if row.hash and row.status == INDEXED}
         moved_ids: set[int] = set()
-        pending: list[tuple[Seen, FileRow | None, str]] = []
+        jobs: list[Job] = []
         done = 0
         for item, row in todo:
             if self.stopping:
+                self.summary.stopped = True
                 return
-            outcome = self._triage(item, row, gone_by_hash, moved_ids)
-            if outcome is not None:
-                pending.append((item, row, outcome))
+            job = self._triage(item, row, gone_by_hash, moved_ids)
+            if job is not None:
+                jobs.append(job)
             else:
                 done += 1
                 if progress:
                     progress(done, len(todo))
-        for batch_done in self._embed_all(pending):
-            if self.stopping:
-                return
-            done += batch_done
+        total = done + sum(_expected_segments(job.item.path) for job in jobs)
+        for _job, segments in self._embed_all(jobs):
+            done += segments
             if progress:
-                progress(done, len(todo))
-        leftovers = [row.id for row in gone if row.id not in moved_ids]
+                progress(done, max(total, done))
+        if self.stopping:
+            self.summary.stopped = True
+            return
+        leftovers = [row for row in gone if row.id not in moved_ids]
         if leftovers:
-            self._commit_removal(leftovers, [row.path for row in gone if row.id not in moved_ids])
+            self._commit_removal(leftovers)
 
-    def _triage(self, item: Seen, row: FileRow | None, gone_by_hash: dict, moved_ids: set[int]) -> str | None:
-        """Handle what needs no model (ignored, unreadable, moved, reused); return a hash to embed, else None."""
-        kind = media.kind_of(Path(item.path))
+    def _triage(self, item: Seen, row: FileRow | None, gone_by_hash: dict, moved_ids: set[int]) -> Job | None:
+        """Handle what needs no model (ignored, unreadable, moved, reused); return a job to embed, else None."""
+        kind = media.kind_of(item.path)
         if kind not in ("image", "audio"):
-            self._store_without_vectors(self._record(item, kind, IGNORED, None, {}), row)
+            self._commit([(self._record(item, kind, IGNORED, None, {}), [])])
             self.summary.ignored += 1
             return None
         try:
@@ -270,8 +279,11 @@ class Indexer:
         except FileNotFoundError:
             return None  # gone again before we got to it; a later event or pass removes it
         except OSError as exc:
-            self._fail(item, kind, None, f"cannot read file ({exc.strerror or exc})", row)
+            self._fail(item, kind, None, f"{TRANSIENT} ({exc.strerror or exc})")
             return None
+        if row is not None and row.status == PARTIAL and row.hash == digest:
+            starts = {s for s, _ in self.catalog.segment_spans(row.id)}
+            return Job(item, row, digest, starts, row.id)  # resume a long recording
         source = gone_by_hash.pop(digest, None)
         if source is not None and row is None:
             with self.catalog.transaction():
@@ -283,88 +295,145 @@ class Indexer:
         reuse = self.catalog.vectors_for_hash(digest)
         if reuse is not None:
             facts, segments = reuse
-            record = self._record(item, facts["kind"], INDEXED, digest, facts)
-            self._commit([(record, segments, row)])
+            self._commit([(self._record(item, facts["kind"], INDEXED, digest, facts), segments)])
             self.summary.reused += 1
             self.on_change(Change("updated" if row else "added", item.path, "reused"))
             return None
-        return digest
+        return Job(item, row, digest)
 
     # ------------------------------------------------------------------ embedding
 
-    def _embed_all(self, pending: list[tuple[Seen, FileRow | None, str]]) -> Iterator[int]:
-        """Decode in threads, up to two batches ahead of the model; embed and commit a batch at a time.
+    def _embed_all(self, jobs: list[Job]) -> Iterator[tuple[Job, int]]:
+        """Decode in threads, ahead of the model; embed and commit one model batch at a time.
 
-        Files are handed to the decoder threads one by one, and a batch closes as
-        soon as it fills one model batch (16 pictures or 4 audio windows), so the
-        model starts early and never waits for a whole batch to be decoded.
+        Files are handed to the decoder threads one by one; a batch closes as
+        soon as it fills one model batch (16 pictures or 4 audio windows) or
+        holds 16 files, so the model starts early, and a stop request is seen
+        between batches (about a second apart with the full-size model).
         """
-        if not pending:
+        if not jobs:
             return
-        with ThreadPoolExecutor(self.workers) as pool:
-            window: deque = deque()
-            upcoming = iter(pending)
-            for item in islice(upcoming, 2 * BATCH_FILES):
-                window.append((item, pool.submit(media.decode_or_error, Path(item[0].path))))
-            while window:
-                batch, decoded, ready = [], [], {"image": 0, "audio": 0}
-                while window and len(batch) < BATCH_FILES and not _fills_a_model_batch(ready):
-                    item, future = window.popleft()
-                    batch.append(item)
-                    decoded.append(future.result())
-                    kind = getattr(decoded[-1], "kind", None)
-                    if kind in ready:
-                        ready[kind] += len(decoded[-1].tensors)
-                    for nxt in islice(upcoming, 1):
-                        window.append((nxt, pool.submit(media.decode_or_error, Path(nxt[0].path))))
-                self._embed_batch(batch, decoded)
-                yield len(batch)
+        pool = ThreadPoolExecutor(DECODERS)
+        window: deque = deque()
+        try:
+            upcoming = iter(jobs)
+            for job in islice(upcoming, 2 * BATCH_FILES):
+                window.append((job, pool.submit(self.decode, job.item.path)))
+            units = self._units(window, upcoming, pool)
+            while not self.stopping:
+                batch = _next_batch(units)
+                if not batch:
+                    return
+                self._embed_batch(batch)
+                for unit in batch:
+                    yield unit.job, max(1, len(unit.spans))
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for _job, future in window:
+                if future.done() and not future.cancelled() and isinstance(future.result(), media.Decoded):
+                    future.result().close()
 
-    def _embed_batch(self, batch, decoded) -> None:
-        good = [d for d in decoded if not isinstance(d, DecodeError)]
-        vectors = iter(self.embedder.embed_decoded(good)) if good else iter(())
-        self.summary.batches += 1
-        writes = []
-        for (item, row, digest), result in zip(batch, decoded):
-            if isinstance(result, DecodeError):
-                self._fail(item, media.kind_of(Path(item.path)), digest, result.reason, row)
+    def _units(self, window: deque, upcoming: Iterator[Job], pool) -> Iterator[Unit]:
+        """Units in file order: a picture whole, a recording a model batch of windows at a time."""
+        size = TOWERS["audio"].max_batch
+        while window:
+            job, future = window[0]
+            decoded = future.result()
+            window.popleft()
+            for nxt in islice(upcoming, 1):
+                window.append((nxt, pool.submit(self.decode, nxt.item.path)))
+            if isinstance(decoded, DecodeError):
+                yield Unit(job, decoded)
                 continue
-            vecs = next(vectors)
-            record = self._record(item, result.kind, INDEXED, digest, result.facts)
-            segments = [(s, e, to_blob(v)) for (s, e), v in zip(result.spans, vecs)]
-            writes.append((record, segments, row))
-            if row:
-                self.summary.updated += 1
-            else:
-                self.summary.added += 1
-            self.on_change(Change("updated" if row else "added", item.path))
-        self._commit(writes)
+            try:
+                yield from _chunks(job, decoded, size)
+            except Exception as exc:  # a reader bug mid-recording: reported for this file alone
+                yield Unit(job, DecodeError(job.item.path, f"could not be decoded ({type(exc).__name__}: {exc})"))
+            finally:
+                decoded.close()
+
+    def _embed_batch(self, batch: list[Unit]) -> None:
+        runnable = [u for u in batch if isinstance(u.decoded, DecodeError) or u.tensors]
+        results = dict.fromkeys(map(id, batch), np.zeros((0, 512), np.float32))
+        if runnable:
+            inputs = [u.decoded if isinstance(u.decoded, DecodeError) else u for u in runnable]
+            outputs = self.embedder.embed_each([u.job.item.path for u in runnable], inputs)
+            results.update(zip(map(id, runnable), outputs, strict=True))
+            self.summary.batches += 1
+        self._commit_batch(batch, [results[id(u)] for u in batch])
+
+    def _commit_batch(self, batch: list[Unit], results: list) -> None:
+        writes = []
+        for unit, result in zip(batch, results, strict=True):
+            if unit.job.failed:
+                continue
+            if isinstance(result, DecodeError):
+                self._fail(unit.job.item, media.kind_of(unit.job.item.path), unit.job.digest, result.reason)
+                unit.job.failed = True
+                continue
+            writes.append((unit, [(s, e, to_blob(v)) for (s, e), v in zip(unit.spans, result, strict=True)]))
+        self._commit_units(writes)
 
     # ------------------------------------------------------------------ committing
 
-    def _commit(self, writes: list[tuple[dict, list, FileRow | None]]) -> None:
+    def _commit_units(self, writes: list[tuple[Unit, list]]) -> None:
+        """One transaction for a model batch: new files, windows of long ones, files finished."""
         if not writes:
             return
-        if self.vectors.index is None:
-            self.vectors.load()
+        index = self.library.vectors  # loaded before the commit, so the commit is applied once
+        removed_all, added_all, vectors = [], [], []
+        finished = []
+        with self.catalog.transaction():
+            for unit, segments in writes:
+                job = unit.job
+                if job.file_id is None:
+                    status = INDEXED if unit.last else PARTIAL
+                    record = self._record(job.item, unit.kind, status, job.digest, unit.decoded.facts)
+                    removed, added = self.catalog.put_file(record, segments)
+                    job.file_id = self.catalog.file(job.item.path).id
+                    removed_all += removed
+                else:
+                    added = self.catalog.add_segments(job.file_id, segments)
+                added_all += added
+                vectors += [np.frombuffer(blob, "<f4") for _s, _e, blob in segments]
+                if unit.last:
+                    self.catalog.finish_file(job.file_id, unit.decoded.facts, unit.decoded.note)
+                    finished.append(unit)
+        index.apply(removed_all, added_all, np.stack(vectors) if vectors else None)
+        for unit in finished:
+            self._report_finished(unit)
+
+    def _report_finished(self, unit: Unit) -> None:
+        job = unit.job
+        if job.row:
+            self.summary.updated += 1
+        else:
+            self.summary.added += 1
+        if unit.decoded.note:
+            self.warn(f"note: {job.item.path}: {unit.decoded.note}")
+        self.on_change(Change("updated" if job.row else "added", job.item.path))
+
+    def _commit(self, writes: list[tuple[dict, list]]) -> None:
+        """Whole files with their segments (or none), in one transaction, mirrored in the index."""
+        index = self.library.vectors
         removed_all, added_all, vectors = [], [], []
         with self.catalog.transaction():
-            for record, segments, _row in writes:
+            for record, segments in writes:
                 removed, added = self.catalog.put_file(record, segments)
                 removed_all += removed
                 added_all += added
                 vectors += [np.frombuffer(blob, "<f4") for _s, _e, blob in segments]
-        self.vectors.apply(removed_all, added_all, np.stack(vectors) if vectors else None)
+        if removed_all or added_all:
+            index.apply(removed_all, added_all, np.stack(vectors) if vectors else None)
 
-    def _commit_removal(self, file_ids: list[int], paths: list[str]) -> None:
-        if self.vectors.index is None:
-            self.vectors.load()
+    def _commit_removal(self, rows: list[FileRow]) -> None:
+        index = self.library.vectors
         with self.catalog.transaction():
-            removed = self.catalog.delete_files(file_ids)
-        self.vectors.apply(removed, [], None)
-        self.summary.removed += len(file_ids)
-        for path in paths:
-            self.on_change(Change("removed", path))
+            removed = self.catalog.delete_files([row.id for row in rows])
+        index.apply(removed, [], None)
+        self.summary.removed += len(rows)
+        for row in rows:
+            self.on_change(Change("removed", row.path))
 
     def _record(
         self, item: Seen, kind: str | None, status: str, digest: str | None, facts: dict, error: str | None = None
@@ -385,64 +454,79 @@ class Indexer:
             "indexed_at": time.time(),
         }
 
-    def _store_without_vectors(self, record: dict, row: FileRow | None) -> None:
-        """An ignored or failed file; the vector index is only touched if it had vectors before."""
-        if row is not None and row.status == INDEXED:
-            self._commit([(record, [], row)])  # drops the old segments from the index too
+    def _fail(self, item: Seen, kind: str | None, digest: str | None, reason: str) -> None:
+        """Record a failure, unless the file simply went away meanwhile (then it is just gone)."""
+        if not os.path.lexists(item.path):
+            row = self.catalog.file(item.path)
+            if row is not None:
+                self._commit_removal([row])
             return
-        with self.catalog.transaction():
-            self.catalog.put_file(record, [])
-
-    def _fail(self, item: Seen, kind: str | None, digest: str | None, reason: str, row: FileRow | None) -> None:
-        self._store_without_vectors(self._record(item, kind, FAILED, digest, {}, reason), row)
+        self._commit([(self._record(item, kind, FAILED, digest, {}, reason), [])])
         self.summary.failed += 1
         self.summary.failures.append({"path": item.path, "error": reason})
         self.warn(f"skipping {item.path}: {reason}")
         self.on_change(Change("failed", item.path, reason))
 
 
-def _fills_a_model_batch(ready: dict[str, int]) -> bool:
-    """Enough decoded for one full model batch of either tower: start the model now."""
-    from mediasearch.model import TOWERS
-
-    return any(count >= TOWERS[kind][3] for kind, count in ready.items())
-
-
-def _seen(path: Path, st: os.stat_result, roots: dict[str, int]) -> Seen:
-    """A file on disk, belonging to the deepest library folder that holds it (folders may nest)."""
-    owner = _root_of(path, roots)
-    return Seen(str(path), path.relative_to(owner).as_posix(), roots[owner], st.st_size, st.st_mtime)
-
-
-def _root_of(path: Path, roots: dict[str, int]) -> str | None:
-    """The library folder that holds path (the deepest, if folders nest)."""
-    inside = [r for r in roots if path == Path(r) or path.is_relative_to(r)]
-    return max(inside, key=len) if inside else None
-
-
-# ----------------------------------------------------------------------------- the model check
-
-
-def check_model(catalog: Catalog, bundle: Bundle, reembed: bool = False) -> None:
-    """Vectors from different models cannot share a library: refuse, unless asked to re-embed."""
-    source, revision = catalog.get("model_source"), catalog.get("model_revision")
-    if (source, revision) == (bundle.source, bundle.revision):
+def _chunks(job: Job, decoded: media.Decoded, size: int) -> Iterator[Unit]:
+    """A decoded file as units of at most `size` windows, skipping windows already stored."""
+    segments = iter(decoded.ready)
+    if decoded.more is not None:
+        segments = _chain(decoded.ready, decoded.more)
+    if decoded.kind == "image":
+        ((span, tensor),) = decoded.ready
+        yield Unit(job, decoded, [span], [tensor])
         return
-    if source is not None and not reembed:
-        raise MediasearchError(
-            f"this library's vectors were made by {source} (revision {revision}), not {bundle.source} "
-            f"(revision {bundle.revision}): use --model {source}, or run `mediasearch index --reembed` "
-            "to embed everything again with the new model"
-        )
-    with catalog.transaction():
-        if source is not None:
-            _forget_vectors(catalog)
-        catalog.set("model_source", bundle.source)
-        catalog.set("model_revision", bundle.revision)
+    pending: list = []
+    for span, tensor in segments:
+        if span[0] in job.stored:
+            continue
+        pending.append((span, tensor))
+        if len(pending) == size:
+            yield Unit(job, decoded, [s for s, _ in pending], [t for _, t in pending], last=False)
+            pending = []
+    yield Unit(job, decoded, [s for s, _ in pending], [t for _, t in pending], last=True)
 
 
-def _forget_vectors(catalog: Catalog) -> None:
-    """Drop every vector and mark every file changed, so the next pass embeds all again."""
-    catalog.conn.execute("DELETE FROM segments")
-    catalog.conn.execute("UPDATE files SET size = -1, hash = NULL WHERE status != ?", (IGNORED,))
-    catalog._bump()
+def _chain(first: list, rest: Iterator) -> Iterator:
+    yield from first
+    yield from rest
+
+
+def _next_batch(units: Iterator[Unit]) -> list[Unit]:
+    """Units until one model batch of either tower is full, or BATCH_FILES files are in."""
+    batch: list[Unit] = []
+    ready = {"image": 0, "audio": 0}
+    files: set[int] = set()
+    for unit in units:
+        batch.append(unit)
+        files.add(id(unit.job))
+        if not isinstance(unit.decoded, DecodeError):
+            ready[unit.kind] += len(unit.tensors)
+        if len(files) >= BATCH_FILES or any(n >= TOWERS[k].max_batch for k, n in ready.items()):
+            break
+    return batch
+
+
+def _expected_segments(path: str) -> int:
+    """Roughly how many segments a file will give, for progress (a header's word is enough here)."""
+    if media.kind_of(path) != "audio":
+        return 1
+    try:
+        import soundfile as sf
+
+        seconds = min(sf.info(path).duration, media.MAX_DURATION_S)
+    except Exception:
+        return 1
+    return max(1, int((seconds - media.WINDOW_S) // media.HOP_S) + 2) if seconds > media.WINDOW_S else 1
+
+
+def _retry(row: FileRow) -> bool:
+    """Unchanged files worth another look: a failure that may have passed, a recording left half-done."""
+    return row.status == PARTIAL or (row.status == FAILED and (row.error or "").startswith(TRANSIENT))
+
+
+def _seen(path: str, st: os.stat_result, roots: list[Root]) -> Seen:
+    """A file on disk, belonging to the deepest library folder that holds it (folders may nest)."""
+    owner = root_of(path, roots)
+    return Seen(path, os.path.relpath(path, owner.path), owner.id, st.st_size, st.st_mtime)

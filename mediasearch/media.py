@@ -8,8 +8,10 @@ Anything that cannot be decoded raises DecodeError with the path and the reason.
 
 from __future__ import annotations
 
-import math
-import warnings
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +24,45 @@ from mediasearch.errors import DecodeError
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 AUDIO_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3"}
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".mpg", ".mpeg", ".3gp"}
+SNIFF_BYTES = 4096
+
+# MPEG audio frame headers: bitrates (kbit/s) by version group and layer, sample rates by version.
+_MPEG_BITRATES = {
+    (1, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (1, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (1, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (2, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (2, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (2, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+
+
+def _mpeg_frame_length(head: bytes, at: int) -> int | None:
+    """The length of the MPEG audio frame whose header starts at `at`, or None if it is not one."""
+    if len(head) < at + 4 or head[at] != 0xFF or head[at + 1] & 0xE0 != 0xE0:
+        return None
+    version, layer = (head[at + 1] >> 3) & 3, 4 - ((head[at + 1] >> 1) & 3)
+    bitrate_index, rate_index, padding = head[at + 2] >> 4, (head[at + 2] >> 2) & 3, (head[at + 2] >> 1) & 1
+    if version == 1 or layer == 4 or bitrate_index in (0, 15) or rate_index == 3:
+        return None  # reserved values: free-format or not MPEG audio at all
+    bitrate = _MPEG_BITRATES[(1 if version == 3 else 2, layer)][bitrate_index] * 1000
+    rate = _MPEG_RATES[version][rate_index]
+    if layer == 1:
+        return (12 * bitrate // rate + padding) * 4
+    per_frame = 144 if layer == 2 or version == 3 else 72
+    return per_frame * bitrate // rate + padding
+
+
+def _looks_like_mp3(head: bytes) -> bool:
+    """An MP3 without an ID3 tag: two valid frame headers in a row (one 0xFFE sync alone is
+    common in pictures and other binary files, which must not be taken for sound)."""
+    length = _mpeg_frame_length(head, 0)
+    if length is None:
+        return False
+    if len(head) < length + 4:
+        return len(head) < SNIFF_BYTES  # a tiny file: one frame is all there is
+    return _mpeg_frame_length(head, length) is not None
 
 
 def sniff(head: bytes) -> str | None:
@@ -34,14 +75,14 @@ def sniff(head: bytes) -> str | None:
         return {b"WEBP": "image", b"WAVE": "audio", b"AVI ": "video"}.get(head[8:12])
     if head[:4] in (b"fLaC", b"OggS") or head[:3] == b"ID3":
         return "audio"
-    if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06:
-        return "audio"  # an MPEG audio frame header (MP3 without ID3 tag)
+    if _looks_like_mp3(head):
+        return "audio"
     if head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3":
         return "video"
     return None
 
 
-def kind_of(path: Path) -> str | None:
+def kind_of(path: str | Path) -> str | None:
     """Decide a file's kind by its content; the extension only breaks ties.
 
     Returns None for files that are neither media nor claim to be.  A file whose
@@ -51,13 +92,13 @@ def kind_of(path: Path) -> str | None:
     """
     try:
         with open(path, "rb") as handle:
-            head = handle.read(16)
+            head = handle.read(SNIFF_BYTES)
     except OSError:
         head = b""
     kind = sniff(head)
     if kind:
         return kind
-    ext = path.suffix.lower()
+    ext = os.path.splitext(path)[1].lower()
     if ext in IMAGE_EXTENSIONS:
         return "image"
     if ext in AUDIO_EXTENSIONS:
@@ -67,17 +108,46 @@ def kind_of(path: Path) -> str | None:
     return None
 
 
+Span = tuple[float | None, float | None]
+
+
 @dataclass
 class Decoded:
-    """What one file gives the model: one or more segments and some facts."""
+    """What one file gives the model: segments (span and model input) and some facts.
+
+    `ready` holds the segments decoded so far; a long recording keeps the rest
+    in `more`, read on demand, so it never sits in memory whole.  `note` says
+    when a file could only be read in part (a damaged tail, the duration cap).
+    """
 
     kind: str
-    tensors: list[np.ndarray]
-    spans: list[tuple[float | None, float | None]]
+    ready: list[tuple[Span, np.ndarray]]
     facts: dict = field(default_factory=dict)
+    more: Iterator[tuple[Span, np.ndarray]] | None = None
+    note: str | None = None
+
+    @property
+    def tensors(self) -> list[np.ndarray]:
+        return [t for _, t in self.ready]
+
+    @property
+    def spans(self) -> list[Span]:
+        return [s for s, _ in self.ready]
+
+    def read_all(self) -> Decoded:
+        """Every segment in `ready` (for short jobs: `embed`, a query example)."""
+        if self.more is not None:
+            self.ready.extend(self.more)
+            self.more = None
+        return self
+
+    def close(self) -> None:
+        if self.more is not None:
+            self.more.close()  # type: ignore[attr-defined]
+            self.more = None
 
 
-def decode(path: str | Path) -> Decoded:
+def decode(path: str | Path, max_duration: float | None = None) -> Decoded:
     """Decode an image or audio file into model input, or raise DecodeError."""
     path = Path(path)
     try:
@@ -88,23 +158,27 @@ def decode(path: str | Path) -> Decoded:
         raise DecodeError(path, "file is empty")
     kind = kind_of(path)
     if kind == "image":
-        img, (width, height) = load_image(path)
-        return Decoded("image", [image_tensor(img)], [(None, None)], {"width": width, "height": height})
+        with IMAGE_BUDGET.reserve(image_cost(path)):
+            img, (width, height) = load_image(path)
+            tensor = image_tensor(img)
+        return Decoded("image", [((None, None), tensor)], {"width": width, "height": height})
     if kind == "audio":
-        return decode_audio(path)
+        return decode_audio(path, max_duration or MAX_DURATION_S)
     if kind == "video":
         raise DecodeError(path, "video is not supported yet")
     raise DecodeError(path, "not an image or sound file mediasearch can read")
 
 
-def decode_or_error(path: str | Path) -> Decoded | DecodeError:
+def decode_or_error(path: str | Path, max_duration: float | None = None) -> Decoded | DecodeError:
     """decode(), with any failure returned as a DecodeError so one file never stops a run."""
     try:
-        return decode(path)
+        return decode(path, max_duration)
     except DecodeError as exc:
         return exc
+    except MemoryError:
+        return DecodeError(path, "too large to decode in the memory available")
     except Exception as exc:  # a decoder bug: still reported per file
-        return DecodeError(path, f"could not be decoded ({type(exc).__name__}: {exc})")
+        return DecodeError(path, f"could not be decoded ({type(exc).__name__}: {_first_line(exc)})")
 
 
 # ----------------------------------------------------------------------------- images
@@ -112,8 +186,56 @@ def decode_or_error(path: str | Path) -> Decoded | DecodeError:
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 IMAGE_SIZE = 224
-MAX_PIXELS = 256_000_000  # past this a "picture" is a decompression bomb, not a photo
-DRAFT_SHORT_SIDE = 448  # reduced-scale JPEG decoding keeps at least twice the model's 224
+# Past this a "picture" is a decompression bomb, not a photo.  Chosen for memory: at 4 bytes a
+# pixel (RGBA, CMYK, 32-bit grey) the largest picture accepted decodes to 600 MB, which the
+# decoding budget below lets through one at a time, well inside index's 2.5 GB.
+MAX_PIXELS = 150_000_000
+DRAFT_SHORT_SIDE = 448  # reduced-scale decoding keeps at least twice the model's 224
+REDUCE_ABOVE = 16_000_000  # pictures larger than this are box-reduced right after decoding
+
+
+class MemoryBudget:
+    """Decoder threads reserve the bytes a decode will hold before starting it.
+
+    A count of threads does not bound memory when one picture can take 600 MB:
+    this does.  A job larger than the whole budget runs alone.
+    """
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self.free = capacity
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def reserve(self, cost: int):
+        cost = min(max(cost, 0), self.capacity)
+        with self._cond:
+            self._cond.wait_for(lambda: self.free >= cost)
+            self.free -= cost
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.free += cost
+                self._cond.notify_all()
+
+
+IMAGE_BUDGET = MemoryBudget(800 * 1024 * 1024)
+
+
+def image_cost(path: Path) -> int:
+    """Bytes a picture holds at its peak while decoding (the header is enough to tell)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            pixels = img.width * img.height
+            jpeg = img.format == "JPEG"
+    except Exception:
+        return 0  # load_image will say what is wrong with it
+    if jpeg and pixels > 4 * DRAFT_SHORT_SIDE**2:
+        pixels = max(pixels // 16, 4 * DRAFT_SHORT_SIDE**2)  # decoded at a reduced scale
+    return pixels * 4 * 2  # up to 4 bytes a pixel, and one working copy
 
 
 def load_image(path: Path, reduced: bool = True):
@@ -124,35 +246,39 @@ def load_image(path: Path, reduced: bool = True):
     light background shows them; animated formats give their first frame.
     A large JPEG is decoded at a reduced scale (1/2, 1/4 or 1/8, by the
     decoder itself) whose short side stays at least DRAFT_SHORT_SIDE pixels,
-    which is several times faster and changes the vector very little (see
-    README); reduced=False decodes every pixel.
+    and any picture over REDUCE_ABOVE pixels is box-reduced the same way right
+    after decoding, which is several times faster, keeps memory low and changes
+    the vector very little (see README); reduced=False decodes every pixel.
     """
     from PIL import Image, ImageOps
 
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check, at our limit
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = Image.open(path)
-            if img.width * img.height > MAX_PIXELS:
-                raise DecodeError(
-                    path,
-                    f"{img.width}x{img.height} pixels is over the {MAX_PIXELS // 1_000_000} MP limit: "
-                    "refused as a decompression bomb",
-                )
-            size = img.size
-            if reduced and img.format == "JPEG" and min(size) >= 2 * DRAFT_SHORT_SIDE:
-                scale = min(size) / DRAFT_SHORT_SIDE
-                img.draft(img.mode, (int(size[0] / scale), int(size[1] / scale)))
-            img.load()
-            if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
-                size = size[::-1]
-            img = ImageOps.exif_transpose(img)
-            return to_rgb(img), size
+        img = Image.open(path)
+        if img.width * img.height > MAX_PIXELS:
+            raise DecodeError(
+                path,
+                f"{img.width}x{img.height} pixels is over the {MAX_PIXELS // 1_000_000} MP limit: "
+                "refused as a decompression bomb",
+            )
+        size = img.size
+        if reduced and img.format == "JPEG" and min(size) >= 2 * DRAFT_SHORT_SIDE:
+            scale = min(size) / DRAFT_SHORT_SIDE
+            img.draft(img.mode, (int(size[0] / scale), int(size[1] / scale)))
+        img.load()
+        if reduced and img.width * img.height > REDUCE_ABOVE:
+            factor = min(img.size) // DRAFT_SHORT_SIDE
+            if factor >= 2:
+                img = img.reduce(factor)
+        if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+            size = size[::-1]
+        img = ImageOps.exif_transpose(img)
+        return to_rgb(img), size
     except DecodeError:
         raise
     except Image.DecompressionBombError as exc:
         raise DecodeError(path, f"refused as a decompression bomb ({exc})") from exc
+    except MemoryError:
+        raise
     except Exception as exc:
         raise DecodeError(path, f"not a readable image ({_first_line(exc)})") from exc
 
@@ -204,6 +330,12 @@ WINDOW_S = 10.0
 HOP_S = 8.0  # windows overlap by 2 s, so a sound up to 2 s long is never cut in two
 WINDOW = int(SAMPLE_RATE * WINDOW_S)
 N_FFT, HOP, N_MELS, F_MIN, F_MAX = 1024, 480, 64, 50.0, 14_000.0
+# Sample rates anybody records at lie between telephone (8 kHz; 4 kHz for old formats) and
+# studio (768 kHz); outside that a header is lying, and a 1 Hz "recording" of 100 KB would
+# stand for a day of sound.
+MIN_RATE, MAX_RATE = 4_000, 768_000
+MAX_DURATION_S = 12 * 3600.0  # the default cap on what one recording contributes (`--max-duration`)
+READ_AHEAD = 16  # windows a decoder thread reads before handing a recording over
 
 
 def windows(duration: float) -> list[tuple[float, float]]:
@@ -226,33 +358,82 @@ def windows(duration: float) -> list[tuple[float, float]]:
     return spans
 
 
-def decode_audio(path: Path) -> Decoded:
-    """One log-mel tensor per window, read window by window (long files never sit in memory)."""
+def decode_audio(path: Path, max_duration: float = MAX_DURATION_S) -> Decoded:
+    """Open a recording and read its first windows; the rest follow on demand.
+
+    What a recording is comes from what can be read, never from the frame count
+    a header claims (a few hundred bytes of MP3 can claim 2^63 frames): the file
+    is read front to back, window by window, and its duration is where reading
+    ends.  A damaged tail keeps what came before it, with a note.
+    """
     import soundfile as sf
 
     try:
-        with sf.SoundFile(str(path)) as snd:
-            rate, frames = snd.samplerate, snd.frames
-            if frames <= 0 or rate <= 0:
-                raise DecodeError(path, "contains no audio samples")
-            duration = frames / rate
-            tensors, spans = [], []
-            for start, end in windows(duration):
-                first = int(round(start * rate))
-                count = min(int(round((end - start) * rate)), frames - first)
-                snd.seek(first)
-                block = snd.read(count, dtype="float32", always_2d=True)
-                if len(block) == 0:
-                    raise DecodeError(path, f"no samples could be read at {start:.1f} s (truncated file?)")
-                samples = resample(block.mean(axis=1), rate)
-                tensors.append(audio_features(samples))
-                spans.append((round(start, 3), round(end, 3)))
-            facts = {"duration": round(duration, 3), "sample_rate": rate, "channels": snd.channels}
-    except DecodeError:
-        raise
+        snd = sf.SoundFile(str(path))
     except Exception as exc:
-        raise DecodeError(path, f"not a readable sound file ({_first_line(exc)})") from exc
-    return Decoded("audio", tensors, spans, facts)
+        raise DecodeError(path, f"not a readable sound file ({_sndfile_reason(exc)})") from exc
+    rate = snd.samplerate
+    if not MIN_RATE <= rate <= MAX_RATE:
+        snd.close()
+        raise DecodeError(path, f"a sample rate of {rate} Hz is not one anybody records at: refused")
+    decoded = Decoded("audio", [], {"sample_rate": rate, "channels": snd.channels})
+    stream = _read_windows(path, snd, decoded, max_duration)
+    try:
+        for _ in range(READ_AHEAD):
+            decoded.ready.append(next(stream))
+    except StopIteration:
+        return decoded
+    except BaseException:
+        stream.close()
+        raise
+    decoded.more = stream
+    return decoded
+
+
+def _read_windows(path: Path, snd, decoded: Decoded, max_duration: float) -> Iterator[tuple[Span, np.ndarray]]:
+    """(span, log-mel) per window, read sequentially; sets the duration fact and any note at the end.
+
+    A window starting at s is emitted once more than s + 10 s has been read (so
+    it is not the last); at the end of the file the last window is aligned to
+    end exactly there, as `windows()` plans it.
+    """
+    rate = snd.samplerate
+    win, hop, limit = int(round(WINDOW_S * rate)), int(round(HOP_S * rate)), int(max_duration * rate)
+    buf, offset, total, start, emitted = np.zeros(0, np.float32), 0, 0, 0, 0
+    try:
+        while total < limit:
+            try:
+                block = snd.read(min(hop, limit - total), dtype="float32", always_2d=True)
+            except Exception as exc:
+                decoded.note = f"read up to {total / rate:.1f} s: the rest is damaged ({_sndfile_reason(exc)})"
+                break
+            if len(block) == 0:
+                break
+            # NaN or infinite samples (damaged float audio) would poison the vector: they are silence.
+            mono = np.nan_to_num(block.mean(axis=1), nan=0.0, posinf=0.0, neginf=0.0)
+            buf = np.concatenate([buf, mono])
+            total += len(block)
+            while total > start + win:
+                yield _window(buf, offset, start, start + win, rate)
+                emitted, start = emitted + 1, start + hop
+                # Keep from the last window's start: the final, end-aligned window starts after it.
+                buf, offset = buf[start - hop - offset :], start - hop
+        else:
+            decoded.note = f"only the first {max_duration / 3600:g} h are indexed (the --max-duration cap)"
+        if total == 0:
+            raise DecodeError(path, "contains no audio samples" + (f" ({decoded.note})" if decoded.note else ""))
+        decoded.facts["duration"] = round(total / rate, 3)
+        if total <= win:
+            yield _window(buf, offset, 0, total, rate)
+        elif not emitted or start - hop < total - win:
+            yield _window(buf, offset, total - win, total, rate)
+    finally:
+        snd.close()
+
+
+def _window(buf: np.ndarray, offset: int, first: int, end: int, rate: int) -> tuple[Span, np.ndarray]:
+    samples = resample(buf[first - offset : end - offset], rate)
+    return (round(first / rate, 3), round(end / rate, 3)), audio_features(samples)
 
 
 def resample(mono: np.ndarray, rate: int) -> np.ndarray:
@@ -265,58 +446,48 @@ def resample(mono: np.ndarray, rate: int) -> np.ndarray:
 
 
 def audio_features(samples: np.ndarray) -> np.ndarray:
-    """[1, 1001, 64] float32 log-mel of up to 10 s at 48 kHz, per ClapFeatureExtractor."""
+    """[1, 1001, 64] float32 log-mel of up to 10 s at 48 kHz, per ClapFeatureExtractor.
+
+    librosa gives the same periodic-Hann STFT, Slaney mel filterbank and
+    power-to-dB as the reference's feature extractor.
+    """
+    import librosa
+
     wave = np.asarray(samples, dtype=np.float64)[:WINDOW]
     if 0 < len(wave) < WINDOW:
         wave = np.tile(wave, WINDOW // len(wave))  # "repeatpad": whole repeats, then zeros
     wave = np.pad(wave, (0, WINDOW - len(wave)))
-    padded = np.pad(wave, N_FFT // 2, mode="reflect")
-    frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
-    power = np.abs(np.fft.rfft(frames * _hann(), axis=1)) ** 2
-    mel = power @ _mel_bank().T
-    return (10.0 * np.log10(np.maximum(mel, 1e-10))).astype(np.float32)[None]
+    spectrum = librosa.stft(wave, n_fft=N_FFT, hop_length=HOP, window="hann", center=True, pad_mode="reflect")
+    mel = _mel_bank() @ (np.abs(spectrum) ** 2)
+    return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None).T.astype(np.float32)[None]
 
 
 def silent_features() -> np.ndarray:
     return audio_features(np.zeros(WINDOW, np.float32))
 
 
-_CACHE: dict[str, np.ndarray] = {}
-
-
-def _hann() -> np.ndarray:
-    if "hann" not in _CACHE:
-        n = np.arange(N_FFT)
-        _CACHE["hann"] = 0.5 - 0.5 * np.cos(2 * np.pi * n / N_FFT)  # periodic
-    return _CACHE["hann"]
+_MEL: list[np.ndarray] = []
 
 
 def _mel_bank() -> np.ndarray:
-    """[64, 513] Slaney-scale, Slaney-normalised triangular filters, 50-14,000 Hz."""
-    if "mel" not in _CACHE:
-        fft_freqs = np.linspace(0, SAMPLE_RATE // 2, N_FFT // 2 + 1)
-        mels = np.linspace(_hz_to_mel(F_MIN), _hz_to_mel(F_MAX), N_MELS + 2)
-        edges = _mel_to_hz(mels)
-        lower = (fft_freqs[None, :] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
-        upper = (edges[2:, None] - fft_freqs[None, :]) / (edges[2:] - edges[1:-1])[:, None]
-        bank = np.maximum(0, np.minimum(lower, upper))
-        bank *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
-        _CACHE["mel"] = bank
-    return _CACHE["mel"]
+    """[64, 513] Slaney-scale, Slaney-normalised triangular filters, 50-14,000 Hz (made once)."""
+    if not _MEL:
+        import librosa
+
+        _MEL.append(
+            librosa.filters.mel(
+                sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=F_MIN, fmax=F_MAX, htk=False, norm="slaney"
+            )
+        )
+    return _MEL[0]
 
 
-_F_SP, _MIN_LOG_HZ = 200.0 / 3, 1000.0
-_MIN_LOG_MEL, _LOGSTEP = _MIN_LOG_HZ / _F_SP, math.log(6.4) / 27.0
-
-
-def _hz_to_mel(hz: float) -> float:
-    return hz / _F_SP if hz < _MIN_LOG_HZ else _MIN_LOG_MEL + math.log(hz / _MIN_LOG_HZ) / _LOGSTEP
-
-
-def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
-    linear = mels * _F_SP
-    log = _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels - _MIN_LOG_MEL))
-    return np.where(mels >= _MIN_LOG_MEL, log, linear)
+def _sndfile_reason(exc: Exception) -> str:
+    """libsndfile's message without its "Error opening 'PATH': " preamble (the caller names the file)."""
+    text = _first_line(exc)
+    if text.startswith("Error opening") and "': " in text:
+        text = text.split("': ", 1)[1]
+    return text
 
 
 def _first_line(exc: Exception) -> str:

@@ -10,23 +10,32 @@ normalised.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from mediasearch.bundle import Bundle
 from mediasearch.errors import BundleError, DecodeError
+from mediasearch.media import silent_features
 from mediasearch.paths import cache_dir
 
 MAX_TOKENS = 77
 BOS, EOS = 49406, 49407
 
-# Encoder file, projection file, encoder input name, batch size when batching works.
+
+class TowerFiles(NamedTuple):
+    encoder: str
+    projection: str
+    input_name: str
+    max_batch: int  # rows per run when the export batches
+
+
 TOWERS = {
-    "text": ("text_model.onnx", "text_projection.onnx", "input_ids", 32),
-    "image": ("visual_model.onnx", "visual_projection.onnx", "pixel_values", 16),
-    "audio": ("audio_model.onnx", "audio_projection.onnx", "input_features", 4),
+    "text": TowerFiles("text_model.onnx", "text_projection.onnx", "input_ids", 32),
+    "image": TowerFiles("visual_model.onnx", "visual_projection.onnx", "pixel_values", 16),
+    "audio": TowerFiles("audio_model.onnx", "audio_projection.onnx", "input_features", 4),
 }
 
 
@@ -47,11 +56,10 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 class Tower:
     """One modality's encoder + projection, loaded on first use."""
 
-    def __init__(self, bundle: Bundle, kind: str, threads: int = 0):
+    def __init__(self, bundle: Bundle, kind: str):
         self.bundle = bundle
         self.kind = kind
         self.encoder_file, self.projection_file, self.input_name, self.max_batch = TOWERS[kind]
-        self.threads = threads
         self._encoder = None
         self._projection = None
         self.batched: bool | None = None
@@ -63,8 +71,6 @@ class Tower:
         # steal the cores that decoding, FAISS and the other towers need (measured:
         # a search right after a text embed went from 24 ms to 6 ms).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
         path = self.bundle.file(name)
         try:
             return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -109,17 +115,22 @@ class Tower:
             pass
         rng = np.random.default_rng(0)
         pair = {k: np.concatenate([v[:1], _perturb(v[:1], rng)]) for k, v in example.items()}
+        apart = np.concatenate([self.run({k: v[i : i + 1] for k, v in pair.items()}) for i in range(2)])
         try:
             together = self.run(pair)
-            apart = np.concatenate([self.run({k: v[i : i + 1] for k, v in pair.items()}) for i in range(2)])
+        except MemoryError:
+            return False  # no answer: do not remember it, ask again next time
+        except Exception as exc:
+            if "alloc" in str(exc).lower():
+                return False  # onnxruntime's out-of-memory: no answer either
+            batched = False  # the export refuses a batch of two (a baked batch-1 reshape)
+        else:
             if self.bundle.precision == "int8":
                 # Dynamic int8 scales activations per batch, so rows differ at quantisation-noise
                 # level; a baked batch-1 reshape gives unrelated rows, far below this.
                 batched = bool(np.min(np.sum(together * apart, axis=1)) >= 0.995)
             else:
                 batched = bool(np.allclose(together, apart, atol=1e-4))
-        except Exception:
-            batched = False
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(json.dumps({"batched": batched}))
         return batched
@@ -144,9 +155,9 @@ def _perturb(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 class Embedder:
     """Text, image and audio vectors from one bundle."""
 
-    def __init__(self, bundle: Bundle, threads: int = 0):
+    def __init__(self, bundle: Bundle):
         self.bundle = bundle
-        self.towers = {kind: Tower(bundle, kind, threads) for kind in TOWERS}
+        self.towers = {kind: Tower(bundle, kind) for kind in TOWERS}
         self._tokenizer = None
 
     @property
@@ -215,10 +226,28 @@ class Embedder:
                 offset += count
         return out
 
+    def embed_each(self, paths: Sequence, results: Sequence) -> list:
+        """Vectors for the decoded items among `results`, errors passed through, in order.
+
+        An item whose vectors are not finite (the model met input it cannot
+        represent) becomes an error: no NaN vector is ever stored or printed.
+        """
+        good = [r for r in results if not isinstance(r, DecodeError)]
+        vectors = iter(self.embed_decoded(good)) if good else iter(())
+        out = []
+        for path, result in zip(paths, results, strict=True):
+            if isinstance(result, DecodeError):
+                out.append(result)
+                continue
+            vecs = next(vectors)
+            if not np.isfinite(vecs).all():
+                out.append(DecodeError(path, "the model gave a non-finite vector for it"))
+                continue
+            out.append(vecs)
+        return out
+
     def probe_all(self) -> dict[str, bool]:
         """Load every tower and run its batching probe (for `model info`)."""
-        from mediasearch.media import silent_features
-
         examples = {
             "text": self.tokenize(["a probe sentence"]),
             "image": {"pixel_values": np.zeros((1, 3, 224, 224), np.float32)},
@@ -227,66 +256,6 @@ class Embedder:
         for tower in self.towers.values():
             tower.load()
         return {kind: self.towers[kind].batch_size(examples[kind]) > 1 for kind in TOWERS}
-
-
-def embed_files(embedder: Embedder, paths: Sequence[Path], chunk: int = 16) -> Iterator[tuple[Path, object]]:
-    """(path, (Decoded, vectors)) or (path, DecodeError) per file, in the order given.
-
-    Files are decoded a chunk at a time and embedded together, so pictures and
-    windows from different files share model batches.
-    """
-    from mediasearch.media import decode_or_error
-
-    for i in range(0, len(paths), chunk):
-        group = paths[i : i + chunk]
-        results = [decode_or_error(path) for path in group]
-        good = [r for r in results if not isinstance(r, DecodeError)]
-        vectors = iter(embedder.embed_decoded(good))
-        for path, result in zip(group, results):
-            yield path, result if isinstance(result, DecodeError) else (result, next(vectors))
-
-
-def probe_inputs() -> dict[str, object]:
-    """A small fixed set of texts, pictures and sounds for comparing two bundles."""
-    from PIL import Image
-
-    from mediasearch.media import audio_features, image_tensor
-
-    rng = np.random.default_rng(42)
-    texts = [
-        "a dog barking",
-        "rain on a tin roof",
-        "a portrait of a smiling woman",
-        "city traffic at night",
-        "a cat sleeping on a sofa",
-        "ocean waves",
-        "a red sports car",
-        "birds singing in a forest",
-    ]
-    pictures = []
-    for i in range(8):
-        yy, xx = np.mgrid[0:300, 0:400]
-        base = np.stack([np.sin(xx / (10 + 7 * i)), np.cos(yy / (8 + 5 * i)), np.sin((xx + yy) / (20 + i))], -1)
-        arr = ((base * 0.5 + 0.5) * 255 + rng.normal(0, 25, base.shape)).clip(0, 255).astype(np.uint8)
-        pictures.append(image_tensor(Image.fromarray(arr)))
-    sounds = []
-    t = np.arange(48000 * 4) / 48000
-    for i in range(4):
-        wave = 0.3 * np.sin(2 * np.pi * (220 * (i + 1)) * t) + rng.normal(0, 0.05 * (i + 1), t.shape)
-        sounds.append(audio_features(wave.astype(np.float32)))
-    return {"text": texts, "image": np.stack(pictures), "audio": np.stack(sounds)}
-
-
-def fidelity(reference: Bundle, other: Bundle) -> dict[str, float]:
-    """Lowest cosine per modality between two bundles' vectors on probe_inputs()."""
-    inputs = probe_inputs()
-    a, b = Embedder(reference), Embedder(other)
-    pairs = {
-        "text": (a.embed_texts(inputs["text"]), b.embed_texts(inputs["text"])),
-        "image": (a.embed_pixels(inputs["image"]), b.embed_pixels(inputs["image"])),
-        "audio": (a.embed_features(inputs["audio"]), b.embed_features(inputs["audio"])),
-    }
-    return {kind: round(float(np.min(np.sum(x * y, axis=1))), 5) for kind, (x, y) in pairs.items()}
 
 
 def model_info(bundle: Bundle) -> dict:

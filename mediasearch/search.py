@@ -9,6 +9,7 @@ score is a cosine between the query and a segment.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -17,10 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from mediasearch import media
-from mediasearch.catalog import INDEXED, Catalog
+from mediasearch.catalog import INDEXED
 from mediasearch.errors import DecodeError, MediasearchError
-from mediasearch.index import VectorIndex
+from mediasearch.index import DamagedIndex
+from mediasearch.library import Library
 from mediasearch.model import normalize
+from mediasearch.walk import under_any
 
 NEGATIVE_WEIGHT = 0.5
 
@@ -55,7 +58,7 @@ class Filters:
     def accept(self, facts: dict, score: float) -> bool:
         if self.kinds and facts["kind"] not in self.kinds:
             return False
-        if self.within and not any(Path(facts["path"]).is_relative_to(p) for p in self.within):
+        if self.within and not under_any(facts["path"], [str(p) for p in self.within]):
             return False
         if self.after and facts["mtime"] < self.after.timestamp():
             return False
@@ -64,21 +67,22 @@ class Filters:
         return self.min_score is None or score >= self.min_score
 
 
-def example_vector(catalog: Catalog, embedder_factory, path: Path) -> np.ndarray:
+def example_vector(library: Library, embedder_factory, path: Path) -> np.ndarray:
     """The vector of an example file: stored if the file is indexed and unchanged, else embedded now."""
-    resolved = path.expanduser().resolve()
-    row = catalog.file(str(resolved))
+    absolute = os.path.abspath(os.path.expanduser(path))
+    row = library.catalog.file(absolute)
     try:
-        st = resolved.stat()
+        st = os.stat(absolute)
     except OSError as exc:
         raise MediasearchError(f"example file {path} cannot be read ({exc.strerror or exc})") from exc
     if row and row.status == INDEXED and row.matches(st):
-        return _mean(catalog.segment_vectors(row.id))
-    try:
-        decoded = media.decode(resolved)
-    except DecodeError as exc:
-        raise MediasearchError(f"example file {path} cannot be used: {exc.reason}") from exc
-    return _mean(embedder_factory().embed_decoded([decoded])[0])
+        return _mean(library.catalog.segment_vectors(row.id))
+    result = media.decode_or_error(absolute)
+    if not isinstance(result, DecodeError):
+        result = embedder_factory().embed_each([absolute], [result.read_all()])[0]
+    if isinstance(result, DecodeError):
+        raise MediasearchError(f"example file {path} cannot be used: {result.reason}")
+    return _mean(result)
 
 
 def _mean(vectors: np.ndarray) -> np.ndarray:
@@ -86,10 +90,10 @@ def _mean(vectors: np.ndarray) -> np.ndarray:
 
 
 def query_vector(
-    catalog: Catalog, embedder_factory, texts: Sequence[str], likes: Sequence[Path], nots: Sequence[str]
+    library: Library, embedder_factory, texts: Sequence[str], likes: Sequence[Path], nots: Sequence[str]
 ) -> np.ndarray:
     """Average the positive terms, subtract half the average of the negative ones, normalise."""
-    positives = [example_vector(catalog, embedder_factory, p) for p in likes]
+    positives = [example_vector(library, embedder_factory, p) for p in likes]
     texts = [t for t in texts if t and t.strip()]
     if texts:
         positives += list(embedder_factory().embed_texts(list(texts)))
@@ -101,20 +105,27 @@ def query_vector(
     return normalize(vector[None])[0]
 
 
-def search(
-    catalog: Catalog, vectors: VectorIndex, query: np.ndarray, limit: int = 10, filters: Filters | None = None
-) -> list[Hit]:
+def search(library: Library, query: np.ndarray, limit: int = 10, filters: Filters | None = None) -> list[Hit]:
     """Files ranked by their best segment, best first, after filters."""
-    filters = filters or Filters()
+    vectors = library.vectors
     vectors.refresh()
     if vectors.count == 0:
         raise MediasearchError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
+    try:
+        return _ranked(library, query, limit, filters or Filters())
+    except DamagedIndex:
+        vectors.rebuild()  # the saved file was damaged: answer from the catalog's own vectors
+        return _ranked(library, query, limit, filters or Filters())
+
+
+def _ranked(library: Library, query: np.ndarray, limit: int, filters: Filters) -> list[Hit]:
+    vectors = library.vectors
     k = min(vectors.count, max(limit * 20, 200))
     while True:
         scores, ids = vectors.search(query, k)
-        facts = catalog.hits([int(i) for i in ids])
+        facts = library.catalog.hits([int(i) for i in ids])
         best: dict[int, Hit] = {}
-        for score, sid in zip(scores.tolist(), ids.tolist()):
+        for score, sid in zip(scores.tolist(), ids.tolist(), strict=True):
             row = facts.get(sid)
             if row is None or row["file_id"] in best or not filters.accept(row, score):
                 continue

@@ -2,46 +2,56 @@
 
 from __future__ import annotations
 
-from mediasearch.catalog import Catalog
+from mediasearch.catalog import FAILED, INDEXED
 from mediasearch.index import VectorIndex
+from mediasearch.library import Library
 from mediasearch.paths import cache_dir
+from mediasearch.terminal import json_path
 
 
-def library_status(catalog: Catalog) -> dict:
-    conn = catalog.conn
-    counts = {"indexed": 0, "failed": 0, "ignored": 0, "image": 0, "audio": 0, "video": 0}
-    for status, count in conn.execute("SELECT status, count(*) FROM files GROUP BY status"):
-        counts[status] = count
-    for kind, count in conn.execute("SELECT kind, count(*) FROM files WHERE status = 'indexed' GROUP BY kind"):
-        counts[kind] = count
-    counts["video"] = conn.execute("SELECT count(*) FROM files WHERE kind = 'video'").fetchone()[0]
+def library_status(library: Library) -> dict:
+    db = library.catalog.db
+    counts = {"indexed": 0, "failed": 0, "ignored": 0, "partial": 0, "image": 0, "audio": 0, "video": 0}
+    for row in db.query("SELECT status, count(*) AS n FROM files GROUP BY status"):
+        counts[row["status"]] = row["n"]
+    for row in db.query("SELECT kind, count(*) AS n FROM files WHERE status = ? GROUP BY kind", (INDEXED,)):
+        counts[row["kind"]] = row["n"]
+    counts["video"] = db.execute("SELECT count(*) FROM files WHERE kind = 'video'").fetchone()[0]
+    files = {
+        row["root_id"]: row["n"]
+        for row in db.query("SELECT root_id, count(*) AS n FROM files WHERE status = ? GROUP BY root_id", (INDEXED,))
+    }
     roots = [
-        {"path": path, "files": count}
-        for path, count in conn.execute(
-            "SELECT r.path, count(f.id) FROM roots r LEFT JOIN files f ON f.root_id = r.id "
-            "AND f.status = 'indexed' GROUP BY r.id ORDER BY r.path"
-        )
+        json_path(root.path)
+        | {"files": files.get(root.id, 0), "state": root.state, "reason": root.reason, "options": root.options}
+        for root in library.catalog.roots()
     ]
     failures = [
-        {"path": p, "error": e}
-        for p, e in conn.execute("SELECT path, error FROM files WHERE status = 'failed' ORDER BY path")
+        json_path(library.catalog.decode_path(row["path"])) | {"error": row["error"]}
+        for row in db.query("SELECT path, error FROM files WHERE status = ? ORDER BY path", (FAILED,))
     ]
-    vectors = VectorIndex(catalog)
+    notes = [
+        json_path(library.catalog.decode_path(row["path"])) | {"note": row["error"]}
+        for row in db.query(
+            "SELECT path, error FROM files WHERE status = ? AND error IS NOT NULL ORDER BY path", (INDEXED,)
+        )
+    ]
+    vectors = VectorIndex(library.catalog)
     stamp = vectors.stamp()
-    index_path = vectors.path
     return {
-        "library": str(catalog.folder),
+        "library": str(library.folder),
         "cache": str(cache_dir()),
-        "model": catalog.get("model_source"),
-        "revision": catalog.get("model_revision"),
+        "model": library.catalog.get("model_source"),
+        "revision": library.catalog.get("model_revision"),
         "roots": roots,
         "counts": counts,
-        "segments": catalog.segment_count(),
+        "segments": library.catalog.segment_count(),
         "failures": failures,
+        "notes": notes,
         "index": {
-            "path": str(index_path),
+            "path": str(vectors.path),
             "vectors": stamp.get("count", 0),
-            "bytes": index_path.stat().st_size if index_path.exists() else 0,
+            "bytes": vectors.path.stat().st_size if vectors.path.exists() else 0,
             "current": vectors.saved_is_current(),
             "approximate": bool(stamp.get("approximate")),
         },

@@ -12,6 +12,7 @@ in the same pass, so the hash match keeps its vectors.
 from __future__ import annotations
 
 import errno
+import os
 import queue
 import signal
 import threading
@@ -20,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mediasearch.catalog import Catalog
-from mediasearch.index import VectorIndex
+from mediasearch.catalog import Root
 from mediasearch.ingest import Change, Indexer
+from mediasearch.terminal import display, json_path, to_json
 
 INOTIFY_HINT = (
     "the system's limit on inotify watches is reached: raise it with "
@@ -38,6 +39,7 @@ class Settings:
     max_delay: float = 10.0  # ... but never hold a change longer than this during a storm
     rescan: float = 0.0  # seconds between full safety-net passes; 0 = off
     poll: float = 1.0  # interval of the polling observer, when it is used
+    root_check: float = 1.0  # how often to look for folders that vanished or came back
 
 
 class Watcher:
@@ -45,23 +47,23 @@ class Watcher:
 
     def __init__(
         self,
-        catalog: Catalog,
         indexer: Indexer,
-        roots: list[Path],
+        roots: list[Root],
         settings: Settings,
         log: Callable[[str], None],
         observer_factory: Callable | None = None,
     ):
-        self.catalog = catalog
+        self.library = indexer.library
+        self.catalog = indexer.catalog
         self.indexer = indexer
-        self.vectors: VectorIndex = indexer.vectors
         self.roots = roots
         self.settings = settings
         self.log = log
         self.events: queue.Queue[tuple[float, str]] = queue.Queue()
         self.dirty: dict[str, float] = {}
         self.stop_event = threading.Event()
-        self.observers: list = []
+        self.observers: dict[int, object] = {}
+        self.present: dict[int, bool] = {}
         self._observer_factory = observer_factory
 
     # ------------------------------------------------------------------ lifecycle
@@ -77,11 +79,11 @@ class Watcher:
             self._reconcile()
             self._loop()
         finally:
-            for observer in self.observers:
+            for observer in self.observers.values():
                 observer.stop()
-            for observer in self.observers:
+            for observer in self.observers.values():
                 observer.join(timeout=5)
-            self._save()
+            self.library.save_index()
 
     def run_until_signalled(self) -> None:
         """run(), with SIGINT and SIGTERM asking for a clean stop instead of killing the batch."""
@@ -93,28 +95,51 @@ class Watcher:
                 signal.signal(sig, handler)
 
     def _start_observers(self) -> None:
+        for root in self.roots:
+            self.present[root.id] = os.path.isdir(root.path)
+            if self.present[root.id]:
+                self._observe(root)
+
+    def _observe(self, root: Root) -> None:
         from watchdog.observers import Observer
         from watchdog.observers.polling import PollingObserver
 
         handler = _Handler(self.events)
+        observer = (self._observer_factory or Observer)()
+        try:
+            observer.schedule(handler, root.path, recursive=True)
+            observer.start()
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EMFILE):
+                raise
+            self.log(INOTIFY_HINT.format(root=display(root.path)))
+            observer = PollingObserver(timeout=self.settings.poll)
+            observer.schedule(handler, root.path, recursive=True)
+            observer.start()
+        self.observers[root.id] = observer
+
+    def _check_roots(self) -> None:
+        """A folder deleted (or a drive unplugged) and back again is watched again and caught up."""
         for root in self.roots:
-            observer = (self._observer_factory or Observer)()
-            try:
-                observer.schedule(handler, str(root), recursive=True)
-                observer.start()
-            except OSError as exc:
-                if exc.errno not in (errno.ENOSPC, errno.EMFILE):
-                    raise
-                self.log(INOTIFY_HINT.format(root=root))
-                observer = PollingObserver(timeout=self.settings.poll)
-                observer.schedule(handler, str(root), recursive=True)
-                observer.start()
-            self.observers.append(observer)
+            present = os.path.isdir(root.path)
+            if present == self.present.get(root.id):
+                continue
+            self.present[root.id] = present
+            old = self.observers.pop(root.id, None)
+            if old is not None:
+                old.stop()
+            if present:
+                self.log(f"{display(root.path)} is back: catching up")
+                self._observe(root)
+            else:
+                self.log(f"{display(root.path)} is gone: its files are kept; watching for it to come back")
+            self.indexer.scan([root])
+            self.library.save_index()
 
     def _reconcile(self) -> None:
         started = time.monotonic()
         summary = self.indexer.scan(self.roots)
-        self._save()
+        self.library.save_index()
         self.log(
             f"in step with {len(self.roots)} folder(s) after {time.monotonic() - started:.1f}s "
             f"({summary.added} added, {summary.updated} updated, {summary.reused} reused, "
@@ -124,8 +149,7 @@ class Watcher:
     # ------------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
-        last_event = time.monotonic()
-        last_rescan = time.monotonic()
+        last_event = last_rescan = last_check = time.monotonic()
         while not self.stop_event.is_set():
             try:
                 stamp, path = self.events.get(timeout=0.1)
@@ -139,10 +163,13 @@ class Watcher:
                 oldest = min(self.dirty.values())
                 if now - last_event >= self.settings.debounce or now - oldest >= self.settings.max_delay:
                     self._pass(now)
+            if now - last_check >= self.settings.root_check:
+                last_check = now
+                self._check_roots()
             if self.settings.rescan and now - last_rescan >= self.settings.rescan:
                 last_rescan = now
                 self.indexer.scan(self.roots)
-                self._save()
+                self.library.save_index()
 
     def _pass(self, now: float) -> None:
         """Sync every dirty path that has been quiet for `settle` seconds."""
@@ -151,10 +178,10 @@ class Watcher:
             return
         for path in ready:
             del self.dirty[path]
-        started, batches = time.monotonic(), self.indexer.summary.batches
-        self.indexer.sync_paths(ready, {p: i for p, i in self.catalog.roots().items()})
-        self._save()
-        runs = self.indexer.summary.batches - batches
+        started = time.monotonic()
+        summary = self.indexer.sync_paths(ready, self.catalog.roots(), fresh_after=time.time() - self.settings.settle)
+        self.library.save_index()
+        runs = summary.batches
         if len(ready) > 50 or runs > 1:
             self.log(f"synced {len(ready)} paths in {time.monotonic() - started:.1f}s ({runs} model batches)")
 
@@ -169,14 +196,6 @@ class Watcher:
             return False
         return True
 
-    def _save(self) -> None:
-        """Write the index when the catalog moved on (queries in other processes load it)."""
-        if self.vectors.saved_is_current():
-            return
-        if self.vectors.index is None or self.vectors.generation != self.catalog.generation():
-            self.vectors.load()
-        self.vectors.save()
-
 
 class _Handler:
     """Turns watchdog events into dirty paths (both ends of a move)."""
@@ -187,6 +206,8 @@ class _Handler:
     def dispatch(self, event) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
+        if event.is_directory and event.event_type == "modified":
+            return  # a folder's entries changed: each entry has its own event
         now = time.monotonic()
         self.events.put((now, _text(event.src_path)))
         dest = getattr(event, "dest_path", "")
@@ -195,24 +216,22 @@ class _Handler:
 
 
 def _text(path) -> str:
-    return path.decode() if isinstance(path, bytes) else str(path)
+    return os.fsdecode(path)
 
 
 def print_change(change: Change, as_json: bool, echo: Callable[[str], None]) -> None:
     """One line per change applied: added / updated / moved / removed / failed."""
     if as_json:
-        import json
-
-        data = {"action": change.action, "path": change.path}
+        data = {"action": change.action} | json_path(change.path)
         if change.action == "moved":
-            data["from"] = change.detail
+            data |= json_path(change.detail, "from")
         elif change.action == "failed":
             data["error"] = change.detail
-        echo(json.dumps(data, ensure_ascii=False))
+        echo(to_json(data))
         return
     if change.action == "moved":
-        echo(f"moved    {change.detail} -> {change.path}")
+        echo(f"moved    {display(change.detail)} -> {display(change.path)}")
     elif change.action == "failed":
-        echo(f"failed   {change.path}: {change.detail}")
+        echo(f"failed   {display(change.path)}: {display(change.detail)}")
     else:
-        echo(f"{change.action:8} {change.path}")
+        echo(f"{change.action:8} {display(change.path)}")

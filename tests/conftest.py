@@ -56,6 +56,23 @@ def media_dir(tmp_path) -> Path:
     return folder
 
 
+def index_ids(index) -> list[int]:
+    """Every segment id a VectorIndex holds (exact or IVF), sorted."""
+    import faiss
+
+    if not index.count:
+        return []
+    if index.approximate:
+        lists = index.index.invlists
+        parts = [
+            faiss.rev_swig_ptr(lists.get_ids(c), lists.list_size(c)).copy()
+            for c in range(index.index.nlist)
+            if lists.list_size(c)
+        ]
+        return sorted(np.concatenate(parts).tolist())
+    return sorted(faiss.vector_to_array(index.index.id_map).tolist())
+
+
 def assert_consistent(library: Path) -> None:
     """SQLite and the saved FAISS index hold the same segment ids, and no file twice."""
     from mediasearch.catalog import Catalog
@@ -66,8 +83,17 @@ def assert_consistent(library: Path) -> None:
         index = VectorIndex(catalog).load()
         assert not index.rebuilt, "the saved index should be current"
         ids = [r[0] for r in catalog.conn.execute("SELECT id FROM segments ORDER BY id")]
-        assert index.ids().tolist() == ids
+        assert index_ids(index) == ids
         total, distinct = catalog.conn.execute("SELECT count(*), count(DISTINCT path) FROM files").fetchone()
         assert total == distinct
     finally:
         catalog.close()
+
+
+def open_library(folder: Path, bundle):
+    """A writable library bound to the test bundle."""
+    from mediasearch.library import Library
+
+    library = Library(folder, write=True)
+    library.bind(bundle)
+    return library

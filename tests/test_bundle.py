@@ -119,8 +119,8 @@ def test_local_revision_changes_with_the_weights(tmp_path):
 def test_int8_copies_are_made_once_and_measured(bundle):
     import json
 
-    from mediasearch.bundle import with_precision
     from mediasearch.model import Embedder
+    from mediasearch.precision import with_precision
 
     int8 = with_precision(bundle, "int8")
     assert int8.revision == bundle.revision + "+int8" and int8.path != bundle.path

@@ -173,6 +173,7 @@ def test_index_json_summary(indexed_cli):
         "failed",
         "ignored",
         "failures",
+        "offline",
         "seconds",
     }
     assert summary["added"] == 12
@@ -206,8 +207,9 @@ def test_query_errors(indexed_cli, tmp_path):
     bad.write_text("nope")
     result = CliRunner().invoke(cli, ["query", "--like", str(bad)])
     assert result.exit_code == 1 and "cannot be used" in result.output
-    result = CliRunner().invoke(cli, ["query", "x", "--library", str(tmp_path / "empty"), "--model", str(BUNDLE)])
-    assert result.exit_code == 1 and "library is empty" in result.output
+    result = CliRunner().invoke(cli, ["query", "x", "--library", str(tmp_path / "absent"), "--model", str(BUNDLE)])
+    assert result.exit_code == 1 and "no library at" in result.output
+    assert not (tmp_path / "absent").exists(), "reading never creates a library"
 
 
 def test_status_and_failures(media_dir):
@@ -217,7 +219,15 @@ def test_status_and_failures(media_dir):
     assert data["counts"]["indexed"] == 12 and data["counts"]["failed"] == 1
     assert data["counts"]["image"] == 6 and data["counts"]["audio"] == 6
     assert data["index"]["vectors"] == 15 and data["index"]["current"]
-    assert data["roots"] == [{"path": str(media_dir.resolve()), "files": 12}]
+    assert data["roots"] == [
+        {
+            "path": str(media_dir.resolve()),
+            "files": 12,
+            "state": "online",
+            "reason": None,
+            "options": {"hidden": False, "excludes": [], "follow_links": False},
+        }
+    ]
     text = run("status", "--failures").stdout
     assert "broken.jpg: not a readable image" in text
 
@@ -244,24 +254,26 @@ def test_other_model_is_refused_in_one_line(indexed_cli, tmp_path):
 
 
 def test_second_writer_is_told_who_holds_the_library(indexed_cli):
-    from mediasearch.catalog import Catalog
-    from mediasearch.paths import library_dir
+    from mediasearch.library import Library
 
-    holder = Catalog(library_dir())
-    holder.lock()
-    try:
+    with Library(None, write=True):
         result = CliRunner().invoke(cli, ["index"])
         assert result.exit_code == 1 and f"pid {os.getpid()}" in result.output
-    finally:
-        holder.close()
 
 
-def test_deleted_index_file_is_rebuilt_by_query(indexed_cli):
+def test_deleted_index_file_is_rebuilt_by_query_without_writing(indexed_cli):
     from mediasearch.paths import library_dir
 
+    def files():  # SQLite's own -wal/-shm coordination files aside
+        return {p.name: p.read_bytes() for p in library_dir().iterdir() if not p.name.endswith(("-wal", "-shm"))}
+
     (library_dir() / "vectors.faiss").unlink()
+    before = files()
     assert len(json.loads(run("query", "x", "--json").stdout)) == 10
-    assert (library_dir() / "vectors.faiss").exists()
+    assert json.loads(run("status", "--json").stdout)["counts"]["indexed"] == 12
+    assert files() == before, "a query never writes to the library"
+    assert run("index", "--json").exit_code == 0
+    assert (library_dir() / "vectors.faiss").exists(), "the next writer saves it"
 
 
 def test_int8_library_keeps_its_precision(media_dir):

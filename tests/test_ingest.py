@@ -13,14 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BUNDLE, INPUTS, assert_consistent
+from conftest import BUNDLE, INPUTS, assert_consistent, open_library
 from PIL import Image
 
 from mediasearch.bundle import resolve
 from mediasearch.catalog import Catalog
 from mediasearch.errors import MediasearchError
 from mediasearch.index import VectorIndex
-from mediasearch.ingest import Indexer, check_model
+from mediasearch.ingest import Indexer
 from mediasearch.model import Embedder
 
 
@@ -32,28 +32,34 @@ class Counting:
         self.calls = 0
         self.items = 0
 
-    def embed_decoded(self, items):
+    def embed_each(self, paths, items):
         self.calls += 1
         self.items += len(items)
-        return self.embedder.embed_decoded(items)
+        return self.embedder.embed_each(paths, items)
 
 
 @pytest.fixture
 def library(tmp_path, embedder):
-    catalog = Catalog(tmp_path / "library")
-    check_model(catalog, embedder.bundle)
+    lib = open_library(tmp_path / "library", embedder.bundle)
     counting = Counting(embedder)
 
-    def run(*roots, **kw):
-        indexer = Indexer(catalog, VectorIndex(catalog), lambda: counting, **kw)
-        summary = indexer.scan([Path(r).resolve() for r in roots])
-        indexer.vectors.save()
+    def run(*folders, hidden=None, excludes=(), follow_links=None, warn=lambda m: None, **kw):
+        roots = lib.add_folders(
+            [str(Path(r).resolve()) for r in folders],
+            hidden=hidden,
+            excludes=excludes,
+            clear_excludes=bool(excludes),
+            follow_links=follow_links,
+        )
+        summary = Indexer(lib, lambda: counting, warn=warn, **kw).scan(roots)
+        lib.save_index()
         return summary
 
-    run.catalog = catalog
+    run.catalog = lib.catalog
+    run.library = lib
     run.model = counting
     yield run
-    catalog.close()
+    lib.close()
 
 
 def consistent(catalog: Catalog) -> None:
@@ -131,6 +137,7 @@ def test_hidden_and_excluded_files_are_skipped(library, media_dir):
     shutil.copy(INPUTS / "gray.png", media_dir / "drafts" / "g.png")
     assert library(media_dir, excludes=["drafts", "*.mp3"]).added == 11
     assert library(media_dir, hidden=True, excludes=["drafts"]).added == 3
+    assert library(media_dir).unchanged == 14, "the folder remembers its options"
 
 
 def test_symlink_loops_and_unreadable_folders_are_reported(library, media_dir, monkeypatch):
@@ -146,7 +153,7 @@ def test_symlink_loops_and_unreadable_folders_are_reported(library, media_dir, m
 
     monkeypatch.setattr(os, "scandir", scandir)
     warnings = []
-    summary = library(media_dir, warn=warnings.append)
+    summary = library(media_dir, follow_links=True, warn=warnings.append)
     assert summary.added == 12
     assert any("symlink loop" in w for w in warnings) and any("Permission denied" in w for w in warnings)
 
@@ -171,8 +178,8 @@ def test_a_different_model_is_refused_unless_reembedding(library, media_dir, tmp
     shutil.copytree(BUNDLE, other)
     (other / "projection_training_metadata.json").write_text('{"another": "training run"}')
     with pytest.raises(MediasearchError, match="--reembed"):
-        check_model(library.catalog, resolve(str(other)))
-    check_model(library.catalog, resolve(str(other)), reembed=True)
+        library.library.bind(resolve(str(other)))
+    library.library.bind(resolve(str(other)), reembed=True)
     assert library.catalog.segment_count() == 0
     summary = library(media_dir)
     assert summary.updated == 12 and summary.reused == 0
@@ -228,16 +235,16 @@ def test_kill_9_mid_run_then_resume(tmp_path):
 
 
 def test_embedder_is_not_built_when_nothing_changed(tmp_path, media_dir, bundle):
-    catalog = Catalog(tmp_path / "lib")
-    check_model(catalog, bundle)
-    Indexer(catalog, VectorIndex(catalog), lambda: Embedder(bundle)).scan([media_dir.resolve()])
+    lib = open_library(tmp_path / "lib", bundle)
+    roots = lib.add_folders([str(media_dir.resolve())])
+    Indexer(lib, lambda: Embedder(bundle)).scan(roots)
 
     def refuse():
         raise AssertionError("the model must not load for a no-change pass")
 
-    summary = Indexer(catalog, VectorIndex(catalog), refuse).scan([media_dir.resolve()])
+    summary = Indexer(lib, refuse).scan(roots)
     assert summary.unchanged == 12
-    catalog.close()
+    lib.close()
 
 
 def test_nested_folders_index_each_file_once(library, media_dir):
@@ -248,9 +255,30 @@ def test_nested_folders_index_each_file_once(library, media_dir):
     assert summary.added == 13 and summary.reused == 0
     rows = library.catalog.conn.execute("SELECT count(*), count(DISTINCT path) FROM files").fetchone()
     assert rows == (13, 13)
-    owner = library.catalog.conn.execute(
-        "SELECT r.path FROM files f JOIN roots r ON r.id = f.root_id WHERE f.path = ?", (str(sub / "tiny.png"),)
-    ).fetchone()[0]
-    assert owner == str(sub)
+    assert owner_of(library.catalog, sub / "tiny.png") == str(sub)
     again = library(media_dir)  # the outer folder alone: nothing changes hands
     assert again.unchanged == 13 and again.added == again.reused == 0
+
+
+def owner_of(catalog, path) -> str:
+    raw = catalog.conn.execute(
+        "SELECT r.path FROM files f JOIN roots r ON r.id = f.root_id WHERE f.path = ?", (os.fsencode(path),)
+    ).fetchone()[0]
+    return os.fsdecode(raw)
+
+
+def test_a_folder_added_after_its_parent_takes_its_files_and_forget_hands_them_back(library, media_dir):
+    sub = media_dir / "sub"
+    sub.mkdir()
+    shutil.copy(INPUTS / "tiny.png", sub / "tiny.png")
+    library(media_dir)
+    assert owner_of(library.catalog, sub / "tiny.png") == str(media_dir)
+    summary = library(sub)
+    assert summary.unchanged == 1 and summary.added == 0
+    assert owner_of(library.catalog, sub / "tiny.png") == str(sub)
+    roots = library.catalog.roots()
+    child = next(r for r in roots if r.path == str(sub))
+    parent = next(r for r in roots if r.path == str(media_dir))
+    assert library.catalog.remove_root(child, parent) == []
+    assert owner_of(library.catalog, sub / "tiny.png") == str(media_dir)
+    assert library(media_dir).unchanged == 13

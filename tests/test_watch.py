@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BUNDLE, INPUTS, assert_consistent
+from conftest import BUNDLE, INPUTS, assert_consistent, open_library
 from PIL import Image
 
 DEADLINE = 60
@@ -199,23 +199,20 @@ def test_falls_back_to_polling_at_the_inotify_limit(tmp_path, media_dir, embedde
     """The native observer refuses (as at the watch limit): one hint, then polling still sees changes."""
     import errno
 
-    from mediasearch.catalog import Catalog
-    from mediasearch.index import VectorIndex
-    from mediasearch.ingest import Indexer, check_model
+    from mediasearch.ingest import Indexer
     from mediasearch.watch import Settings, Watcher
 
     class Refusing:
         def schedule(self, *args, **kwargs):
             raise OSError(errno.ENOSPC, "inotify watch limit reached")
 
-    catalog = Catalog(tmp_path / "lib")
-    check_model(catalog, embedder.bundle)
+    library = open_library(tmp_path / "lib", embedder.bundle)
+    catalog = library.catalog
     messages: list[str] = []
-    indexer = Indexer(catalog, VectorIndex(catalog), lambda: embedder)
+    indexer = Indexer(library, lambda: embedder)
     watcher = Watcher(
-        catalog,
         indexer,
-        [media_dir.resolve()],
+        library.add_folders([str(media_dir.resolve())]),
         Settings(settle=0.2, debounce=0.2, poll=0.2),
         messages.append,
         observer_factory=Refusing,
@@ -235,4 +232,4 @@ def test_falls_back_to_polling_at_the_inotify_limit(tmp_path, media_dir, embedde
     assert catalog.file(str(media_dir.resolve() / "polled.png")).status == "indexed"
     hints = [m for m in messages if "fs.inotify.max_user_watches" in m]
     assert len(hints) == 1
-    catalog.close()
+    library.close()

@@ -1,0 +1,238 @@
+"""The library: catalog, vector index and model binding, opened the same way by everyone.
+
+Readers (`query`, `status`, the watcher's neighbours) open it read-only: an
+absent library is an error, never a creation, and nothing in the library folder
+is written (a stale vector index is rebuilt in memory).  Writers (`index`,
+`watch`, `forget`) open it with the writer lock, create and migrate it, and are
+the only ones who save the vector index, through `save_index`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from mediasearch import bundle as bundles
+from mediasearch.catalog import Catalog, Root, make_private
+from mediasearch.errors import BundleError, LibraryBusy, LibraryError
+from mediasearch.index import VectorIndex
+from mediasearch.model import Embedder
+from mediasearch.paths import library_dir
+from mediasearch.precision import with_precision
+from mediasearch.terminal import display
+from mediasearch.walk import WalkOptions, root_of
+
+
+class Library:
+    """One library folder: `Library(folder)` to read, `Library(folder, write=True)` to change it."""
+
+    def __init__(self, folder: str | os.PathLike | None = None, write: bool = False):
+        self.folder = library_dir(folder)
+        self.writable = write
+        self._lock = None
+        if write:
+            make_private(self.folder)
+            self._lock = _take_lock(self.folder)
+        elif not (self.folder / "catalog.db").is_file():
+            raise LibraryError(
+                f"there is no library at {self.folder} yet: index a folder first (`mediasearch index FOLDER`)"
+            )
+        try:
+            self.catalog = Catalog(self.folder, write=write)
+        except BaseException:
+            self._unlock()
+            raise
+        self._vectors: VectorIndex | None = None
+
+    def close(self) -> None:
+        self.catalog.close()
+        self._unlock()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    # ------------------------------------------------------------------ the vector index
+
+    @property
+    def vectors(self) -> VectorIndex:
+        """The vector index, loaded (readers map the saved file; a stale one is rebuilt in memory)."""
+        if self._vectors is None:
+            self._vectors = VectorIndex(self.catalog, mmap=not self.writable).load()
+        return self._vectors
+
+    def save_index(self) -> None:
+        """Make the saved vector index match the catalog: the one place it is written.
+
+        Writes nothing when the saved file is already current (a large index is
+        not rewritten by a pass that changed nothing).
+        """
+        if not self.writable:
+            raise LibraryError("a library opened for reading cannot be saved")
+        vectors = self._vectors
+        if vectors is None or vectors.index is None:
+            vectors = VectorIndex(self.catalog)
+            if vectors.saved_is_current():
+                return
+            self._vectors = vectors.load()
+        elif vectors.generation != self.catalog.generation():
+            vectors.load()
+        if not vectors.saved_is_current():
+            vectors.save()
+
+    def add_folders(
+        self,
+        paths: list[str],
+        hidden: bool | None = None,
+        excludes: tuple[str, ...] | list[str] = (),
+        clear_excludes: bool = False,
+        follow_links: bool | None = None,
+    ) -> list[Root]:
+        """Add folders (absolute paths, as the user named them) or change their remembered walk options.
+
+        Options not given keep what the folder had.  A folder added inside one
+        already in the library takes over the files under it.
+        """
+        known = {root.path: root for root in self.catalog.roots()}
+        chosen = set()
+        with self.catalog.transaction():
+            for path in paths:
+                options = WalkOptions.of(known[path].options if path in known else None)
+                if hidden is not None:
+                    options.hidden = hidden
+                if clear_excludes:
+                    options.excludes = []
+                options.excludes += [e for e in excludes if e not in options.excludes]
+                if follow_links is not None:
+                    options.follow_links = follow_links
+                chosen.add(self.catalog.add_root(path, options.as_dict()))
+            roots = [root for root in self.catalog.roots() if root.id in chosen]
+            for root in roots:
+                self.catalog.adopt(root)
+        return roots
+
+    def forget(self, path: str) -> tuple[int, Root | None]:
+        """Drop a folder: (segments removed, the outer folder that keeps its files, if any)."""
+        roots = self.catalog.roots()
+        chosen = next((r for r in roots if r.path == path), None)
+        if chosen is None:
+            known = ", ".join(display(r.path) for r in roots) or "none"
+            raise LibraryError(f"{display(path)} is not a folder of this library (folders: {known})")
+        heir = root_of(path, [r for r in roots if r.id != chosen.id])
+        index = self.vectors
+        removed = self.catalog.remove_root(chosen, heir)
+        index.apply(removed, [], None)
+        self.save_index()
+        return len(removed), heir
+
+    def is_empty(self) -> bool:
+        return self.catalog.segment_count() == 0
+
+    # ------------------------------------------------------------------ the model
+
+    def model(self, model: str | None = None, precision: str | None = None, log=lambda message: None):
+        """The bundle to use: --model, else the one this library was built with, else the default;
+        --precision, else the library's, else fp32.  It must be the library's own model."""
+        source, revision = self.catalog.get("model_source"), self.catalog.get("model_revision")
+        try:
+            found = bundles.resolve(model or source)
+        except BundleError as exc:
+            if model or not source or bundles.is_repo_id(source):
+                raise
+            raise LibraryError(
+                f"this library's model folder {source} is gone: if you moved it, point --model (or "
+                "MEDIASEARCH_MODEL) at its new place; it is recognised by its content"
+            ) from exc
+        found = with_precision(found, precision or bundles.precision_of(revision), log)
+        self._check_model(found)
+        return found
+
+    def _check_model(self, found: bundles.Bundle) -> None:
+        """Vectors from different models cannot share a library."""
+        source, revision = self.catalog.get("model_source"), self.catalog.get("model_revision")
+        if revision is None or revision == found.revision:
+            return
+        base = bundles.base_revision
+        if base(revision) == base(found.revision):
+            recorded = bundles.precision_of(revision)
+            raise LibraryError(
+                f"this library's vectors are {recorded}: leave out --precision (the library uses {recorded} by "
+                f"itself), or run `mediasearch index --reembed --precision {found.precision}` to embed everything "
+                f"again at {found.precision}"
+            )
+        raise LibraryError(
+            f"this library's vectors were made by {source} (revision {revision}), not {found.source} "
+            f"(revision {found.revision}): leave out --model to use the library's own model, or run "
+            "`mediasearch index --reembed` with the new --model to embed everything again"
+        )
+
+    def bind(self, found: bundles.Bundle, reembed: bool = False) -> None:
+        """Record the model that makes this library's vectors (a writer's first step).
+
+        With reembed, a different model replaces the old one and every vector is
+        dropped, so the next pass embeds everything again.
+        """
+        source, revision = self.catalog.get("model_source"), self.catalog.get("model_revision")
+        if revision not in (None, found.revision):
+            if not reembed:
+                self._check_model(found)
+            self.catalog.forget_vectors()
+        if (source, revision) != (found.source, found.revision):
+            with self.catalog.transaction():
+                self.catalog.set("model_source", found.source)
+                self.catalog.set("model_revision", found.revision)
+
+    def embedder_factory(self, model: str | None = None, precision: str | None = None, log=lambda m: None):
+        """Make the embedder on first need (a no-change pass or a stored example never loads the model)."""
+        made = []
+
+        def make():
+            if not made:
+                made.append(Embedder(self.model(model, precision, log)))
+            return made[0]
+
+        return make
+
+
+def _take_lock(folder: Path):
+    """The library's writer lock, or a LibraryBusy naming the process that holds it."""
+    fd = os.open(folder / "writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    handle = os.fdopen(fd, "r+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise LibraryBusy(
+            f"another mediasearch ({holder}) is writing to {folder}: wait for it, or stop it "
+            "(a running `mediasearch watch` keeps the library in step by itself)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
+
+
+def open_for_writing(folder, model: str | None, precision: str | None, reembed: bool = False, log=lambda m: None):
+    """A writer's library with its model settled: (library, bundle)."""
+    library = Library(folder, write=True)
+    try:
+        if reembed:
+            found = with_precision(bundles.resolve(model or library.catalog.get("model_source")), precision, log)
+        else:
+            found = library.model(model, precision, log)
+        library.bind(found, reembed)
+    except BaseException:
+        library.close()
+        raise
+    return library, found

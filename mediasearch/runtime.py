@@ -1,0 +1,79 @@
+"""Process-wide settings, made once and in one place.
+
+Pillow's pixel limit, warning filters, the log levels of libraries that talk
+too much, onnxruntime's telemetry and the hub client's offline switch are all
+global to the process.  They are set here, from the main thread, before any
+decoder thread starts, never from inside a decode.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import warnings
+
+_done = threading.Event()
+_lock = threading.Lock()
+
+
+def configure() -> None:
+    """Set every process-wide knob mediasearch relies on (idempotent)."""
+    if _done.is_set():
+        return
+    with _lock:
+        if _done.is_set():
+            return
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+        from PIL import Image
+
+        from mediasearch.media import MAX_PIXELS
+
+        # Pillow's own bomb check at our limit; media.load_image also refuses by size first.
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        # Decoders warn about odd but readable files (truncated EXIF, palette transparency...):
+        # a file is either indexed or failed with one reason, never a wall of warnings.
+        warnings.filterwarnings("ignore", module=r"PIL\..*")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"librosa\..*")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"librosa\..*")
+        # The quantiser advises on pre-processing; that advice is not for users.
+        logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
+        logging.getLogger("root").setLevel(logging.WARNING)
+        _done.set()
+
+
+def hub_client(offline: bool | None = None):
+    """The huggingface_hub module with its offline switch as the environment says now.
+
+    The client reads HF_HUB_OFFLINE once, at import; mediasearch honours it per
+    call, so a process (or a test) that changes it is not misled.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    if offline is not None:
+        constants.HF_HUB_OFFLINE = offline
+    return huggingface_hub
+
+
+def quiet_native_stderr() -> None:
+    """Keep C libraries' own chatter (libmpg123, libtiff, libjpeg) off the user's terminal.
+
+    They write straight to file descriptor 2.  Python's sys.stderr moves to a
+    duplicate of the real stderr, and descriptor 2 itself goes to /dev/null, so
+    mediasearch's own messages (and tracebacks) still reach the user.
+    """
+    if getattr(sys.stderr, "_mediasearch_quiet", False):
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    stream = os.fdopen(real, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace")
+    stream._mediasearch_quiet = True  # type: ignore[attr-defined]
+    sys.stderr = stream

@@ -1,0 +1,90 @@
+"""What the user sees: the terminal (injected, so tests can pretend), safe names, JSON, progress.
+
+File names are data, not output: a name may hold a newline, a tab or a
+terminal escape sequence, or bytes that are not UTF-8.  Every line-oriented
+output passes names through `display`, which escapes them the way `ls` and fd
+do; `--json` and `-0` give them exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Terminal:
+    """Where output goes and what it can do (httpie's Environment, in small)."""
+
+    stdout_isatty: bool = False
+    stderr_isatty: bool = False
+    home: str = field(default_factory=lambda: os.path.expanduser("~"))
+
+    @classmethod
+    def detect(cls) -> Terminal:
+        return cls(sys.stdout.isatty(), sys.stderr.isatty())
+
+
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\x1b": "\\e"}
+
+
+def display(text: str) -> str:
+    """A name made safe for a line of output: control characters and undecodable bytes escaped."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode's surrogate escape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(_ESCAPES.get(ch) or f"\\x{code:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def json_path(path: str, key: str = "path") -> dict:
+    """A path for JSON output: the text, plus the exact bytes in base64 when it is not valid UTF-8.
+
+    `KEY` is always a string (undecodable bytes shown as U+FFFD); `KEY_bytes`
+    appears only for names that are not UTF-8, and holds the name exactly.
+    """
+    raw = os.fsencode(path)
+    try:
+        return {key: raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {key: raw.decode("utf-8", "replace"), f"{key}_bytes": base64.b64encode(raw).decode("ascii")}
+
+
+def to_json(data) -> str:
+    return json.dumps(data, ensure_ascii=False)
+
+
+def raw_path(path: str) -> bytes:
+    """The exact bytes of a path, for -0 output."""
+    return os.fsencode(path)
+
+
+class Progress:
+    """A tqdm bar on a terminal, nothing on a pipe.  Counts what takes the time (segments)."""
+
+    def __init__(self, terminal: Terminal, unit: str, quiet: bool = False):
+        self.bar = None
+        self.enabled = terminal.stderr_isatty and not quiet
+        self.unit = unit
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, dynamic_ncols=True, leave=False)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
