@@ -210,8 +210,8 @@ class Indexer:
         gone: dict[int, FileRow] = {}
         for path in paths:
             root = root_of(path, roots)
-            if root is None:
-                continue
+            if root is None or not os.path.isdir(root.path):
+                continue  # a folder that vanished is offline, not emptied: its files are kept
             options = WalkOptions.of(root.options)
             if not options.wanted(path, root.path):
                 continue

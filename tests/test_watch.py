@@ -233,3 +233,35 @@ def test_falls_back_to_polling_at_the_inotify_limit(tmp_path, media_dir, embedde
     hints = [m for m in messages if "fs.inotify.max_user_watches" in m]
     assert len(hints) == 1
     library.close()
+
+
+def test_file_written_in_chunks_under_settle_is_embedded_once(media_dir, tmp_path):
+    watcher = WatchProcess(media_dir, tmp_path / "lib", "--settle", "1")
+    data = (INPUTS / "landscape.jpg").read_bytes()
+    target = media_dir / "chunky.jpg"
+    with open(target, "wb") as handle:
+        for i in range(4):  # chunks 0.7 s apart: each pause is shorter than --settle
+            handle.write(data[i * len(data) // 4 : (i + 1) * len(data) // 4])
+            handle.flush()
+            time.sleep(0.7)
+    watcher.wait_for(lambda: str(target) in watcher.indexed(), "the chunked file")
+    time.sleep(2)
+    assert [c for c in watcher.changes() if c["path"] == str(target)] == [{"action": "added", "path": str(target)}]
+    assert watcher.stop() == 0
+
+
+def test_root_deleted_and_recreated_is_watched_again(tmp_path):
+    root = tmp_path / "card"
+    root.mkdir()
+    shutil.copy(INPUTS / "tiny.png", root / "first.png")
+    watcher = WatchProcess(root, tmp_path / "lib")
+    shutil.rmtree(root)
+    watcher.wait_for(lambda: any("is gone" in line for line in watcher.err), "the folder to be missed")
+    assert str(root / "first.png") in watcher.indexed(), "an absent folder keeps its files"
+    root.mkdir()
+    shutil.copy(INPUTS / "portrait.png", root / "second.png")
+    watcher.wait_for(lambda: str(root / "second.png") in watcher.indexed(), "a file in the recreated folder")
+    shutil.copy(INPUTS / "gray.png", root / "third.png")
+    watcher.wait_for(lambda: str(root / "third.png") in watcher.indexed(), "events from the recreated folder")
+    assert not [c for c in watcher.changes() if c["action"] == "failed"]
+    assert watcher.stop() == 0
