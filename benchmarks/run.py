@@ -30,11 +30,13 @@ import soundfile as sf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from mediasearch import media  # noqa: E402
-from mediasearch.bundle import resolve, with_precision  # noqa: E402
-from mediasearch.catalog import Catalog  # noqa: E402
+from mediasearch.bundle import resolve  # noqa: E402
+from mediasearch.catalog import Catalog, encode  # noqa: E402
 from mediasearch.index import VectorIndex  # noqa: E402
-from mediasearch.ingest import Indexer, check_model  # noqa: E402
+from mediasearch.ingest import Indexer  # noqa: E402
+from mediasearch.library import Library  # noqa: E402
 from mediasearch.model import TOWERS, Embedder  # noqa: E402
+from mediasearch.precision import with_precision  # noqa: E402
 from mediasearch.search import query_vector, search  # noqa: E402
 
 RESULTS: dict = {}
@@ -118,16 +120,14 @@ def end_to_end(embedder: Embedder, folder: Path, work: Path, name: str) -> dict:
     """mediasearch's own indexing pass (walk, hash, decode, embed, SQLite, FAISS), towers already loaded."""
     library = work / f"lib-{name}"
     shutil.rmtree(library, ignore_errors=True)
-    catalog = Catalog(library)
-    check_model(catalog, embedder.bundle)
-    indexer = Indexer(catalog, VectorIndex(catalog), lambda: embedder)
-    start = time.perf_counter()
-    summary = indexer.scan([folder.resolve()])
-    indexer.vectors.save()
-    seconds = time.perf_counter() - start
-    segments = catalog.segment_count()
-    audio_seconds = catalog.conn.execute("SELECT coalesce(sum(duration), 0) FROM files").fetchone()[0]
-    catalog.close()
+    with Library(library, write=True) as lib:
+        lib.bind(embedder.bundle)
+        start = time.perf_counter()
+        summary = Indexer(lib, lambda: embedder).scan(lib.add_folders([str(folder.resolve())]))
+        lib.save_index()
+        seconds = time.perf_counter() - start
+        segments = lib.catalog.segment_count()
+        audio_seconds = lib.catalog.conn.execute("SELECT coalesce(sum(duration), 0) FROM files").fetchone()[0]
     assert summary.failed == 0, summary.failures
     return {"seconds": seconds, "files": summary.added, "segments": segments, "audio_seconds": audio_seconds}
 
@@ -170,8 +170,9 @@ def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = Fals
     if (library / "done").exists():
         return _index_current(library)
     shutil.rmtree(library, ignore_errors=True)
-    catalog = Catalog(library)
-    check_model(catalog, bundle)
+    lib = Library(library, write=True)
+    lib.bind(bundle)
+    catalog = lib.catalog
     root = work / f"files-{count}" if files_on_disk else Path("/synthetic")
     if files_on_disk:
         shutil.rmtree(root, ignore_errors=True)
@@ -180,7 +181,7 @@ def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = Fals
             if i % 1000 == 0:
                 folder.mkdir(parents=True)
             (folder / f"f{i:07}.jpg").write_bytes(b"x")
-    root_id = catalog.add_root(root)
+    root_id = catalog.add_root(str(root))
     vectors = clustered(count, seed=1)
     with catalog.transaction():
         for start in range(0, count, 50_000):
@@ -189,7 +190,16 @@ def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = Fals
                 path = root / f"d{i // 1000:04}" / f"f{i:07}.jpg"
                 mtime = path.stat().st_mtime if files_on_disk else 0.0
                 rows.append(
-                    (i + 1, root_id, str(path), path.relative_to(root).as_posix(), "image", 1, mtime, "indexed")
+                    (
+                        i + 1,
+                        root_id,
+                        encode(str(path)),
+                        encode(path.relative_to(root).as_posix()),
+                        "image",
+                        1,
+                        mtime,
+                        "indexed",
+                    )
                 )
                 segs.append((i + 1, i + 1, vectors[i].tobytes()))
             catalog.conn.executemany(
@@ -197,34 +207,32 @@ def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = Fals
             )
             catalog.conn.executemany("INSERT INTO segments (id, file_id, vector) VALUES (?,?,?)", segs)
         catalog.set("generation", "1")
-    index = VectorIndex(catalog).load()
-    index.save()
-    catalog.close()
+    lib.save_index()
+    lib.close()
     (library / "done").write_text("ok")
     return library
 
 
 def _index_current(library: Path) -> Path:
     """Save the index in the form the current thresholds ask for, so timings never include a rebuild."""
-    catalog = Catalog(library)
-    index = VectorIndex(catalog).load()
-    if index.rebuilt or not index._kind_fits():
-        index.rebuild()
-        index.save()
-    catalog.close()
+    with Library(library, write=True) as lib:
+        index = lib.vectors
+        if index.rebuilt or not index._kind_fits():
+            index.rebuild()
+            index.save()
     return library
 
 
 def query_latency(library: Path, embedder: Embedder, queries: int = 40) -> dict:
-    catalog = Catalog(library)
-    vectors = VectorIndex(catalog, mmap=True).load()
+    lib = Library(library)
+    catalog, vectors = lib.catalog, lib.vectors
     texts = [f"a photo of {w} number {i}" for i, w in enumerate(["a dog", "rain", "a city", "the sea"] * 20)]
     embedder.embed_texts(["warm up"])
-    search(catalog, vectors, query_vector(catalog, lambda: embedder, ["warm"], [], []), 10)
+    search(lib, query_vector(lib, lambda: embedder, ["warm"], [], []), 10)
     times = []
     for text in texts[:queries]:
         start = time.perf_counter()
-        search(catalog, vectors, query_vector(catalog, lambda: embedder, [text], [], []), 10)
+        search(lib, query_vector(lib, lambda: embedder, [text], [], []), 10)
         times.append(time.perf_counter() - start)
     times.sort()
     result = {
@@ -234,7 +242,7 @@ def query_latency(library: Path, embedder: Embedder, queries: int = 40) -> dict:
     }
     if vectors.approximate:
         result["recall_at_10"] = recall(vectors, catalog)
-    catalog.close()
+    lib.close()
     return result
 
 

@@ -39,6 +39,9 @@ def configure() -> None:
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"librosa\..*")
         # The quantiser advises on pre-processing; that advice is not for users.
         logging.getLogger("onnxruntime.quantization").setLevel(logging.ERROR)
+        # Pillow logs its decoders' complaints ("More samples per pixel than can be decoded"): the
+        # file's one failure reason already says it.
+        logging.getLogger("PIL").setLevel(logging.CRITICAL)
         logging.getLogger("root").setLevel(logging.WARNING)
         _done.set()
 
