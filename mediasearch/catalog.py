@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -463,13 +464,17 @@ def _stack(blobs: list[bytes]) -> np.ndarray:
     return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), DIM).astype(np.float32)
 
 
+LIBRARY_FILES = ("catalog.db", "catalog.db-wal", "catalog.db-shm", "vectors.faiss", "vectors.json", "writer.lock")
+
+
 def make_private(folder: Path) -> None:
     """The library folder holds every private path: readable by its owner only, whatever the umask."""
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
-    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm", "vectors.faiss", "vectors.json", "writer.lock"):
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in (folder, *(folder / name for name in LIBRARY_FILES)):
         try:
-            os.chmod(folder / name, 0o600)
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+            if mode & 0o077:
+                os.chmod(path, mode & 0o700)  # others lose access; the owner's own choice is kept
         except FileNotFoundError:
             pass
 

@@ -6,6 +6,7 @@ stderr.  Errors the user can fix are one line on stderr and exit status 1.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -37,10 +38,9 @@ class Group(click.Group):
                     f"the disk is full ({exc.filename or exc}): free some space and run "
                     "the command again; nothing already indexed is lost"
                 ) from exc
-            if exc.errno in (errno.EROFS, errno.EACCES):
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise click.ClickException(
-                    f"cannot write {exc.filename} ({exc.strerror}): the library is "
-                    "read-only here; `query` and `status` still work"
+                    f"cannot write {exc.filename} ({exc.strerror}): check who owns it and its permissions"
                 ) from exc
             raise
 
@@ -354,9 +354,13 @@ def index(
         try:
             with StopOnSignal(indexer):
                 summary = indexer.scan(roots, progress)
-        finally:
+        except BaseException:
             progress.close()
-            lib.save_index()
+            with contextlib.suppress(Exception):
+                lib.save_index()  # keep what was committed, if the disk lets us; the first error is the one to tell
+            raise
+        progress.close()
+        lib.save_index()
     if summary.stopped:
         warn("stopped: what was finished is kept; run the same command again to carry on")
         sys.exit(130)

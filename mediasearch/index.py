@@ -12,6 +12,7 @@ rebuilt from the vectors in SQLite, without running the model.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -172,6 +173,10 @@ class VectorIndex:
         try:
             faiss.write_index(self.index, tmp)
             os.replace(tmp, self.path)
+        except RuntimeError as exc:  # FAISS reports a failed write as a RuntimeError
+            if "No space left" in str(exc):
+                raise OSError(errno.ENOSPC, "No space left on device", str(self.path)) from exc
+            raise
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

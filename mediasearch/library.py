@@ -9,6 +9,7 @@ the only ones who save the vector index, through `save_index`.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from pathlib import Path
@@ -32,8 +33,16 @@ class Library:
         self.writable = write
         self._lock = None
         if write:
-            make_private(self.folder)
-            self._lock = _take_lock(self.folder)
+            try:
+                make_private(self.folder)
+                self._lock = _take_lock(self.folder)
+            except (PermissionError, OSError) as exc:
+                if isinstance(exc, LibraryBusy) or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+                raise LibraryError(
+                    f"the library at {self.folder} cannot be written ({exc.strerror}): it is read-only here, "
+                    "so `query` and `status` work but `index`, `watch` and `forget` do not"
+                ) from exc
         elif not (self.folder / "catalog.db").is_file():
             raise LibraryError(
                 f"there is no library at {self.folder} yet: index a folder first (`mediasearch index FOLDER`)"

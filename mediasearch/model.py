@@ -131,8 +131,11 @@ class Tower:
                 batched = bool(np.min(np.sum(together * apart, axis=1)) >= 0.995)
             else:
                 batched = bool(np.allclose(together, apart, atol=1e-4))
-        record.parent.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps({"batched": batched}))
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({"batched": batched}))
+        except OSError:
+            pass  # the cache is an optimisation: an unwritable one only means probing again next time
         return batched
 
     def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:

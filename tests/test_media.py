@@ -147,11 +147,12 @@ def test_silence_and_a_click_give_defined_vectors(embedder, tmp_path):
 
 
 def test_repeat_pad_matches_the_reference_rule():
-    clip = np.linspace(-1, 1, 700_00 // 7, dtype=np.float32)  # 10,000 samples: 48 whole repeats then zeros
+    clip = np.linspace(-1, 1, 7_000, dtype=np.float32)  # 68 whole repeats (476,000 samples), then 4,000 zeros
     feats = media.audio_features(clip)
     assert feats.shape == (1, 1001, 64)
-    manual = np.pad(np.tile(clip, 48), (0, 480_000 - 480_000))
+    manual = np.pad(np.tile(clip, 68), (0, 480_000 - 68 * 7_000))
     assert np.allclose(feats, media.audio_features(manual))
+    assert not np.allclose(feats, media.audio_features(np.tile(clip, 69)[:480_000])), "the tail is zeros, not more"
 
 
 def test_window_plan():
