@@ -187,9 +187,10 @@ CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 IMAGE_SIZE = 224
 # Past this a "picture" is a decompression bomb, not a photo.  Chosen for memory: at 4 bytes a
-# pixel (RGBA, CMYK, 32-bit grey) the largest picture accepted decodes to 600 MB, which the
-# decoding budget below lets through one at a time, well inside index's 2.5 GB.
-MAX_PIXELS = 150_000_000
+# pixel (RGBA, CMYK, 32-bit grey) the largest picture accepted is 480 MB, and Pillow's decoders
+# peak at about twice that; the decoding budget below lets such a picture through alone, which
+# with the full-size towers loaded keeps `index` under 2.5 GB.
+MAX_PIXELS = 120_000_000
 DRAFT_SHORT_SIDE = 448  # reduced-scale decoding keeps at least twice the model's 224
 REDUCE_ABOVE = 16_000_000  # pictures larger than this are box-reduced right after decoding
 

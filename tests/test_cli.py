@@ -286,3 +286,19 @@ def test_int8_library_keeps_its_precision(media_dir):
     assert refused.exit_code == 1 and "--reembed" in refused.output
     info = json.loads(run("model", "info", "--model", str(BUNDLE), "--precision", "int8", "--json").stdout)
     assert info["precision"] == "int8" and min(info["int8_cosine_vs_fp32"].values()) >= 0.99
+
+
+def test_terminal_gets_a_table_and_a_progress_bar_a_pipe_gets_neither(media_dir):
+    from mediasearch.terminal import Terminal
+
+    tty = Terminal(stdout_isatty=True, stderr_isatty=True)
+    result = CliRunner().invoke(cli, ["index", str(media_dir), "--model", str(BUNDLE)], obj=tty)
+    assert result.exit_code == 0, result.output
+    assert "segment/s" in result.stderr and "0/15 " in result.stderr, "counts segments: 12 files, 15 windows"
+    piped = CliRunner().invoke(cli, ["index", "--json"], obj=Terminal())
+    assert "segment" not in piped.stderr and piped.stderr == ""
+    table = CliRunner().invoke(cli, ["query", "a cat", "-n", "3"], obj=tty).stdout.splitlines()
+    assert len(table) == 3 and all("\t" not in line and line.split()[1] in ("image", "audio") for line in table)
+    assert len({line.index(str(media_dir.resolve())) for line in table}) == 1, "paths line up"
+    lines = CliRunner().invoke(cli, ["query", "a cat", "-n", "3"], obj=Terminal()).stdout.splitlines()
+    assert all(len(line.split("\t")) in (2, 3) for line in lines)

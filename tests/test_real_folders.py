@@ -282,3 +282,25 @@ def test_sigint_stops_within_two_seconds_and_a_long_recording_resumes(tmp_path):
         spans = conn.execute("SELECT start FROM segments ORDER BY start").fetchall()
     assert total == len(media.windows(600.0)) and first == 1, "the first windows were kept, not redone"
     assert [s for (s,) in spans] == [s for s, _ in media.windows(600.0)]
+
+
+@pytest.mark.skipif(not Path("/usr/bin/time").exists(), reason="GNU time measures the peak RSS")
+def test_pictures_near_the_pixel_limit_keep_index_under_the_memory_bound(tmp_path):
+    """Several pictures just under the limit, decoded by four threads at once, used to take 9 GB."""
+    from PIL import Image
+
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    width, height = 13_000, 9_200  # 119.6 MP, just under the 120 MP limit
+    big = Image.linear_gradient("L").resize((width, height)).convert("RGBA")
+    for i in range(4):
+        big.save(folder / f"panorama{i}.png", compress_level=1)
+    del big
+    env = dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "lib"))
+    cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "mediasearch", "index", str(folder)]
+    done = subprocess.run([*cmd, "--model", str(BUNDLE), "--json"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["added"] == 4
+    peak = int(done.stderr.strip().splitlines()[-1]) * 1024
+    assert peak < 2.5e9, f"peak RSS {peak / 1e9:.2f} GB"
+    print(f"\npeak RSS indexing four 120 MP pictures: {peak / 1e9:.2f} GB")
