@@ -18,6 +18,7 @@ from pathlib import Path
 
 from mediasearch.errors import BundleError
 from mediasearch.paths import cache_dir
+from mediasearch.runtime import hub_client
 
 DEFAULT_MODEL = "antflydb/clipclap"
 
@@ -122,8 +123,6 @@ def _hub_settings() -> dict:
 
 def pull(repo_id: str) -> Path:
     """Download (or finish downloading) a hub bundle into the cache; return its folder."""
-    from mediasearch.runtime import hub_client
-
     settings = _hub_settings()
     snapshot_download = hub_client(offline=settings["local_files_only"]).snapshot_download
     try:
@@ -145,8 +144,6 @@ def pull(repo_id: str) -> Path:
 
 def _cached(repo_id: str) -> Path | None:
     """The cached snapshot folder for repo_id, without any network access."""
-    from mediasearch.runtime import hub_client
-
     try:
         return Path(
             hub_client().snapshot_download(

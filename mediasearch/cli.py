@@ -2,6 +2,9 @@
 
 stdout carries results only; progress, warnings and per-file failures go to
 stderr.  Errors the user can fix are one line on stderr and exit status 1.
+
+Each command imports what it uses when it runs: `--help`, `status` and shell
+completion do not pay for onnxruntime, FAISS or the decoders.
 """
 
 from __future__ import annotations

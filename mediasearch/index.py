@@ -28,7 +28,7 @@ TRAIN_SAMPLE = 64  # training vectors per cell
 
 
 def _faiss():
-    import faiss
+    import faiss  # only when an index is built, loaded or saved: `status` reads the stamp alone
 
     return faiss
 

@@ -255,7 +255,7 @@ class Indexer:
                 done += 1
                 if progress:
                     progress(done, len(todo))
-        total = done + sum(_expected_segments(job.item.path) for job in jobs)
+        total = done + sum(media.expected_segments(job.item.path) for job in jobs)
         for _job, segments in self._embed_all(jobs):
             done += segments
             if progress:
@@ -506,19 +506,6 @@ def _next_batch(units: Iterator[Unit]) -> list[Unit]:
         if len(files) >= BATCH_FILES or any(n >= TOWERS[k].max_batch for k, n in ready.items()):
             break
     return batch
-
-
-def _expected_segments(path: str) -> int:
-    """Roughly how many segments a file will give, for progress (a header's word is enough here)."""
-    if media.kind_of(path) != "audio":
-        return 1
-    try:
-        import soundfile as sf
-
-        seconds = min(sf.info(path).duration, media.MAX_DURATION_S)
-    except Exception:
-        return 1
-    return max(1, int((seconds - media.WINDOW_S) // media.HOP_S) + 2) if seconds > media.WINDOW_S else 1
 
 
 def _retry(row: FileRow) -> bool:

@@ -4,6 +4,10 @@ Images follow transformers' CLIPImageProcessor (PIL, bicubic shortest-side 224,
 centre crop, CLIP mean/std); audio follows ClapFeatureExtractor with the
 larger_clap settings (48 kHz mono, repeat-pad to 10 s, Slaney log-mel, 1001x64).
 Anything that cannot be decoded raises DecodeError with the path and the reason.
+
+The decoders (Pillow, soundfile, soxr, librosa) are imported on first use: a
+text query imports this module but decodes nothing, and librosa alone takes
+about half a second to import.
 """
 
 from __future__ import annotations
@@ -337,6 +341,19 @@ N_FFT, HOP, N_MELS, F_MIN, F_MAX = 1024, 480, 64, 50.0, 14_000.0
 MIN_RATE, MAX_RATE = 4_000, 768_000
 MAX_DURATION_S = 12 * 3600.0  # the default cap on what one recording contributes (`--max-duration`)
 READ_AHEAD = 16  # windows a decoder thread reads before handing a recording over
+
+
+def expected_segments(path: str | Path) -> int:
+    """Roughly how many segments a file will give, for progress (a header's word is enough here)."""
+    if kind_of(path) != "audio":
+        return 1
+    try:
+        import soundfile as sf
+
+        seconds = min(sf.info(str(path)).duration, MAX_DURATION_S)
+    except Exception:
+        return 1
+    return len(windows(seconds)) if seconds > 0 else 1
 
 
 def windows(duration: float) -> list[tuple[float, float]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,9 +49,7 @@ def with_precision(bundle: Bundle, precision: str | None, log=lambda message: No
 
 
 def _quantize(source: Path, folder: Path, log) -> None:
-    import shutil
-
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # heavy; needed once per bundle
 
     folder.mkdir(parents=True, exist_ok=True)
     for name in CONFIG_FILES:

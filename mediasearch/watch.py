@@ -21,6 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from watchdog.observers import Observer
+from watchdog.observers.polling import PollingObserver
+
 from mediasearch.catalog import Root
 from mediasearch.ingest import Change, Indexer
 from mediasearch.terminal import display, json_path, to_json
@@ -101,9 +104,6 @@ class Watcher:
                 self._observe(root)
 
     def _observe(self, root: Root) -> None:
-        from watchdog.observers import Observer
-        from watchdog.observers.polling import PollingObserver
-
         handler = _Handler(self.events)
         observer = (self._observer_factory or Observer)()
         try:
