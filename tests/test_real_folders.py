@@ -304,3 +304,46 @@ def test_pictures_near_the_pixel_limit_keep_index_under_the_memory_bound(tmp_pat
     peak = int(done.stderr.strip().splitlines()[-1]) * 1024
     assert peak < 2.5e9, f"peak RSS {peak / 1e9:.2f} GB"
     print(f"\npeak RSS indexing four 120 MP pictures: {peak / 1e9:.2f} GB")
+
+
+def test_max_duration_bounds_one_recording(tmp_path):
+    path = tmp_path / "long.wav"
+    sf.write(path, np.zeros(48_000 * 100, np.float32), 48_000)
+    decoded = media.decode(path, max_duration=30).read_all()
+    assert decoded.facts["duration"] == 30.0 and decoded.spans[-1] == (20.0, 30.0)
+    assert "--max-duration" in decoded.note
+
+
+def test_c_libraries_chatter_never_reaches_the_terminal(tmp_path):
+    folder = tmp_path / "media"
+    folder.mkdir()
+    data = bytearray((Path(__file__).parent.parent / "sample_media" / "rain-noise.mp3").read_bytes())
+    for at in range(2000, len(data) - 400, 997):  # damaged frames all through: libmpg123 complains about each
+        data[at : at + 40] = bytes(range(40))
+    (folder / "damaged.mp3").write_bytes(bytes(data))
+    env = dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "lib"))
+    cmd = [sys.executable, "-m", "mediasearch", "index", str(folder), "--model", str(BUNDLE)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    assert done.stderr.splitlines()[-1].startswith("1 added"), done.stderr
+    assert len(done.stderr.splitlines()) <= 2, done.stderr  # the summary (and a note), nothing from C
+
+
+def test_two_processes_creating_one_library_at_once(tmp_path):
+    folder = tmp_path / "media"
+    folder.mkdir()
+    shutil.copy(INPUTS / "tiny.png", folder / "t.png")
+    env = dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "lib"))
+    cmd = [sys.executable, "-m", "mediasearch", "index", str(folder), "--model", str(BUNDLE)]
+    procs = [subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outcomes = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert all("Traceback" not in err for _, err in outcomes), outcomes
+    assert any(code == 0 for code, _ in outcomes)
+    assert all(code == 0 or "is writing to" in err for code, err in outcomes), outcomes
+
+
+def test_an_empty_library_with_no_model_yet_says_so_without_the_network(tmp_path):
+    (tmp_path / "nothing").mkdir()
+    assert index(tmp_path / "nothing")["added"] == 0
+    result = CliRunner().invoke(cli, ["query", "x"])
+    assert result.exit_code == 1 and "library is empty" in result.output
