@@ -76,7 +76,13 @@ def _m002_byte_paths_and_folder_state(db: sqlite_utils.Database) -> None:
     db["roots"].add_column("reason", str)
 
 
-MIGRATIONS = [_m001_first_schema, _m002_byte_paths_and_folder_state]
+def _m003_filter_indexes(db: sqlite_utils.Database) -> None:
+    """Filters are answered from the catalog first: kind and date need indexes (paths have one)."""
+    db.execute("CREATE INDEX files_kind_mtime ON files(kind, mtime)")
+    db.execute("CREATE INDEX files_mtime ON files(mtime)")
+
+
+MIGRATIONS = [_m001_first_schema, _m002_byte_paths_and_folder_state, _m003_filter_indexes]
 
 # File states: indexed (has segments), failed (error recorded), ignored (not media, or video for now),
 # partial (a long recording whose first windows are stored; the next pass resumes it).
@@ -444,7 +450,7 @@ class Catalog:
             marks = ",".join("?" * len(chunk))
             rows = self.db.query(
                 f"""SELECT s.id AS segment_id, s.start, s.end, f.id AS file_id, f.path, f.kind, f.size, f.mtime,
-                           f.width, f.height, f.duration
+                           f.width, f.height, f.duration, f.hash
                     FROM segments s JOIN files f ON f.id = s.file_id WHERE s.id IN ({marks})""",
                 chunk,
             )
@@ -452,6 +458,31 @@ class Catalog:
                 r["path"] = decode(r["path"])
                 out[r.pop("segment_id")] = r
         return out
+
+    def matching_segments(
+        self, kinds, within, after: float | None, before: float | None, at_most: int
+    ) -> np.ndarray | None:
+        """Ids of the segments whose files pass these filters, or None when more than at_most do."""
+        where, args = ["f.status IN (?, ?)"], [INDEXED, PARTIAL]
+        if kinds:
+            where.append(f"f.kind IN ({','.join('?' * len(kinds))})")
+            args += list(kinds)
+        if within:
+            ranges = []
+            for folder in map(os.fspath, within):
+                low = encode(folder.rstrip("/") + "/")
+                ranges.append("(f.path = ? OR (f.path > ? AND f.path < ?))")
+                args += [encode(folder.rstrip("/") or "/"), low, low[:-1] + b"0"]
+            where.append("(" + " OR ".join(ranges) + ")")
+        if after is not None:
+            where.append("f.mtime >= ?")
+            args.append(after)
+        if before is not None:
+            where.append("f.mtime < ?")
+            args.append(before)
+        sql = f"SELECT s.id FROM files f JOIN segments s ON s.file_id = f.id WHERE {' AND '.join(where)} LIMIT ?"
+        ids = np.array([r[0] for r in self.conn.execute(sql, [*args, at_most + 1])], np.int64)
+        return None if len(ids) > at_most else ids
 
 
 def to_blob(vector: np.ndarray) -> bytes:

@@ -189,12 +189,24 @@ class VectorIndex:
     def count(self) -> int:
         return 0 if self.index is None else int(self.index.ntotal)
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, ids) of the k nearest segments to one unit query vector."""
-        k = min(k, self.count)
+    def search(self, query: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids) of the k nearest segments to one unit query vector.
+
+        With `among`, only those segment ids are ranked, exactly: every cell of an
+        approximate index is probed, and FAISS's ID selector skips the others.
+        """
+        faiss = _faiss()
+        k = min(k, self.count if among is None else len(among))
         if k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        scores, ids = self.index.search(np.ascontiguousarray(query.reshape(1, DIM), np.float32), k)
+        params = None
+        if among is not None:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, np.int64))
+            if self.approximate:
+                params = faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nlist)
+            else:
+                params = faiss.SearchParameters(sel=selector)
+        scores, ids = self.index.search(np.ascontiguousarray(query.reshape(1, DIM), np.float32), k, params=params)
         keep = ids[0] >= 0
         scores, ids = scores[0][keep], ids[0][keep]
         if not np.all(np.abs(scores) <= 1.001):  # cosines of unit vectors: anything else is damage

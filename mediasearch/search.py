@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -30,7 +30,7 @@ NEGATIVE_WEIGHT = 0.5
 
 @dataclass
 class Hit:
-    """One result: a file, its best segment's score and time range."""
+    """One result: a file (and its copies elsewhere), its best segment's score and time range."""
 
     path: str
     kind: str
@@ -42,6 +42,7 @@ class Hit:
     width: int | None = None
     height: int | None = None
     duration: float | None = None
+    copies: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -49,20 +50,29 @@ class Hit:
 
 @dataclass
 class Filters:
+    """What a result must be.  Filters on facts are also pushed into the catalog (see `search`)."""
+
     kinds: Sequence[str] = ()
-    within: Sequence[Path] = ()
+    within: Sequence[str] = ()
     after: datetime | None = None
     before: datetime | None = None
     min_score: float | None = None
+    exclude_hashes: frozenset[str] = frozenset()
+
+    @property
+    def on_facts(self) -> bool:
+        return bool(self.kinds or self.within or self.after or self.before)
 
     def accept(self, facts: dict, score: float) -> bool:
         if self.kinds and facts["kind"] not in self.kinds:
             return False
-        if self.within and not under_any(facts["path"], [str(p) for p in self.within]):
+        if self.within and not under_any(facts["path"], [os.fspath(p) for p in self.within]):
             return False
         if self.after and facts["mtime"] < self.after.timestamp():
             return False
         if self.before and facts["mtime"] >= self.before.timestamp():
+            return False
+        if facts.get("hash") in self.exclude_hashes:
             return False
         return self.min_score is None or score >= self.min_score
 
@@ -105,45 +115,61 @@ def query_vector(
     return normalize(vector[None])[0]
 
 
+# A filter matching at most this many segments is ranked exactly over just those (FAISS's ID
+# selector, every cell probed); a broader one searches the index and filters what comes back.
+SELECTIVE = 50_000
+
+
 def search(library: Library, query: np.ndarray, limit: int = 10, filters: Filters | None = None) -> list[Hit]:
-    """Files ranked by their best segment, best first, after filters."""
+    """Files ranked by their best segment, best first, after filters; copies of one content are one hit."""
+    filters = filters or Filters()
     vectors = library.vectors
     vectors.refresh()
     if vectors.count == 0:
         raise MediasearchError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
+    chosen = None
+    if filters.on_facts:
+        chosen = library.catalog.matching_segments(
+            filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before), SELECTIVE
+        )
+        if chosen is not None and not len(chosen):
+            return []  # nothing matches: answer at once
     try:
-        return _ranked(library, query, limit, filters or Filters())
+        return _ranked(library, query, limit, filters, chosen)
     except DamagedIndex:
         vectors.rebuild()  # the saved file was damaged: answer from the catalog's own vectors
-        return _ranked(library, query, limit, filters or Filters())
+        return _ranked(library, query, limit, filters, chosen)
 
 
-def _ranked(library: Library, query: np.ndarray, limit: int, filters: Filters) -> list[Hit]:
+def _stamp(when: datetime | None) -> float | None:
+    return None if when is None else when.timestamp()
+
+
+def _ranked(library: Library, query: np.ndarray, limit: int, filters: Filters, chosen) -> list[Hit]:
     vectors = library.vectors
-    k = min(vectors.count, max(limit * 20, 200))
+    pool = vectors.count if chosen is None else len(chosen)
+    k = min(pool, max(limit * 20, 200))
     while True:
-        scores, ids = vectors.search(query, k)
+        scores, ids = vectors.search(query, k, chosen)
         facts = library.catalog.hits([int(i) for i in ids])
-        best: dict[int, Hit] = {}
+        best: dict = {}
         for score, sid in zip(scores.tolist(), ids.tolist(), strict=True):
             row = facts.get(sid)
-            if row is None or row["file_id"] in best or not filters.accept(row, score):
+            if row is None or not filters.accept(row, score):
                 continue
-            best[row["file_id"]] = Hit(
-                row["path"],
-                row["kind"],
-                round(score, 6),
-                row["start"],
-                row["end"],
-                row["size"],
-                row["mtime"],
-                row["width"],
-                row["height"],
-                row["duration"],
-            )
-        exhausted = k >= vectors.count or (
-            filters.min_score is not None and scores.size and scores[-1] < filters.min_score
-        )
-        if len(best) >= limit or exhausted:
-            return sorted(best.values(), key=lambda h: -h.score)[:limit]
-        k = min(vectors.count, k * 4)
+            key = row["hash"] or ("file", row["file_id"])
+            hit = best.get(key)
+            if hit is None:
+                best[key] = Hit(
+                    row["path"], row["kind"], round(score, 6), row["start"], row["end"], row["size"], row["mtime"],
+                    row["width"], row["height"], row["duration"],
+                )  # fmt: skip
+            elif row["path"] != hit.path and row["path"] not in hit.copies:
+                hit.copies.append(row["path"])
+        exhausted = k >= pool or (filters.min_score is not None and scores.size and scores[-1] < filters.min_score)
+        if len(best) > limit or exhausted:  # one more than asked: the last one's copies are all in
+            hits = sorted(best.values(), key=lambda h: -h.score)[:limit]
+            for hit in hits:  # copies tie: name the first path, list the others
+                hit.path, *hit.copies = sorted([hit.path, *hit.copies])
+            return hits
+        k = min(pool, k * 4)
