@@ -22,6 +22,7 @@ import click
 from mediasearch import __version__, bundle, runtime
 from mediasearch.catalog import damaged_message
 from mediasearch.errors import MediasearchError
+from mediasearch.params import WHEN_HELP, Kinds, Score, When
 from mediasearch.terminal import Progress, Terminal, display, json_path, raw_path, to_json
 
 
@@ -84,7 +85,7 @@ def emit_json(data) -> None:
     click.echo(to_json(data))
 
 
-@click.group(cls=Group)
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mediasearch")
 def cli() -> None:
     """Search your own pictures and sounds, offline, by words or by example.
@@ -200,8 +201,11 @@ def info(model: str | None, precision: str | None, library: Path | None, as_json
 @precision_option
 @library_option
 @click.option("--text", "-t", "texts", multiple=True, help="A text to embed (repeatable).")
+@click.option("--files-from", type=click.File("rb"), help="Read file names from this file, one per line (- for stdin).")
+@click.option("--texts-from", type=click.File("rb"), help="Read texts from this file, one per line (- for stdin).")
+@click.option("-0", "nul", is_flag=True, help="--files-from and --texts-from are NUL-separated (find -print0).")
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
-def embed(model, precision, library, texts: tuple[str, ...], files: tuple[Path, ...]) -> None:
+def embed(model, precision, library, texts, files_from, texts_from, nul, files) -> None:
     """Print the vector of each text and file, one JSON object per line.
 
     Texts come first in the order given, then files; a recording longer than
@@ -209,11 +213,17 @@ def embed(model, precision, library, texts: tuple[str, ...], files: tuple[Path, 
     cannot be read gives a line with "error" and the exit status is 1 at the end.
     Without --model, the library's model is used (if there is a library).
 
+    \b
     Example: mediasearch embed --text "a dog barking" photo.jpg bark.wav
+             find ~/Pictures -name '*.jpg' -print0 | mediasearch embed --files-from - -0
     """
     from mediasearch import media
     from mediasearch.model import Embedder
 
+    if nul and not (files_from or texts_from):
+        raise click.UsageError("-0 says how --files-from or --texts-from are separated: give one of them")
+    texts = list(texts) + [t.decode("utf-8", "replace") for t in _entries(texts_from, nul)]
+    files = list(files) + [os.fsdecode(f) for f in _entries(files_from, nul)]
     if not texts and not files:
         raise click.UsageError("give at least one --text or FILE")
     _quiet_hub_when_piped()
@@ -240,6 +250,15 @@ def embed(model, precision, library, texts: tuple[str, ...], files: tuple[Path, 
                 )
     if failed:
         sys.exit(1)
+
+
+def _entries(stream, nul: bool) -> list[bytes]:
+    """The non-empty entries of a list file: lines, or NUL-separated names (exact bytes)."""
+    if stream is None:
+        return []
+    data = stream.read()
+    parts = data.split(b"\0") if nul else data.splitlines()
+    return [p for p in parts if p]
 
 
 def _floats(vector) -> list[float]:
@@ -322,7 +341,7 @@ class StopOnSignal:
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @model_option
 @library_option
 @walk_options
@@ -337,9 +356,14 @@ def index(
     Only new and changed files are embedded; renamed, moved or copied files reuse
     their stored vectors; files gone from disk leave the library.  With no
     PATH, every folder already in the library is rescanned with its remembered
-    options.  A folder that cannot be reached (an unplugged drive) keeps its
-    files.  Ctrl-C stops within about a second, keeping what is finished (a
+    options.  A PATH that is a file inside a library folder brings just that
+    file in step.  A folder that cannot be reached (an unplugged drive) keeps
+    its files.  Ctrl-C stops within about a second, keeping what is finished (a
     long recording keeps its windows so far); the next run carries on.
+
+    Exit status: 0 when every file was indexed, 3 when the pass finished but
+    some files failed (listed in the summary and by `status --failures`), 1 on
+    an error, 130 when stopped.
 
     Example: mediasearch index ~/Pictures ~/Recordings --exclude '*.tmp'
     """
@@ -351,12 +375,17 @@ def index(
     with lib:
         from mediasearch.model import Embedder
 
-        roots = _folders(lib, paths, hidden, excludes, clear_excludes, follow_links)
+        folders = [p for p in paths if p.is_dir()]
+        files = [os.path.abspath(os.path.expanduser(p)) for p in paths if not p.is_dir()]
+        roots = _folders(lib, folders, hidden, excludes, clear_excludes, follow_links) if folders or not files else []
+        owners = _owners(lib, files)
         progress = Progress(terminal(), "segment", quiet=as_json)
         indexer = Indexer(lib, lambda: Embedder(found), warn=warn, max_duration=_seconds(max_duration))
         try:
             with StopOnSignal(indexer):
-                summary = indexer.scan(roots, progress)
+                summary = indexer.scan(roots, progress) if roots else None
+                if files:
+                    summary = indexer.sync_paths(files, owners).plus(summary)
         except BaseException:
             progress.close()
             with contextlib.suppress(Exception):
@@ -371,7 +400,7 @@ def index(
         emit_json(
             summary.as_dict() | {"failures": [json_path(f["path"]) | {"error": f["error"]} for f in summary.failures]}
         )
-        return
+        sys.exit(3 if summary.failed else 0)
     s = summary
     warn(
         f"{s.added} added, {s.updated} updated, {s.reused} reused, {s.removed} removed, "
@@ -379,6 +408,22 @@ def index(
     )
     if s.failed:
         warn("see `mediasearch status --failures` for the reasons")
+    if s.failed:
+        sys.exit(3)
+
+
+def _owners(library, files: list[str]):
+    """The library's folders, once every file given is known to lie inside one of them."""
+    from mediasearch.walk import root_of
+
+    roots = library.catalog.roots()
+    for file in files:
+        if root_of(file, roots) is None:
+            raise click.UsageError(
+                f"{display(file)} is not inside a library folder: index its folder "
+                f"(`mediasearch index {display(os.path.dirname(file))}`)"
+            )
+    return roots
 
 
 def _seconds(hours: float | None) -> float | None:
@@ -386,7 +431,7 @@ def _seconds(hours: float | None) -> float | None:
 
 
 @cli.command()
-@click.argument("text", required=False)
+@click.argument("words", nargs=-1)
 @click.option(
     "--like",
     "likes",
@@ -394,77 +439,93 @@ def _seconds(hours: float | None) -> float | None:
     type=click.Path(path_type=Path),
     help="An example picture or sound: find things like it (repeatable).",
 )
+@click.option("--literal", "-l", is_flag=True, help="Take WORDS as text even where one names a file.")
 @click.option("--not", "nots", multiple=True, metavar="TEXT", help="Push results away from TEXT (repeatable).")
-@click.option("--type", "kinds", help="Only these kinds: image, audio or image,audio.")
+@click.option(
+    "--type",
+    "kinds",
+    type=Kinds(),
+    multiple=True,
+    help="Only image or audio files (also: pictures, photos, sounds, recordings...; comma-separated or repeated).",
+)
 @click.option(
     "--in", "within", multiple=True, type=click.Path(path_type=Path), help="Only files under this folder (repeatable)."
 )
-@click.option(
-    "--after",
-    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
-    help="Only files modified on or after this date.",
-)
-@click.option(
-    "--before",
-    type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]),
-    help="Only files modified before this date.",
-)
+@click.option("--after", type=When(), metavar="WHEN", help=f"Only files modified at or after WHEN: {WHEN_HELP}.")
+@click.option("--before", type=When(), metavar="WHEN", help="Only files modified before WHEN (same forms).")
 @click.option("--limit", "-n", default=10, show_default=True, type=click.IntRange(1), help="How many files.")
-@click.option("--min-score", type=float, help="Only results with at least this cosine score.")
+@click.option("--min-score", type=Score(), help="Only results with at least this cosine score (-1 to 1).")
+@click.option("--include-examples", is_flag=True, help="Keep the example files (and their copies) among the results.")
 @click.option("--paths", "paths_only", is_flag=True, help="Print only absolute paths, one per line.")
-@click.option("-0", "nul", is_flag=True, help="With --paths: separate paths with NUL, for xargs -0.")
+@click.option("-0", "nul", is_flag=True, help="With --paths: end each path with NUL instead, for xargs -0.")
+@click.option("--preview", is_flag=True, help="Show pictures inline in the table (kitty, iTerm2, WezTerm).")
 @model_option
 @precision_option
 @library_option
 @json_option
-def query(
-    text,
-    likes,
-    nots,
-    kinds,
-    within,
-    after,
-    before,
-    limit,
-    min_score,
-    paths_only,
-    nul,
-    model,
-    precision,
-    library,
-    as_json,
-) -> None:
+def query(words, likes, literal, nots, kinds, within, after, before, limit, min_score, include_examples,
+          paths_only, nul, preview, model, precision, library, as_json) -> None:  # fmt: skip
     """Find the pictures and sounds nearest to some words and/or example files.
 
-    Every positive term (TEXT and each --like file) counts the same: their
-    vectors are averaged.  --not terms are averaged and subtracted at half
-    that weight.  Files are ranked by their best segment; a hit inside a long
-    recording shows its time range.
+    WORDS are one query (no quotes needed).  A word that names an existing
+    file is an example, as with --like (stderr says so; --literal keeps it as
+    text).  Every positive term (the text and each example) counts the same:
+    their vectors are averaged.  --not terms are averaged and subtracted at
+    half that weight.  Files are ranked by their best segment; a hit inside a
+    long recording shows its time range.  Examples are left out of the results,
+    and copies of one content are one result.
 
-    Example: mediasearch query "dog barking" --not puppy --type audio --limit 5
+    \b
+    Example: mediasearch query dog barking --not puppy --type sounds -n 5
+             mediasearch query ./beach.jpg --after 2w --in ~/Pictures
     """
     from mediasearch.library import Library
-    from mediasearch.search import Filters, query_vector, search
+    from mediasearch.search import Filters, example_hashes, query_vector, search
 
-    kind_list = [k.strip() for k in kinds.split(",")] if kinds else []
-    bad = [k for k in kind_list if k not in ("image", "audio")]
-    if bad:
-        raise click.BadParameter(f"unknown kind {bad[0]!r}: use image, audio or both", param_hint="--type")
+    if nul and not paths_only:
+        raise click.UsageError("-0 ends each path of --paths with NUL: add --paths")
+    if as_json and (paths_only or preview):
+        raise click.UsageError("--json is an output of its own: leave out --paths and --preview")
+    if paths_only and preview:
+        raise click.UsageError("--preview shows pictures in the table: it cannot go with --paths")
+    texts, examples = _read_words(words, literal)
+    examples += list(likes)
     with Library(library) as lib:
         if lib.is_empty():
             raise MediasearchError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
         make = lib.embedder_factory(model, precision, warn)
         if model or precision:
             make()  # an explicit model must match the library's even if no text needs it
-        vector = query_vector(lib, make, [text] if text else [], likes, nots)
-        folders = [os.path.abspath(os.path.expanduser(p)) for p in within]
-        hits = search(lib, vector, limit, Filters(kind_list, folders, after, before, min_score))
-    print_hits(hits, as_json, paths_only, nul)
+        vector = query_vector(lib, make, [" ".join(texts)] if texts else [], examples, nots)
+        filters = Filters(
+            tuple(k for group in kinds for k in group),
+            [os.path.abspath(os.path.expanduser(p)) for p in within],
+            after,
+            before,
+            min_score,
+            frozenset() if include_examples else example_hashes(lib, examples),
+        )
+        hits = search(lib, vector, limit, filters)
+    print_hits(hits, as_json, paths_only, nul, preview)
 
 
-def print_hits(hits, as_json: bool, paths_only: bool, nul: bool) -> None:
+def _read_words(words: tuple[str, ...], literal: bool) -> tuple[list[str], list[Path]]:
+    """Words are text, except those naming an existing file: those are examples (said on stderr)."""
+    texts, examples = [], []
+    for word in words:
+        if not literal and os.path.isfile(os.path.expanduser(word)):
+            warn(f"taking {display(word)} as an example file (--literal searches for the words instead)")
+            examples.append(Path(word))
+        else:
+            texts.append(word)
+    return texts, examples
+
+
+def print_hits(hits, as_json: bool, paths_only: bool, nul: bool, preview: bool = False) -> None:
     if as_json:
-        emit_json([h.as_dict() | json_path(h.path) for h in hits])
+        emit_json(
+            [h.as_dict() | json_path(h.path) | {"copies": [json_path(c)["path"] for c in h.copies]} for h in hits]
+        )
         return
     if paths_only:
         sys.stdout.flush()
@@ -478,17 +539,35 @@ def print_hits(hits, as_json: bool, paths_only: bool, nul: bool) -> None:
     if not hits:
         warn("no results")
         return
-    tty = terminal().stdout_isatty
-    for h in hits:
-        span = f"{_clock(h.start)}-{_clock(h.end)}" if h.start is not None else ""
-        if tty:
-            click.echo(f"{h.score:6.3f}  {h.kind:5}  {span:>13}  {display(h.path)}")
-        else:
+    term = terminal()
+    spans = [_span(h.start, h.end) for h in hits]
+    if not term.stdout_isatty:
+        for h, span in zip(hits, spans, strict=True):
             click.echo("\t".join([f"{h.score:.4f}", display(h.path)] + ([span] if span else [])))
+        return
+    width = max(len(s) for s in spans)
+    time_column = f"  {'time':<{width}}" if width else ""
+    click.echo(click.style(f"{'score':>6}  {'kind':<5}{time_column}  path", bold=True))
+    for h, span in zip(hits, spans, strict=True):
+        copies = f"  (+{len(h.copies)} {'copy' if len(h.copies) == 1 else 'copies'})" if h.copies else ""
+        time_cell = f"  {span:<{width}}" if width else ""
+        click.echo(f"{h.score:6.3f}  {h.kind:<5}{time_cell}  {display(term.tilde(h.path))}{copies}")
+        if preview and h.kind == "image":
+            picture = term.picture(h.path)
+            if picture:
+                click.echo(picture)
+
+
+def _span(start: float | None, end: float | None) -> str:
+    return f"{_clock(start)}-{_clock(end)}" if start is not None and end is not None else ""
 
 
 def _clock(seconds: float) -> str:
-    minutes, secs = divmod(seconds, 60)
+    """m:ss.s, or h:mm:ss.s from an hour on: every time range in the same form."""
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{int(hours)}:{int(minutes):02}:{secs:04.1f}"
     return f"{int(minutes)}:{secs:04.1f}"
 
 
@@ -525,7 +604,7 @@ def status(library, failures, as_json) -> None:
         )
     counts = data["counts"]
     click.echo(
-        f"indexed:  {counts['indexed']} files ({counts['image']} pictures, {counts['audio']} sounds), "
+        f"indexed:  {counts['indexed']} files ({counts['image']} image, {counts['audio']} audio), "
         f"{data['segments']} segments"
         + (f"; {counts['partial']} long recordings half-done" if counts["partial"] else "")
     )

@@ -11,7 +11,6 @@ time, so stopping keeps what was embedded and the next pass resumes it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections import deque
@@ -51,6 +50,18 @@ class Summary:
     seconds: float = 0.0
     batches: int = 0
     stopped: bool = False
+
+    def plus(self, other: Summary | None) -> Summary:
+        """Two passes' counts together (an index of folders and of single files at once)."""
+        if other is None:
+            return self
+        for key in ("added", "updated", "unchanged", "reused", "removed", "failed", "ignored", "batches"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        self.failures += other.failures
+        self.offline += other.offline
+        self.seconds = round(self.seconds + other.seconds, 3)
+        self.stopped = self.stopped or other.stopped
+        return self
 
     def as_dict(self) -> dict:
         keys = ("added", "updated", "unchanged", "reused", "removed", "failed", "ignored", "failures", "offline")
@@ -100,14 +111,6 @@ class Unit:
     @property
     def kind(self) -> str:
         return self.decoded.kind
-
-
-def content_hash(path: str) -> str:
-    digest = hashlib.sha256()  # SHA-NI makes it twice as fast as blake2b here
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Indexer:
@@ -275,7 +278,7 @@ class Indexer:
             self.summary.ignored += 1
             return None
         try:
-            digest = content_hash(item.path)
+            digest = media.content_hash(item.path)
         except FileNotFoundError:
             return None  # gone again before we got to it; a later event or pass removes it
         except OSError as exc:

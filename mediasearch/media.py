@@ -12,6 +12,7 @@ about half a second to import.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -149,6 +150,14 @@ class Decoded:
         if self.more is not None:
             self.more.close()  # type: ignore[attr-defined]
             self.more = None
+
+
+def content_hash(path: str) -> str:
+    digest = hashlib.sha256()  # SHA-NI makes it twice as fast as blake2b here
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def decode(path: str | Path, max_duration: float | None = None) -> Decoded:

@@ -95,6 +95,19 @@ def example_vector(library: Library, embedder_factory, path: Path) -> np.ndarray
     return _mean(result)
 
 
+def example_hashes(library: Library, paths: Sequence[Path]) -> frozenset[str]:
+    """Content hashes of the example files, so that "more like this" leaves them (and their copies) out."""
+    out = set()
+    for path in paths:
+        absolute = os.path.abspath(os.path.expanduser(path))
+        row = library.catalog.file(absolute)
+        try:
+            out.add(row.hash if row and row.hash and row.matches(os.stat(absolute)) else media.content_hash(absolute))
+        except OSError:
+            pass  # example_vector has already said what is wrong with it
+    return frozenset(out)
+
+
 def _mean(vectors: np.ndarray) -> np.ndarray:
     return normalize(vectors.mean(axis=0, keepdims=True))[0]
 

@@ -9,6 +9,7 @@ do; `--json` and `-0` give them exactly.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import sys
@@ -22,10 +23,52 @@ class Terminal:
     stdout_isatty: bool = False
     stderr_isatty: bool = False
     home: str = field(default_factory=lambda: os.path.expanduser("~"))
+    graphics: str | None = None  # "kitty" or "iterm": a terminal that shows pictures inline
 
     @classmethod
     def detect(cls) -> Terminal:
-        return cls(sys.stdout.isatty(), sys.stderr.isatty())
+        env = os.environ
+        graphics = None
+        if env.get("KITTY_WINDOW_ID") or env.get("TERM") == "xterm-kitty":
+            graphics = "kitty"
+        elif env.get("TERM_PROGRAM") in ("iTerm.app", "WezTerm"):
+            graphics = "iterm"
+        return cls(sys.stdout.isatty(), sys.stderr.isatty(), graphics=graphics)
+
+    def tilde(self, path: str) -> str:
+        """The home folder as ~, the way people write it."""
+        if self.home and self.home != "/" and (path == self.home or path.startswith(self.home + "/")):
+            return "~" + path[len(self.home) :]
+        return path
+
+    def picture(self, path: str, size: int = 256) -> str | None:
+        """An inline thumbnail in this terminal's own protocol, or None where it has none.
+
+        kitty's graphics protocol and iTerm2's inline images (which WezTerm also
+        speaks) both take a base64 PNG; other terminals get nothing.
+        """
+        if self.graphics is None:
+            return None
+        try:
+            from PIL import Image, ImageOps
+
+            with Image.open(path) as img:
+                img = ImageOps.exif_transpose(img)
+                img.thumbnail((size, size))
+                buffer = io.BytesIO()
+                img.convert("RGB").save(buffer, "PNG")
+        except Exception:
+            return None
+        data = base64.b64encode(buffer.getvalue()).decode("ascii")
+        if self.graphics == "iterm":
+            return f"\x1b]1337;File=inline=1;size={len(buffer.getvalue())};preserveAspectRatio=1:{data}\x07"
+        chunks = [data[i : i + 4096] for i in range(0, len(data), 4096)]
+        parts = []
+        for i, chunk in enumerate(chunks):
+            more = 1 if i < len(chunks) - 1 else 0
+            head = f"a=T,f=100,m={more}" if i == 0 else f"m={more}"
+            parts.append(f"\x1b_G{head};{chunk}\x1b\\")
+        return "".join(parts)
 
 
 _ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\x1b": "\\e"}

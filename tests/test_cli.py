@@ -183,14 +183,14 @@ def test_index_json_summary(indexed_cli):
 
 def test_index_human_summary_goes_to_stderr(media_dir):
     result = run("index", str(media_dir), "--model", str(BUNDLE))
-    assert result.stdout == "" and "12 added" in result.stderr
+    assert result.stdout == "" and "12 added" in result.stderr and result.exit_code == 0
 
 
 def test_query_outputs(indexed_cli):
     folder, _ = indexed_cli
     plain = run("query", "a cat", "-n", "3").stdout.splitlines()
     assert len(plain) == 3 and all(len(line.split("\t")) in (2, 3) for line in plain)
-    rows = json.loads(run("query", "--like", str(folder / "coffee-cup.png"), "--json").stdout)
+    rows = json.loads(run("query", "--like", str(folder / "coffee-cup.png"), "--json", "--include-examples").stdout)
     assert rows[0]["path"] == str(folder / "coffee-cup.png") and rows[0]["score"] == pytest.approx(1, abs=1e-5)
     assert set(rows[0]) >= {"path", "kind", "score", "start", "end"}
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
@@ -214,7 +214,7 @@ def test_query_errors(indexed_cli, tmp_path):
 
 def test_status_and_failures(media_dir):
     (media_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    run("index", str(media_dir), "--model", str(BUNDLE))
+    assert CliRunner().invoke(cli, ["index", str(media_dir), "--model", str(BUNDLE)]).exit_code == 3
     data = json.loads(run("status", "--json").stdout)
     assert data["counts"]["indexed"] == 12 and data["counts"]["failed"] == 1
     assert data["counts"]["image"] == 6 and data["counts"]["audio"] == 6
@@ -279,7 +279,7 @@ def test_deleted_index_file_is_rebuilt_by_query_without_writing(indexed_cli):
 def test_int8_library_keeps_its_precision(media_dir):
     result = run("index", str(media_dir), "--model", str(BUNDLE), "--precision", "int8", "--json")
     assert json.loads(result.stdout)["added"] == 12
-    rows = json.loads(run("query", "--like", str(media_dir / "chirp.wav"), "--json").stdout)
+    rows = json.loads(run("query", "--like", str(media_dir / "chirp.wav"), "--json", "--include-examples").stdout)
     assert rows[0]["path"] == str(media_dir.resolve() / "chirp.wav")
     assert len(json.loads(run("query", "a cat", "--json").stdout)) == 10  # int8 text tower, from the library
     refused = CliRunner().invoke(cli, ["query", "a cat", "--precision", "fp32"])
@@ -297,8 +297,137 @@ def test_terminal_gets_a_table_and_a_progress_bar_a_pipe_gets_neither(media_dir)
     assert "segment/s" in result.stderr and "0/15 " in result.stderr, "counts segments: 12 files, 15 windows"
     piped = CliRunner().invoke(cli, ["index", "--json"], obj=Terminal())
     assert "segment" not in piped.stderr and piped.stderr == ""
-    table = CliRunner().invoke(cli, ["query", "a cat", "-n", "3"], obj=tty).stdout.splitlines()
+    header, *table = CliRunner().invoke(cli, ["query", "a cat", "-n", "3"], obj=tty).stdout.splitlines()
+    assert header.split() == ["score", "kind", "time", "path"] or header.split() == ["score", "kind", "path"]
     assert len(table) == 3 and all("\t" not in line and line.split()[1] in ("image", "audio") for line in table)
     assert len({line.index(str(media_dir.resolve())) for line in table}) == 1, "paths line up"
     lines = CliRunner().invoke(cli, ["query", "a cat", "-n", "3"], obj=Terminal()).stdout.splitlines()
     assert all(len(line.split("\t")) in (2, 3) for line in lines)
+
+
+# ----------------------------------------------------------------------------- the command line as typed
+
+
+def test_words_need_no_quotes_and_h_is_help(indexed_cli):
+    quoted = json.loads(run("query", "a dog barking", "--json").stdout)
+    assert json.loads(run("query", "a", "dog", "barking", "--json").stdout) == quoted
+    for args in (["-h"], ["query", "-h"], ["index", "-h"], ["model", "info", "-h"]):
+        result = run(*args)
+        assert result.exit_code == 0 and "Usage:" in result.stdout, args
+
+
+def test_a_word_naming_a_file_is_an_example_unless_literal(indexed_cli, monkeypatch):
+    folder, _ = indexed_cli
+    monkeypatch.chdir(folder)
+    result = run("query", "./cat-chelsea.jpg", "--json")
+    assert "taking ./cat-chelsea.jpg as an example file" in result.stderr
+    like = run("query", "--like", "cat-chelsea.jpg", "--json").stdout
+    assert result.stdout == like
+    literal = run("query", "./cat-chelsea.jpg", "--literal", "--json")
+    assert literal.stderr == "" and literal.stdout != like
+
+
+def test_more_like_this_leaves_out_the_example_and_folds_copies(indexed_cli):
+    folder, _ = indexed_cli
+    shutil.copy(folder / "rocket-launch.jpg", folder / "rocket-copy.jpg")
+    assert run("index", "--json").exit_code == 0
+    rows = json.loads(run("query", "--like", str(folder / "cat-chelsea.jpg"), "--json", "-n", "20").stdout)
+    paths = [r["path"] for r in rows]
+    assert str(folder / "cat-chelsea.jpg") not in paths and len(paths) == len(set(paths)) == 11
+    rocket = next(r for r in rows if "rocket" in r["path"])
+    assert rocket["path"] == str(folder / "rocket-copy.jpg") and rocket["copies"] == [str(folder / "rocket-launch.jpg")]
+    kept = json.loads(run("query", "--like", str(folder / "cat-chelsea.jpg"), "--include-examples", "--json").stdout)
+    assert kept[0]["path"] == str(folder / "cat-chelsea.jpg")
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["x", "-0"], "add --paths"),
+        (["x", "--json", "--paths"], "leave out --paths"),
+        (["x", "--min-score", "nan"], "not a cosine score"),
+        (["x", "--after", "last tuesday"], "is not a date"),
+        (["x", "--type", "video"], "unknown kind"),
+    ],
+)
+def test_meaningless_options_are_refused_with_a_reason(indexed_cli, args, says):
+    result = CliRunner().invoke(cli, ["query", *args])
+    assert result.exit_code == 2 and says in result.output, result.output
+
+
+def test_dates_and_kinds_as_people_write_them(indexed_cli):
+    folder, _ = indexed_cli
+    os.utime(folder / "chirp.wav", (1e9, 1e9))  # 2001
+    assert run("index", "--json").exit_code == 0
+    recent = {r["path"] for r in json.loads(run("query", "x", "--after", "2w", "--json", "-n", "50").stdout)}
+    assert str(folder / "chirp.wav") not in recent and len(recent) == 11
+    old = json.loads(run("query", "x", "--before", "2001-09-09T02:00", "--json").stdout)
+    assert [r["path"] for r in old] == [str(folder / "chirp.wav")]
+    sounds = json.loads(run("query", "x", "--type", "sounds", "--json", "-n", "50").stdout)
+    assert {r["kind"] for r in sounds} == {"audio"} and len(sounds) == 6
+    both = json.loads(run("query", "x", "--type", "photos,recordings", "--json", "-n", "50").stdout)
+    assert len(both) == 12
+
+
+def test_the_terminal_table_reads_like_fd(indexed_cli):
+    from mediasearch.terminal import Terminal
+
+    folder, _ = indexed_cli
+    tty = Terminal(stdout_isatty=True, home=str(folder.parent))
+    lines = CliRunner().invoke(cli, ["query", "rain", "-n", "12"], obj=tty).stdout.splitlines()
+    assert lines[0].split() == ["score", "kind", "time", "path"] and len(lines) == 13
+    assert all("~/media/" in line and str(folder) not in line for line in lines[1:])
+    starts = {line.index("~") for line in lines[1:]}
+    assert len(starts) == 1, "paths line up whatever the time ranges"
+    ranges = [line.split()[2] for line in lines[1:] if line.split()[1] == "audio"]
+    assert ranges and all(re.fullmatch(r"\d+:\d\d\.\d-\d+:\d\d\.\d", r) for r in ranges), ranges
+    piped = CliRunner().invoke(cli, ["query", "rain", "-n", "12"], obj=Terminal(home=str(folder.parent))).stdout
+    assert not piped.startswith("score") and str(folder) in piped, "pipes get full paths, no header"
+
+
+def test_previews_where_the_terminal_shows_pictures(indexed_cli):
+    from mediasearch.terminal import Terminal
+
+    kitty = Terminal(stdout_isatty=True, graphics="kitty")
+    out = CliRunner().invoke(cli, ["query", "a cat", "--preview", "--type", "image", "-n", "2"], obj=kitty).stdout
+    assert out.count("\x1b_Ga=T,f=100") == 2
+    iterm = Terminal(stdout_isatty=True, graphics="iterm")
+    out = CliRunner().invoke(cli, ["query", "a cat", "--preview", "-n", "1", "--type", "image"], obj=iterm).stdout
+    assert "\x1b]1337;File=inline=1" in out
+    plain = Terminal(stdout_isatty=True)
+    out = CliRunner().invoke(cli, ["query", "a cat", "--preview", "-n", "2"], obj=plain).stdout
+    assert "\x1b" not in out
+
+
+def test_index_a_file_and_tell_scripts_about_failures(indexed_cli, tmp_path):
+    folder, _ = indexed_cli
+    shutil.copy(INPUTS / "gray.png", folder / "new.png")
+    one = CliRunner().invoke(cli, ["index", str(folder / "new.png"), "--json"])
+    assert one.exit_code == 0 and json.loads(one.stdout)["added"] == 1
+    outside = tmp_path / "elsewhere.png"
+    shutil.copy(INPUTS / "gray.png", outside)
+    refused = CliRunner().invoke(cli, ["index", str(outside)])
+    assert refused.exit_code == 2 and "not inside a library folder" in refused.output
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    failed = CliRunner().invoke(cli, ["index", "--json"])
+    assert failed.exit_code == 3 and json.loads(failed.stdout)["failed"] == 1
+
+
+def test_embed_reads_file_names_and_texts_from_stdin(tmp_path):
+    names = b"\0".join(os.fsencode(INPUTS / n) for n in ("tiny.png", "tone48k.wav")) + b"\0"
+    result = run("embed", "--model", str(BUNDLE), "--files-from", "-", "-0", input=names)
+    assert [r["input"] for r in lines(result.stdout)] == [str(INPUTS / "tiny.png"), str(INPUTS / "tone48k.wav")]
+    texts = run("embed", "--model", str(BUNDLE), "--texts-from", "-", input="a dog\nrain on a roof\n")
+    assert [r["input"] for r in lines(texts.stdout)] == ["a dog", "rain on a roof"]
+
+
+def test_embed_uses_the_librarys_model_without_the_network(indexed_cli):
+    result = run("embed", "--text", "hello")
+    assert result.exit_code == 0 and lines(result.stdout)[0]["modality"] == "text"
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_shell_completion_scripts(shell):
+    env = dict(os.environ, _MEDIASEARCH_COMPLETE=f"{shell}_source")
+    done = subprocess.run([sys.executable, "-m", "mediasearch"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "_MEDIASEARCH_COMPLETE" in done.stdout

@@ -70,7 +70,7 @@ def test_control_characters_cannot_forge_output_lines(tmp_path):
         out = run("query", "x", *args).stdout
         assert out.count("\n") == 1 and "\x1b" not in out and "\\n0.9999\\tpasswd\\e[2J" in out
     table = run("query", "x", terminal=Terminal(stdout_isatty=True)).stdout
-    assert table.count("\n") == 1 and "\x1b" not in table
+    assert table.count("\n") == 2 and "\x1b[2J" not in table, "a header and one row"
     rows = json.loads(run("query", "x", "--json").stdout)
     assert rows[0]["path"] == str(evil)
     assert run("query", "x", "--paths", "-0").stdout_bytes == os.fsencode(evil) + b"\0"

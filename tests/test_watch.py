@@ -139,7 +139,7 @@ def test_slowly_written_file_is_indexed_once_and_complete(watcher, media_dir):
     watcher.wait_for(lambda: str(target) in watcher.indexed(), "the slow file")
     time.sleep(1.5)
     assert [c for c in watcher.changes() if c["path"] == str(target)] == [{"action": "added", "path": str(target)}]
-    rows = watcher.cli("query", "--like", str(INPUTS / "landscape.jpg"), "--json", "-n", "1")
+    rows = watcher.cli("query", "--like", str(INPUTS / "landscape.jpg"), "--json", "-n", "1", "--include-examples")
     assert rows[0]["path"] == str(target) and rows[0]["score"] > 0.9999
 
 

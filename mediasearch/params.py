@@ -1,0 +1,88 @@
+"""Command-line values as people type them: dates and kinds.
+
+Dates: `2024-01-05`, `2024-01-05T10:00`, `2024-01-05 10:00:30`, relative
+`90m`, `12h`, `7d`, `2w`, `6mo`, `1y` (that long ago), and `now`, `today`,
+`yesterday`.  Kinds: one vocabulary, `image` and `audio` (the words `--json`
+and `status` use), with plurals and the other common names accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+
+import click
+
+KIND_NAMES = {
+    "image": ("image", "images", "img", "picture", "pictures", "pic", "pics", "photo", "photos"),
+    "audio": ("audio", "sound", "sounds", "recording", "recordings", "music", "song", "songs", "voice"),
+}
+_ALIASES = {name: kind for kind, names in KIND_NAMES.items() for name in names}
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(mo|m|h|d|w|y)$")
+_UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "mo": 30 * 86_400, "y": 365 * 86_400}
+
+WHEN_HELP = (
+    "a date (2024-01-05), a date and time (2024-01-05T10:00), or how long ago "
+    "(90m, 12h, 7d, 2w, 6mo, 1y, today, yesterday)"
+)
+
+
+def parse_when(text: str, now: datetime | None = None) -> datetime:
+    """A moment in local time from what people write; ValueError if it is none of the forms."""
+    now = now or datetime.now()
+    word = text.strip().lower()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if word in ("now",):
+        return now
+    if word == "today":
+        return midnight
+    if word == "yesterday":
+        return midnight - timedelta(days=1)
+    match = _RELATIVE.match(word)
+    if match:
+        return now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    return datetime.fromisoformat(text.strip().replace(" ", "T", 1) if " " in text.strip() else text.strip())
+
+
+class When(click.ParamType):
+    name = "when"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_when(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a date; use {WHEN_HELP}", param, ctx)
+
+
+class Kinds(click.ParamType):
+    """image, audio, or both (comma-separated or repeated), by any of their common names."""
+
+    name = "kind"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        kinds = []
+        for word in filter(None, (w.strip().lower() for w in value.split(","))):
+            if word not in _ALIASES:
+                self.fail(f"unknown kind {word!r}: use image or audio (or pictures, photos, sounds...)", param, ctx)
+            kinds.append(_ALIASES[word])
+        return tuple(dict.fromkeys(kinds))
+
+
+class Score(click.ParamType):
+    """A cosine score: a number from -1 to 1 (NaN is not one)."""
+
+    name = "score"
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if math.isnan(number) or not -1.0 <= number <= 1.0:
+            self.fail(f"{value!r} is not a cosine score: use a number from -1 to 1", param, ctx)
+        return number
