@@ -188,14 +188,15 @@ def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = Fals
             rows, segs = [], []
             for i in range(start, min(count, start + 50_000)):
                 path = root / f"d{i // 1000:04}" / f"f{i:07}.jpg"
-                mtime = path.stat().st_mtime if files_on_disk else 0.0
+                kind = "audio" if i % 100 == 0 else "image"  # 1% sounds, as in the filter table
+                mtime = path.stat().st_mtime if files_on_disk else FILTER_EPOCH + (i % 1000) * 86_400.0
                 rows.append(
                     (
                         i + 1,
                         root_id,
                         encode(str(path)),
                         encode(path.relative_to(root).as_posix()),
-                        "image",
+                        kind,
                         1,
                         mtime,
                         "indexed",
@@ -211,6 +212,37 @@ def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = Fals
     lib.close()
     (library / "done").write_text("ok")
     return library
+
+
+FILTER_EPOCH = 1_500_000_000.0  # synthetic mtimes: one day apart per file number mod 1000, from July 2017
+
+
+def filter_table(library: Path, embedder: Embedder, repeats: int = 5) -> list[dict]:
+    """The issue's filter table in a warm process: p50 time (text encoding included) and result count."""
+    from datetime import datetime
+
+    from mediasearch.search import Filters
+
+    folder = str(Path("/synthetic") / "d0007")
+    rows = [
+        ("no filter", Filters()),
+        ("--type audio (1% match)", Filters(kinds=["audio"])),
+        ("--in FOLDER (0.1% match)", Filters(within=[folder])),
+        ("--type audio --in FOLDER (10 files match)", Filters(kinds=["audio"], within=[folder])),
+        ("--after a date nothing matches", Filters(after=datetime(2031, 1, 1))),
+    ]
+    out = []
+    with Library(library) as lib:
+        search(lib, query_vector(lib, lambda: embedder, ["warm up"], [], []), 10)
+        for name, filters in rows:
+            times, count = [], 0
+            for i in range(repeats):
+                start = time.perf_counter()
+                vector = query_vector(lib, lambda: embedder, [f"a dog barking {name} {i}"], [], [])
+                count = len(search(lib, vector, 10, filters))
+                times.append(time.perf_counter() - start)
+            out.append({"query": name, "p50_ms": 1000 * statistics.median(times), "results": count})
+    return out
 
 
 def _index_current(library: Path) -> Path:
@@ -361,6 +393,9 @@ def main() -> None:
         q["first_query_wall_s"] = start_wall
         q["first_query_rss_mb"] = start_rss / 1e6
         RESULTS["query"][size] = q
+        q["filters"] = filter_table(library, embedder)
+        for row in q["filters"]:
+            say(f"  {row['query']:<44} p50 {row['p50_ms']:6.1f} ms, {row['results']} results")
         rec = q.get("recall_at_10")
         extra = (
             f", recall@10 {rec['near_data']:.3f} near the data, {rec['random_directions']:.3f} for random"

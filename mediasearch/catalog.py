@@ -29,6 +29,7 @@ import sqlite_utils
 from mediasearch.errors import LibraryError
 
 DIM = 512
+PAGE_SIZE = 16_384
 
 
 def _m001_first_schema(db: sqlite_utils.Database) -> None:
@@ -165,7 +166,11 @@ class Catalog:
             make_private(self.folder)
             if not self.path.exists():
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            return sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            # A 2 KB vector blob fits once in a 4 KB page but seven times in 16 KB: 2.4 KB a segment
+            # instead of 4.1. Takes effect only while the file is still empty (a new library).
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            return conn
         uri = self.path.resolve().as_uri()
         mode = "ro" if os.access(self.folder, os.W_OK) else "ro&immutable=1"
         return sqlite3.connect(

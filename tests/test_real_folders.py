@@ -114,6 +114,8 @@ def test_library_is_private_whatever_the_umask(tmp_path):
         os.umask(old)
     lib = library_dir()
     assert stat.S_IMODE(lib.stat().st_mode) == 0o700
+    with sqlite3.connect(lib / "catalog.db") as conn:  # 2 KB vectors pack 7 to a page, not 1
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 16_384
     for name in ("catalog.db", "vectors.faiss", "vectors.json", "writer.lock"):
         assert stat.S_IMODE((lib / name).stat().st_mode) == 0o600, name
 
