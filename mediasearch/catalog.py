@@ -78,9 +78,10 @@ def _m002_byte_paths_and_folder_state(db: sqlite_utils.Database) -> None:
 
 
 def _m003_filter_indexes(db: sqlite_utils.Database) -> None:
-    """Filters are answered from the catalog first: kind and date need indexes (paths have one)."""
-    db.execute("CREATE INDEX files_kind_mtime ON files(kind, mtime)")
-    db.execute("CREATE INDEX files_mtime ON files(mtime)")
+    """Filters are answered from the catalog first: kind and date get covering indexes (the file id
+    is in every index), so picking 10,000 sounds among a million files never reads the table."""
+    db.execute("CREATE INDEX files_kind_mtime ON files(kind, mtime, status)")
+    db.execute("CREATE INDEX files_mtime ON files(mtime, kind, status)")
 
 
 MIGRATIONS = [_m001_first_schema, _m002_byte_paths_and_folder_state, _m003_filter_indexes]

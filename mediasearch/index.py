@@ -192,26 +192,36 @@ class VectorIndex:
     def search(self, query: np.ndarray, k: int, among: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the k nearest segments to one unit query vector.
 
-        With `among`, only those segment ids are ranked, exactly: every cell of an
-        approximate index is probed, and FAISS's ID selector skips the others.
+        With `among`, only those segment ids are ranked, exactly: their vectors
+        are read back from the index and scored one by one (about 2 µs each),
+        which costs nothing like a scan of every cell.
         """
-        faiss = _faiss()
-        k = min(k, self.count if among is None else len(among))
+        if among is not None:
+            return self._search_among(query, k, among)
+        k = min(k, self.count)
         if k <= 0:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
-        params = None
-        if among is not None:
-            selector = faiss.IDSelectorBatch(np.ascontiguousarray(among, np.int64))
-            if self.approximate:
-                params = faiss.SearchParametersIVF(sel=selector, nprobe=self.index.nlist)
-            else:
-                params = faiss.SearchParameters(sel=selector)
-        scores, ids = self.index.search(np.ascontiguousarray(query.reshape(1, DIM), np.float32), k, params=params)
+        scores, ids = self.index.search(np.ascontiguousarray(query.reshape(1, DIM), np.float32), k)
         keep = ids[0] >= 0
-        scores, ids = scores[0][keep], ids[0][keep]
+        return self._checked(scores[0][keep]), ids[0][keep]
+
+    def _search_among(self, query: np.ndarray, k: int, among: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(among))
+        if k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        try:
+            vectors = self.index.reconstruct_batch(np.ascontiguousarray(among, np.int64))
+        except RuntimeError as exc:  # an id the file does not hold: it is not the catalog's index
+            raise DamagedIndex(f"{self.path} lacks segments the catalog has") from exc
+        scores = vectors @ np.asarray(query, np.float32).reshape(DIM)
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return self._checked(scores[top].astype(np.float32)), np.asarray(among, np.int64)[top]
+
+    def _checked(self, scores: np.ndarray) -> np.ndarray:
         if not np.all(np.abs(scores) <= 1.001):  # cosines of unit vectors: anything else is damage
             raise DamagedIndex(f"{self.path} gave impossible scores")
-        return scores, ids
+        return scores
 
 
 class DamagedIndex(Exception):

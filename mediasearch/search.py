@@ -128,8 +128,9 @@ def query_vector(
     return normalize(vector[None])[0]
 
 
-# A filter matching at most this many segments is ranked exactly over just those (FAISS's ID
-# selector, every cell probed); a broader one searches the index and filters what comes back.
+# A filter matching at most this many segments is ranked exactly over just those (their vectors
+# read back from the index, ~0.1 s for 50,000); a broader one searches the index and filters
+# what comes back.
 SELECTIVE = 50_000
 
 
