@@ -84,7 +84,12 @@ def _m003_filter_indexes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX files_mtime ON files(mtime, kind, status)")
 
 
-MIGRATIONS = [_m001_first_schema, _m002_byte_paths_and_folder_state, _m003_filter_indexes]
+def _m004_segment_modality(db: sqlite_utils.Database) -> None:
+    """A video's segments are frames and soundtrack windows: each says which tower made its vector."""
+    db["segments"].add_column("modality", str)
+
+
+MIGRATIONS = [_m001_first_schema, _m002_byte_paths_and_folder_state, _m003_filter_indexes, _m004_segment_modality]
 
 # File states: indexed (has segments), failed (error recorded), ignored (not media, or video for now),
 # partial (a long recording whose first windows are stored; the next pass resumes it).
@@ -327,7 +332,7 @@ class Catalog:
             return None
         facts = rows[0]
         segments = self.conn.execute(
-            "SELECT start, end, vector FROM segments WHERE file_id = ? ORDER BY id", (facts.pop("id"),)
+            "SELECT start, end, vector, modality FROM segments WHERE file_id = ? ORDER BY id", (facts.pop("id"),)
         ).fetchall()
         return (facts, segments) if segments else None
 
@@ -350,26 +355,28 @@ class Catalog:
             self.conn.execute("DELETE FROM segments WHERE file_id = ?", (old[0],))
             record["id"] = old[0]
         file_id = self.db["files"].insert(record, pk="id", replace=True).last_pk
-        added = [
-            self.conn.execute(
-                "INSERT INTO segments (file_id, start, end, vector) VALUES (?, ?, ?, ?)", (file_id, s, e, blob)
-            ).lastrowid
-            for s, e, blob in segments
-        ]
+        added = self._insert_segments(file_id, segments)
         if removed or added:
             self._bump()
         return removed, added
 
-    def add_segments(self, file_id: int, segments: Iterable[tuple[float | None, float | None, bytes]]) -> list[int]:
+    def add_segments(self, file_id: int, segments: Iterable[tuple]) -> list[int]:
         """More windows of a long recording (inside the caller's transaction); return their ids."""
-        added = [
-            self.conn.execute(
-                "INSERT INTO segments (file_id, start, end, vector) VALUES (?, ?, ?, ?)", (file_id, s, e, blob)
-            ).lastrowid
-            for s, e, blob in segments
-        ]
+        added = self._insert_segments(file_id, segments)
         if added:
             self._bump()
+        return added
+
+    def _insert_segments(self, file_id: int, segments: Iterable[tuple]) -> list[int]:
+        """(start, end, vector blob[, modality]) rows; the modality says which tower made the vector."""
+        added = []
+        for start, end, blob, *modality in segments:
+            added.append(
+                self.conn.execute(
+                    "INSERT INTO segments (file_id, start, end, vector, modality) VALUES (?, ?, ?, ?, ?)",
+                    (file_id, start, end, blob, modality[0] if modality else None),
+                ).lastrowid
+            )
         return added
 
     def finish_file(self, file_id: int, facts: dict, note: str | None) -> None:
@@ -455,8 +462,8 @@ class Catalog:
             chunk = segment_ids[i : i + 900]
             marks = ",".join("?" * len(chunk))
             rows = self.db.query(
-                f"""SELECT s.id AS segment_id, s.start, s.end, f.id AS file_id, f.path, f.kind, f.size, f.mtime,
-                           f.width, f.height, f.duration, f.hash
+                f"""SELECT s.id AS segment_id, s.start, s.end, s.modality AS matched, f.id AS file_id, f.path,
+                           f.kind, f.size, f.mtime, f.width, f.height, f.duration, f.hash
                     FROM segments s JOIN files f ON f.id = s.file_id WHERE s.id IN ({marks})""",
                 chunk,
             )
@@ -471,7 +478,9 @@ class Catalog:
         """Ids of the segments whose files pass these filters, or None when more than at_most do."""
         where, args = ["f.status IN (?, ?)"], [INDEXED, PARTIAL]
         if kinds:
-            where.append(f"f.kind IN ({','.join('?' * len(kinds))})")
+            # With a folder too, the unary + keeps SQLite on the path index (a folder is usually the
+            # narrower of the two; a kind can hold half the library).
+            where.append(f"{'+' if within else ''}f.kind IN ({','.join('?' * len(kinds))})")
             args += list(kinds)
         if within:
             ranges = []

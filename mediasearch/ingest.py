@@ -93,24 +93,36 @@ class Job:
     item: Seen
     row: FileRow | None
     digest: str
-    stored: set[float] = field(default_factory=set)
+    stored: set[tuple] = field(default_factory=set)
     file_id: int | None = None
     failed: bool = False
 
 
 @dataclass
 class Unit:
-    """Some segments of one file, embedded together in a model batch."""
+    """Some segments of one file, all for one tower, embedded together in a model batch."""
 
     job: Job
     decoded: media.Decoded | DecodeError
-    spans: list = field(default_factory=list)
-    tensors: list = field(default_factory=list)
+    segments: list[media.Segment] = field(default_factory=list)
     last: bool = True
 
     @property
     def kind(self) -> str:
-        return self.decoded.kind
+        """The tower these segments go to."""
+        return self.segments[0].modality if self.segments else getattr(self.decoded, "kind", "")
+
+    @property
+    def spans(self) -> list:
+        return [s.span for s in self.segments]
+
+    @property
+    def tensors(self) -> list:
+        return [s.tensor for s in self.segments]
+
+    @property
+    def modalities(self) -> list[str]:
+        return [s.modality for s in self.segments]
 
 
 class Indexer:
@@ -285,8 +297,8 @@ class Indexer:
             self._fail(item, kind, None, f"{TRANSIENT} ({exc.strerror or exc})")
             return None
         if row is not None and row.status == PARTIAL and row.hash == digest:
-            starts = {s for s, _ in self.catalog.segment_spans(row.id)}
-            return Job(item, row, digest, starts, row.id)  # resume a long recording
+            stored = set(self.catalog.segment_spans(row.id))
+            return Job(item, row, digest, stored, row.id)  # resume a long recording
         source = gone_by_hash.pop(digest, None)
         if source is not None and row is None:
             with self.catalog.transaction():
@@ -338,7 +350,6 @@ class Indexer:
 
     def _units(self, window: deque, upcoming: Iterator[Job], pool) -> Iterator[Unit]:
         """Units in file order: a picture whole, a recording a model batch of windows at a time."""
-        size = TOWERS["audio"].max_batch
         while window:
             job, future = window[0]
             decoded = future.result()
@@ -349,7 +360,7 @@ class Indexer:
                 yield Unit(job, decoded)
                 continue
             try:
-                yield from _chunks(job, decoded, size)
+                yield from _chunks(job, decoded)
             except Exception as exc:  # a reader bug mid-recording: reported for this file alone
                 yield Unit(job, DecodeError(job.item.path, f"could not be decoded ({type(exc).__name__}: {exc})"))
             finally:
@@ -374,7 +385,12 @@ class Indexer:
                 self._fail(unit.job.item, media.kind_of(unit.job.item.path), unit.job.digest, result.reason)
                 unit.job.failed = True
                 continue
-            writes.append((unit, [(s, e, to_blob(v)) for (s, e), v in zip(unit.spans, result, strict=True)]))
+            writes.append(
+                (
+                    unit,
+                    [(s, e, to_blob(v), m) for (s, e), v, m in zip(unit.spans, result, unit.modalities, strict=True)],
+                )
+            )
         self._commit_units(writes)
 
     # ------------------------------------------------------------------ committing
@@ -391,14 +407,14 @@ class Indexer:
                 job = unit.job
                 if job.file_id is None:
                     status = INDEXED if unit.last else PARTIAL
-                    record = self._record(job.item, unit.kind, status, job.digest, unit.decoded.facts)
+                    record = self._record(job.item, unit.decoded.kind, status, job.digest, unit.decoded.facts)
                     removed, added = self.catalog.put_file(record, segments)
                     job.file_id = self.catalog.file(job.item.path).id
                     removed_all += removed
                 else:
                     added = self.catalog.add_segments(job.file_id, segments)
                 added_all += added
-                vectors += [np.frombuffer(blob, "<f4") for _s, _e, blob in segments]
+                vectors += [np.frombuffer(segment[2], "<f4") for segment in segments]
                 if unit.last:
                     self.catalog.finish_file(job.file_id, unit.decoded.facts, unit.decoded.note)
                     finished.append(unit)
@@ -425,7 +441,7 @@ class Indexer:
                 removed, added = self.catalog.put_file(record, segments)
                 removed_all += removed
                 added_all += added
-                vectors += [np.frombuffer(blob, "<f4") for _s, _e, blob in segments]
+                vectors += [np.frombuffer(segment[2], "<f4") for segment in segments]
         if removed_all or added_all:
             index.apply(removed_all, added_all, np.stack(vectors) if vectors else None)
 
@@ -471,24 +487,19 @@ class Indexer:
         self.on_change(Change("failed", item.path, reason))
 
 
-def _chunks(job: Job, decoded: media.Decoded, size: int) -> Iterator[Unit]:
-    """A decoded file as units of at most `size` windows, skipping windows already stored."""
-    segments = iter(decoded.ready)
-    if decoded.more is not None:
-        segments = _chain(decoded.ready, decoded.more)
-    if decoded.kind == "image":
-        ((span, tensor),) = decoded.ready
-        yield Unit(job, decoded, [span], [tensor])
-        return
-    pending: list = []
-    for span, tensor in segments:
-        if span[0] in job.stored:
+def _chunks(job: Job, decoded: media.Decoded) -> Iterator[Unit]:
+    """A decoded file as units of one tower's model batch at most, skipping segments already stored."""
+    pending: list[media.Segment] = []
+    for segment in _chain(decoded.ready, decoded.more or ()):
+        if segment.span in job.stored:
             continue
-        pending.append((span, tensor))
-        if len(pending) == size:
-            yield Unit(job, decoded, [s for s, _ in pending], [t for _, t in pending], last=False)
+        if pending and (
+            segment.modality != pending[0].modality or len(pending) == TOWERS[pending[0].modality].max_batch
+        ):
+            yield Unit(job, decoded, pending, last=False)
             pending = []
-    yield Unit(job, decoded, [s for s, _ in pending], [t for _, t in pending], last=True)
+        pending.append(segment)
+    yield Unit(job, decoded, pending, last=True)
 
 
 def _chain(first: list, rest: Iterator) -> Iterator:

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -116,28 +117,41 @@ def kind_of(path: str | Path) -> str | None:
 Span = tuple[float | None, float | None]
 
 
+class Segment(NamedTuple):
+    """One piece of a file for the model: where it is, its model input, and which tower takes it."""
+
+    span: Span
+    tensor: np.ndarray
+    modality: str  # "image" or "audio"; a video has both
+
+
 @dataclass
 class Decoded:
-    """What one file gives the model: segments (span and model input) and some facts.
+    """What one file gives the model: segments and some facts.
 
-    `ready` holds the segments decoded so far; a long recording keeps the rest
-    in `more`, read on demand, so it never sits in memory whole.  `note` says
-    when a file could only be read in part (a damaged tail, the duration cap).
+    `ready` holds the segments decoded so far; a long recording (or a video)
+    keeps the rest in `more`, read on demand, so it never sits in memory whole.
+    `note` says when a file could only be read in part (a damaged tail, the
+    duration cap).
     """
 
     kind: str
-    ready: list[tuple[Span, np.ndarray]]
+    ready: list[Segment]
     facts: dict = field(default_factory=dict)
-    more: Iterator[tuple[Span, np.ndarray]] | None = None
+    more: Iterator[Segment] | None = None
     note: str | None = None
 
     @property
     def tensors(self) -> list[np.ndarray]:
-        return [t for _, t in self.ready]
+        return [s.tensor for s in self.ready]
 
     @property
     def spans(self) -> list[Span]:
-        return [s for s, _ in self.ready]
+        return [s.span for s in self.ready]
+
+    @property
+    def modalities(self) -> list[str]:
+        return [s.modality for s in self.ready]
 
     def read_all(self) -> Decoded:
         """Every segment in `ready` (for short jobs: `embed`, a query example)."""
@@ -174,7 +188,7 @@ def decode(path: str | Path, max_duration: float | None = None) -> Decoded:
         with IMAGE_BUDGET.reserve(image_cost(path)):
             img, (width, height) = load_image(path)
             tensor = image_tensor(img)
-        return Decoded("image", [((None, None), tensor)], {"width": width, "height": height})
+        return Decoded("image", [Segment((None, None), tensor, "image")], {"width": width, "height": height})
     if kind == "audio":
         return decode_audio(path, max_duration or MAX_DURATION_S)
     if kind == "video":
@@ -417,7 +431,7 @@ def decode_audio(path: Path, max_duration: float = MAX_DURATION_S) -> Decoded:
     return decoded
 
 
-def _read_windows(path: Path, snd, decoded: Decoded, max_duration: float) -> Iterator[tuple[Span, np.ndarray]]:
+def _read_windows(path: Path, snd, decoded: Decoded, max_duration: float) -> Iterator[Segment]:
     """(span, log-mel) per window, read sequentially; sets the duration fact and any note at the end.
 
     A window starting at s is emitted once more than s + 10 s has been read (so
@@ -458,9 +472,9 @@ def _read_windows(path: Path, snd, decoded: Decoded, max_duration: float) -> Ite
         snd.close()
 
 
-def _window(buf: np.ndarray, offset: int, first: int, end: int, rate: int) -> tuple[Span, np.ndarray]:
+def _window(buf: np.ndarray, offset: int, first: int, end: int, rate: int) -> Segment:
     samples = resample(buf[first - offset : end - offset], rate)
-    return (round(first / rate, 3), round(end / rate, 3)), audio_features(samples)
+    return Segment((round(first / rate, 3), round(end / rate, 3)), audio_features(samples), "audio")
 
 
 def resample(mono: np.ndarray, rate: int) -> np.ndarray:

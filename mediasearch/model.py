@@ -22,6 +22,7 @@ from mediasearch.media import silent_features
 from mediasearch.paths import cache_dir
 
 MAX_TOKENS = 77
+DIM = 512
 BOS, EOS = 49406, 49407
 
 
@@ -215,18 +216,20 @@ class Embedder:
         return self.towers["audio"].embed({"input_features": features})
 
     def embed_decoded(self, items: Sequence) -> list[np.ndarray]:
-        """Vectors for decoded files (media.Decoded), batched across files by kind."""
-        out: list[np.ndarray | None] = [None] * len(items)
+        """Vectors for decoded items (anything with `tensors` and `modalities`), one row per tensor.
+
+        Tensors are batched across items by modality, so the pictures of many
+        files share the image tower's batches, and a video's frames and
+        soundtrack go to their two towers.
+        """
+        out = [np.zeros((len(item.tensors), DIM), np.float32) for item in items]
         for kind, run in (("image", self.embed_pixels), ("audio", self.embed_features)):
-            picked = [i for i, item in enumerate(items) if item.kind == kind]
-            if not picked:
+            places = [(i, j) for i, item in enumerate(items) for j, m in enumerate(item.modalities) if m == kind]
+            if not places:
                 continue
-            vectors = run(np.stack([t for i in picked for t in items[i].tensors]))
-            offset = 0
-            for i in picked:
-                count = len(items[i].tensors)
-                out[i] = vectors[offset : offset + count]
-                offset += count
+            vectors = run(np.stack([items[i].tensors[j] for i, j in places]))
+            for (i, j), vector in zip(places, vectors, strict=True):
+                out[i][j] = vector
         return out
 
     def embed_each(self, paths: Sequence, results: Sequence) -> list:
