@@ -559,7 +559,10 @@ def print_hits(hits, as_json: bool, paths_only: bool, nul: bool, preview: bool =
 
 
 def _span(start: float | None, end: float | None) -> str:
-    return f"{_clock(start)}-{_clock(end)}" if start is not None and end is not None else ""
+    """A time range, or the moment of a video frame."""
+    if start is None or end is None:
+        return ""
+    return _clock(start) if start == end else f"{_clock(start)}-{_clock(end)}"
 
 
 def _clock(seconds: float) -> str:
@@ -574,8 +577,9 @@ def _clock(seconds: float) -> str:
 @cli.command()
 @library_option
 @click.option("--failures", is_flag=True, help="List every file that failed, with the reason.")
+@click.option("--ignored", "list_ignored", is_flag=True, help="List every file that was not indexed, and why.")
 @json_option
-def status(library, failures, as_json) -> None:
+def status(library, failures, list_ignored, as_json) -> None:
     """Show the library: folders (and which are offline), counts by kind and state, model, index size.
 
     Example: mediasearch status --failures
@@ -584,7 +588,7 @@ def status(library, failures, as_json) -> None:
     from mediasearch.status import library_status
 
     with Library(library) as lib:
-        data = library_status(lib)
+        data = library_status(lib, list_ignored)
     if as_json:
         emit_json(data)
         return
@@ -604,11 +608,13 @@ def status(library, failures, as_json) -> None:
         )
     counts = data["counts"]
     click.echo(
-        f"indexed:  {counts['indexed']} files ({counts['image']} image, {counts['audio']} audio), "
+        f"indexed:  {counts['indexed']} files ({counts['image']} image, {counts['audio']} audio, "
+        f"{counts['video']} video), "
         f"{data['segments']} segments"
         + (f"; {counts['partial']} long recordings half-done" if counts["partial"] else "")
     )
-    click.echo(f"failed:   {counts['failed']}    ignored: {counts['ignored']} ({counts['video']} videos)")
+    kinds = ", ".join(f"{n} {ext or '(no extension)'}" for ext, n in data["ignored_by_extension"][:8])
+    click.echo(f"failed:   {counts['failed']}    ignored: {counts['ignored']}" + (f" ({kinds})" if kinds else ""))
     idx = data["index"]
     click.echo(
         f"index:    {idx['vectors']} vectors, {idx['bytes'] / 1e6:.1f} MB, "
@@ -621,6 +627,9 @@ def status(library, failures, as_json) -> None:
             click.echo(f"{display(n['path'])}: indexed in part: {display(n['note'])}")
     elif counts["failed"]:
         click.echo("(--failures lists them)")
+    if list_ignored:
+        for f in data["ignored"]:
+            click.echo(f"{display(f['path'])}: {display(f['reason'] or 'not media')}")
 
 
 @cli.command()

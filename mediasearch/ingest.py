@@ -285,8 +285,9 @@ class Indexer:
     def _triage(self, item: Seen, row: FileRow | None, gone_by_hash: dict, moved_ids: set[int]) -> Job | None:
         """Handle what needs no model (ignored, unreadable, moved, reused); return a job to embed, else None."""
         kind = media.kind_of(item.path)
-        if kind not in ("image", "audio"):
-            self._commit([(self._record(item, kind, IGNORED, None, {}), [])])
+        if kind not in ("image", "audio", "video"):
+            reason = "not a picture, sound or video (by its content, nor by its name)"
+            self._commit([(self._record(item, kind, IGNORED, None, {}, reason), [])])
             self.summary.ignored += 1
             return None
         try:

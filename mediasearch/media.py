@@ -27,10 +27,29 @@ from mediasearch.errors import DecodeError
 
 # ----------------------------------------------------------------------------- kinds
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
-AUDIO_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3"}
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".mpg", ".mpeg", ".3gp"}
+# Camera RAW files: most are TIFF inside, so the name decides that LibRaw (rawpy), not Pillow, reads them.
+RAW_EXTENSIONS = {
+    ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng", ".orf", ".rw2", ".raf", ".pef",
+    ".srw", ".3fr", ".iiq", ".rwl", ".erf", ".kdc", ".dcr", ".mos", ".mrw", ".x3f",
+}  # fmt: skip
+IMAGE_EXTENSIONS = {
+    ".jpg", ".jpeg", ".jpe", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".hif",
+    ".avif", ".jp2", ".j2k", ".jpf", ".jpx", ".j2c", ".tga", ".ppm", ".pgm", ".pbm", ".pnm", ".psd", ".mpo",
+    ".dds", ".ico", ".icns", ".qoi", ".pcx", ".sgi", ".rgb", ".xbm",
+} | RAW_EXTENSIONS  # fmt: skip
+AUDIO_EXTENSIONS = {
+    ".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".m4b", ".aac", ".alac", ".opus", ".wma", ".aif",
+    ".aiff", ".aifc", ".amr", ".awb", ".caf", ".mka", ".ac3", ".eac3", ".dts", ".mp2", ".mpa", ".au", ".snd",
+    ".ape", ".wv", ".tta", ".w64", ".voc", ".spx", ".weba",
+}  # fmt: skip
+VIDEO_EXTENSIONS = {
+    ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".wmv", ".mpg", ".mpeg", ".3gp", ".3g2", ".mts", ".m2ts",
+    ".ts", ".vob", ".ogv", ".flv", ".f4v", ".asf", ".divx", ".mxf", ".m2v", ".mpe", ".rm", ".rmvb",
+}  # fmt: skip
 SNIFF_BYTES = 4096
+# ISO-BMFF brands (bytes 8-12 after "ftyp"): HEIF pictures, M4A sound; any other brand is a video.
+_PICTURE_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis", b"crx "}
+_SOUND_BRANDS = {b"M4A ", b"M4B ", b"M4P ", b"F4A "}
 
 # MPEG audio frame headers: bitrates (kbit/s) by version group and layer, sample rates by version.
 _MPEG_BITRATES = {
@@ -79,12 +98,19 @@ def sniff(head: bytes) -> str | None:
         return "image"
     if head[:4] == b"RIFF":
         return {b"WEBP": "image", b"WAVE": "audio", b"AVI ": "video"}.get(head[8:12])
-    if head[:4] in (b"fLaC", b"OggS") or head[:3] == b"ID3":
+    if head[:4] in (b"fLaC", b"OggS", b"caff", b"#!AM") or head[:3] == b"ID3":
         return "audio"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "audio"
+    if head[:4] in (b"8BPS", b"DDS ", b"qoif") or head[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n":
+        return "image"
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return "image" if brand in _PICTURE_BRANDS else "audio" if brand in _SOUND_BRANDS else "video"
+    if head[:4] == b"\x1aE\xdf\xa3" or head[:4] == b"\x30\x26\xb2\x75":  # Matroska/WebM, ASF/WMV/WMA
+        return "video"
     if _looks_like_mp3(head):
         return "audio"
-    if head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3":
-        return "video"
     return None
 
 
@@ -101,10 +127,12 @@ def kind_of(path: str | Path) -> str | None:
             head = handle.read(SNIFF_BYTES)
     except OSError:
         head = b""
+    ext = os.path.splitext(path)[1].lower()
+    if ext in RAW_EXTENSIONS and head[:4] in (b"II*\x00", b"MM\x00*", b"IIRO", b"IIRS", b"IIU\x00", b"FUJI"):
+        return "image"
     kind = sniff(head)
     if kind:
         return kind
-    ext = os.path.splitext(path)[1].lower()
     if ext in IMAGE_EXTENSIONS:
         return "image"
     if ext in AUDIO_EXTENSIONS:
@@ -183,17 +211,18 @@ def decode(path: str | Path, max_duration: float | None = None) -> Decoded:
         raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from exc
     if size == 0:
         raise DecodeError(path, "file is empty")
+    configure_pillow()
     kind = kind_of(path)
     if kind == "image":
         with IMAGE_BUDGET.reserve(image_cost(path)):
-            img, (width, height) = load_image(path)
+            img, (width, height) = load_raw(path) if is_raw(path) else load_image(path)
             tensor = image_tensor(img)
         return Decoded("image", [Segment((None, None), tensor, "image")], {"width": width, "height": height})
     if kind == "audio":
         return decode_audio(path, max_duration or MAX_DURATION_S)
     if kind == "video":
-        raise DecodeError(path, "video is not supported yet")
-    raise DecodeError(path, "not an image or sound file mediasearch can read")
+        return decode_video(path, max_duration or MAX_DURATION_S)
+    raise DecodeError(path, "not a picture, sound or video file mediasearch can read")
 
 
 def decode_or_error(path: str | Path, max_duration: float | None = None) -> Decoded | DecodeError:
@@ -249,6 +278,76 @@ class MemoryBudget:
 
 
 IMAGE_BUDGET = MemoryBudget(800 * 1024 * 1024)
+
+
+_PILLOW_READY = threading.Event()
+_PILLOW_LOCK = threading.Lock()
+
+
+def configure_pillow() -> None:
+    """Pillow's process-wide settings, made once: our pixel limit, and HEIF/HEIC through pillow-heif.
+
+    Called from runtime.configure() at start-up and, for library users, on the
+    first decode; never changes anything after that.
+    """
+    if _PILLOW_READY.is_set():
+        return
+    with _PILLOW_LOCK:
+        if _PILLOW_READY.is_set():
+            return
+        import pillow_heif
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check, at our limit
+        pillow_heif.register_heif_opener()  # HEIC/HEIF (AVIF is Pillow's own)
+        _PILLOW_READY.set()
+
+
+def is_raw(path: str | Path) -> bool:
+    return os.path.splitext(path)[1].lower() in RAW_EXTENSIONS
+
+
+RAW_PREVIEW_SHORT_SIDE = DRAFT_SHORT_SIDE  # an embedded preview this large stands for the RAW
+
+
+def load_raw(path: Path):
+    """A camera RAW upright as 8-bit RGB: its embedded JPEG preview when it is at least 448 px on
+    the short side (what cameras show, and fast), else a half-size development by LibRaw."""
+    import io
+
+    import rawpy
+    from PIL import Image
+
+    try:
+        with rawpy.imread(str(path)) as raw:
+            size = (raw.sizes.width, raw.sizes.height)
+            if raw.sizes.flip in (5, 6):
+                size = size[::-1]
+            try:
+                thumb = raw.extract_thumb()
+            except (rawpy.LibRawNoThumbnailError, rawpy.LibRawUnsupportedThumbnailError):
+                thumb = None
+            if thumb is not None and thumb.format == rawpy.ThumbFormat.JPEG:
+                preview = Image.open(io.BytesIO(thumb.data))
+                if min(preview.size) >= RAW_PREVIEW_SHORT_SIDE:
+                    preview = _flip(preview, raw.sizes.flip)
+                    return to_rgb(preview), size
+            rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+            return Image.fromarray(rgb), size
+    except DecodeError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise DecodeError(path, f"not a readable camera RAW file ({_first_line(exc)})") from exc
+
+
+def _flip(image, flip: int):
+    """LibRaw's flip code applied to a preview (development applies it by itself)."""
+    from PIL import Image
+
+    turns = {3: Image.Transpose.ROTATE_180, 5: Image.Transpose.ROTATE_90, 6: Image.Transpose.ROTATE_270}
+    return image.transpose(turns[flip]) if flip in turns else image
 
 
 def image_cost(path: Path) -> int:
@@ -405,20 +504,35 @@ def decode_audio(path: Path, max_duration: float = MAX_DURATION_S) -> Decoded:
     What a recording is comes from what can be read, never from the frame count
     a header claims (a few hundred bytes of MP3 can claim 2^63 frames): the file
     is read front to back, window by window, and its duration is where reading
-    ends.  A damaged tail keeps what came before it, with a note.
+    ends.  A damaged tail keeps what came before it, with a note.  libsndfile
+    reads what it can (the fast path); FFmpeg reads the rest (M4A, AAC, WMA...).
     """
+    snd = _open_sound(path)
+    decoded = Decoded("audio", [], {"sample_rate": snd.samplerate, "channels": snd.channels})
+    return _read_ahead(decoded, _read_windows(path, snd, decoded, max_duration))
+
+
+def _open_sound(path: Path):
+    """A reader with samplerate, channels, read() and close(): libsndfile's, else FFmpeg's."""
     import soundfile as sf
+
+    from mediasearch import ffmpeg
 
     try:
         snd = sf.SoundFile(str(path))
     except Exception as exc:
-        raise DecodeError(path, f"not a readable sound file ({_sndfile_reason(exc)})") from exc
-    rate = snd.samplerate
-    if not MIN_RATE <= rate <= MAX_RATE:
+        try:
+            snd = ffmpeg.AvAudio(path)
+        except DecodeError:
+            raise DecodeError(path, f"not a readable sound file ({_sndfile_reason(exc)})") from exc
+    if not MIN_RATE <= snd.samplerate <= MAX_RATE:
         snd.close()
-        raise DecodeError(path, f"a sample rate of {rate} Hz is not one anybody records at: refused")
-    decoded = Decoded("audio", [], {"sample_rate": rate, "channels": snd.channels})
-    stream = _read_windows(path, snd, decoded, max_duration)
+        raise DecodeError(path, f"a sample rate of {snd.samplerate} Hz is not one anybody records at: refused")
+    return snd
+
+
+def _read_ahead(decoded: Decoded, stream: Iterator[Segment]) -> Decoded:
+    """Read the first READ_AHEAD segments now (in the decoder thread); keep the rest for later."""
     try:
         for _ in range(READ_AHEAD):
             decoded.ready.append(next(stream))
@@ -429,6 +543,54 @@ def decode_audio(path: Path, max_duration: float = MAX_DURATION_S) -> Decoded:
         raise
     decoded.more = stream
     return decoded
+
+
+# ----------------------------------------------------------------------------- video
+
+FRAME_INTERVAL_S = 10.0  # within one long scene, a frame at least this often
+MAX_FRAMES = 600  # frames of one video at most; a longer video spaces them out
+
+
+def decode_video(path: Path, max_duration: float = MAX_DURATION_S) -> Decoded:
+    """A video as frames (pictures, at scene changes and every FRAME_INTERVAL_S) and its
+    soundtrack (the same 10 s windows as a sound file), each segment with its time.
+
+    A file with sound and no picture is a sound; one with neither is an error.
+    """
+    from mediasearch import ffmpeg
+
+    info = ffmpeg.probe(path)
+    if not info.has_video:
+        if info.has_audio:
+            return decode_audio(path, max_duration)
+        raise DecodeError(path, "holds neither pictures nor sound")
+    seconds = min(info.duration or 0.0, max_duration)  # a declared duration can lie: it only spaces frames
+    interval = max(FRAME_INTERVAL_S, seconds / MAX_FRAMES)
+    duration = round(info.duration, 3) if info.duration else None
+    decoded = Decoded("video", [], {"width": info.width, "height": info.height, "duration": duration})
+    return _read_ahead(decoded, _video_segments(path, decoded, info.has_audio, interval, max_duration))
+
+
+def _video_segments(path: Path, decoded: Decoded, has_audio: bool, interval: float, max_duration: float):
+    from mediasearch import ffmpeg
+
+    count = 0
+    for seconds, picture in ffmpeg.pick_frames(path, interval, MAX_FRAMES):
+        if seconds > max_duration:
+            break
+        count += 1
+        yield Segment((round(seconds, 3), round(seconds, 3)), image_tensor(to_rgb(picture)), "image")
+    if has_audio:
+        try:
+            for segment in _read_windows(path, ffmpeg.AvAudio(path), decoded, max_duration):
+                count += 1
+                yield segment
+        except DecodeError as exc:
+            if not count:
+                raise
+            decoded.note = f"its sound could not be read ({exc.reason})"
+    if not count:
+        raise DecodeError(path, "no picture or sound in it could be read (blank, or damaged throughout)")
 
 
 def _read_windows(path: Path, snd, decoded: Decoded, max_duration: float) -> Iterator[Segment]:
@@ -463,7 +625,7 @@ def _read_windows(path: Path, snd, decoded: Decoded, max_duration: float) -> Ite
             decoded.note = f"only the first {max_duration / 3600:g} h are indexed (the --max-duration cap)"
         if total == 0:
             raise DecodeError(path, "contains no audio samples" + (f" ({decoded.note})" if decoded.note else ""))
-        decoded.facts["duration"] = round(total / rate, 3)
+        decoded.facts.setdefault("duration", round(total / rate, 3))
         if total <= win:
             yield _window(buf, offset, 0, total, rate)
         elif not emitted or start - hop < total - win:

@@ -17,6 +17,7 @@ import click
 KIND_NAMES = {
     "image": ("image", "images", "img", "picture", "pictures", "pic", "pics", "photo", "photos"),
     "audio": ("audio", "sound", "sounds", "recording", "recordings", "music", "song", "songs", "voice"),
+    "video": ("video", "videos", "movie", "movies", "clip", "clips", "film", "films"),
 }
 _ALIASES = {name: kind for kind, names in KIND_NAMES.items() for name in names}
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*(mo|m|h|d|w|y)$")
@@ -68,7 +69,9 @@ class Kinds(click.ParamType):
         kinds = []
         for word in filter(None, (w.strip().lower() for w in value.split(","))):
             if word not in _ALIASES:
-                self.fail(f"unknown kind {word!r}: use image or audio (or pictures, photos, sounds...)", param, ctx)
+                self.fail(
+                    f"unknown kind {word!r}: use image, audio or video (or photos, sounds, movies...)", param, ctx
+                )
             kinds.append(_ALIASES[word])
         return tuple(dict.fromkeys(kinds))
 

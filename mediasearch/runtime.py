@@ -26,12 +26,9 @@ def configure() -> None:
         if _done.is_set():
             return
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-        from PIL import Image
+        from mediasearch.media import configure_pillow
 
-        from mediasearch.media import MAX_PIXELS
-
-        # Pillow's own bomb check at our limit; media.load_image also refuses by size first.
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        configure_pillow()  # the pixel limit and the HEIF opener: Pillow's own settings live with the decoders
         # Decoders warn about odd but readable files (truncated EXIF, palette transparency...):
         # a file is either indexed or failed with one reason, never a wall of warnings.
         warnings.filterwarnings("ignore", module=r"PIL\..*")

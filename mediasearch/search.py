@@ -43,6 +43,7 @@ class Hit:
     height: int | None = None
     duration: float | None = None
     copies: list[str] = field(default_factory=list)
+    matched: str | None = None  # for a video: "image" (a frame) or "audio" (its soundtrack)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -176,7 +177,8 @@ def _ranked(library: Library, query: np.ndarray, limit: int, filters: Filters, c
             if hit is None:
                 best[key] = Hit(
                     row["path"], row["kind"], round(score, 6), row["start"], row["end"], row["size"], row["mtime"],
-                    row["width"], row["height"], row["duration"],
+                    row["width"], row["height"], row["duration"], [],
+                    row["matched"] if row["kind"] == "video" else None,
                 )  # fmt: skip
             elif row["path"] != hit.path and row["path"] not in hit.copies:
                 hit.copies.append(row["path"])

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from mediasearch.catalog import FAILED, INDEXED
+import os
+
+from mediasearch.catalog import FAILED, IGNORED, INDEXED
 from mediasearch.index import VectorIndex
 from mediasearch.library import Library
 from mediasearch.paths import cache_dir
 from mediasearch.terminal import json_path
 
 
-def library_status(library: Library) -> dict:
+def library_status(library: Library, list_ignored: bool = False) -> dict:
     db = library.catalog.db
     counts = {"indexed": 0, "failed": 0, "ignored": 0, "partial": 0, "image": 0, "audio": 0, "video": 0}
     for row in db.query("SELECT status, count(*) AS n FROM files GROUP BY status"):
         counts[row["status"]] = row["n"]
     for row in db.query("SELECT kind, count(*) AS n FROM files WHERE status = ? GROUP BY kind", (INDEXED,)):
         counts[row["kind"]] = row["n"]
-    counts["video"] = db.execute("SELECT count(*) FROM files WHERE kind = 'video'").fetchone()[0]
     files = {
         row["root_id"]: row["n"]
         for row in db.query("SELECT root_id, count(*) AS n FROM files WHERE status = ? GROUP BY root_id", (INDEXED,))
@@ -36,6 +37,14 @@ def library_status(library: Library) -> dict:
             "SELECT path, error FROM files WHERE status = ? AND error IS NOT NULL ORDER BY path", (INDEXED,)
         )
     ]
+    by_extension: dict[str, int] = {}
+    ignored = []
+    for row in db.query("SELECT path, error FROM files WHERE status = ? ORDER BY path", (IGNORED,)):
+        path = library.catalog.decode_path(row["path"])
+        extension = os.path.splitext(path)[1].lower()
+        by_extension[extension] = by_extension.get(extension, 0) + 1
+        if list_ignored:
+            ignored.append(json_path(path) | {"reason": row["error"]})
     vectors = VectorIndex(library.catalog)
     stamp = vectors.stamp()
     return {
@@ -48,6 +57,8 @@ def library_status(library: Library) -> dict:
         "segments": library.catalog.segment_count(),
         "failures": failures,
         "notes": notes,
+        "ignored_by_extension": sorted(by_extension.items(), key=lambda kv: -kv[1]),
+        "ignored": ignored,
         "index": {
             "path": str(vectors.path),
             "vectors": stamp.get("count", 0),

@@ -13,6 +13,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 BUNDLE = FIXTURES / "bundle"
 INPUTS = FIXTURES / "inputs"
 SAMPLES = Path(__file__).parent.parent / "sample_media"
+PHONE_AND_CAMERA = ("*.mp4", "*.heic", "*.m4a", "*.dng")
 
 
 @pytest.fixture(autouse=True)
@@ -50,9 +51,10 @@ def reference():
 
 @pytest.fixture
 def media_dir(tmp_path) -> Path:
-    """A copy of sample_media (without the licence file) to index and change."""
+    """A copy of sample_media's pictures and sounds (not the licence file, nor the phone and camera
+    formats, which tests/test_ffmpeg.py and test_media.py use by name) to index and change."""
     folder = tmp_path / "media"
-    shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
+    shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md", *PHONE_AND_CAMERA))
     return folder
 
 

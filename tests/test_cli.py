@@ -201,7 +201,7 @@ def test_query_outputs(indexed_cli):
 
 
 def test_query_errors(indexed_cli, tmp_path):
-    result = CliRunner().invoke(cli, ["query", "x", "--type", "video"])
+    result = CliRunner().invoke(cli, ["query", "x", "--type", "documents"])
     assert result.exit_code == 2 and "unknown kind" in result.output
     bad = tmp_path / "bad.png"
     bad.write_text("nope")
@@ -347,7 +347,7 @@ def test_more_like_this_leaves_out_the_example_and_folds_copies(indexed_cli):
         (["x", "--json", "--paths"], "leave out --paths"),
         (["x", "--min-score", "nan"], "not a cosine score"),
         (["x", "--after", "last tuesday"], "is not a date"),
-        (["x", "--type", "video"], "unknown kind"),
+        (["x", "--type", "spreadsheets"], "unknown kind"),
     ],
 )
 def test_meaningless_options_are_refused_with_a_reason(indexed_cli, args, says):

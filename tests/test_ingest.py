@@ -158,10 +158,14 @@ def test_symlink_loops_and_unreadable_folders_are_reported(library, media_dir, m
     assert any("symlink loop" in w for w in warnings) and any("Permission denied" in w for w in warnings)
 
 
-def test_video_is_ignored_and_counted(library, media_dir):
+def test_a_damaged_video_fails_with_a_reason_and_other_files_are_ignored_with_one(library, media_dir):
     (media_dir / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))
+    (media_dir / "notes.txt").write_text("a shopping list")
     summary = library(media_dir)
-    assert summary.ignored == 1 and library.catalog.file(str(media_dir / "clip.mp4")).kind == "video"
+    assert summary.failed == 1 and "not a readable video" in summary.failures[0]["error"]
+    assert summary.ignored == 1
+    row = library.catalog.file(str(media_dir / "notes.txt"))
+    assert row.status == "ignored" and "not a picture, sound or video" in row.error
 
 
 def test_deleted_faiss_file_is_rebuilt_from_sqlite(library, media_dir):

@@ -101,7 +101,7 @@ def _png_header(width: int, height: int) -> bytes:
         ("empty.wav", b"", "file is empty"),
         ("notes.jpg", b"just some text, not a picture\n", "not a readable image"),
         ("bomb.png", _png_header(50_000, 50_000), "refused as a decompression bomb"),
-        ("readme.txt", b"hello", "not an image or sound file"),
+        ("readme.txt", b"hello", "not a picture, sound or video file"),
     ],
 )
 def test_bad_files_give_one_clear_error(tmp_path, name, content, reason):
@@ -173,3 +173,88 @@ def test_reduced_scale_jpeg_decode_stays_faithful(embedder, tmp_path):
     assert size == (2400, 1600) and reduced.size[1] < 1600 and min(reduced.size) >= media.DRAFT_SHORT_SIDE
     vectors = embedder.embed_pixels(np.stack([media.image_tensor(reduced), media.image_tensor(full)]))
     assert float(vectors[0] @ vectors[1]) >= 0.9999
+
+
+# ----------------------------------------------------------------------------- phone and camera formats
+
+
+def test_heic_equals_the_same_pixels_as_png(embedder, tmp_path):
+    media.configure_pillow()
+    pixels = Image.open(SAMPLES / "cat-chelsea.heic").convert("RGB")
+    pixels.save(tmp_path / "same.png")
+    heic, png = media.decode(SAMPLES / "cat-chelsea.heic"), media.decode(tmp_path / "same.png")
+    assert heic.kind == "image" and heic.facts == {"width": 451, "height": 300}
+    vectors = embedder.embed_decoded([heic, png])
+    assert float(vectors[0][0] @ vectors[1][0]) >= 0.9999
+
+
+FORMATS = [("AVIF", ".avif"), ("JPEG2000", ".jp2"), ("TGA", ".tga"), ("PPM", ".ppm"), ("QOI", ".qoi"),
+           ("DDS", ".dds"), ("SGI", ".sgi"), ("PCX", ".pcx")]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt, suffix", FORMATS)
+def test_the_other_formats_pillow_reads(embedder, tmp_path, fmt, suffix):
+    source = Image.open(SAMPLES / "coffee-cup.png").convert("RGB")
+    path = tmp_path / f"coffee{suffix}"
+    source.save(path, format=fmt)
+    assert media.kind_of(path) == "image"
+    same = tmp_path / "same.png"
+    Image.open(path).convert("RGB").save(same)
+    vectors = embedder.embed_decoded([media.decode(path), media.decode(same)])
+    assert float(vectors[0][0] @ vectors[1][0]) >= 0.9999
+
+
+def test_camera_raw_is_developed_and_equals_its_pixels(embedder, tmp_path):
+    decoded = media.decode(SAMPLES / "coffee-cup.dng")
+    assert decoded.kind == "image" and decoded.facts == {"width": 600, "height": 400}
+    developed, _ = media.load_raw(SAMPLES / "coffee-cup.dng")  # no preview inside: a half-size development
+    assert developed.size == (300, 200)
+    developed.save(tmp_path / "same.png")
+    vectors = embedder.embed_decoded([decoded, media.decode(tmp_path / "same.png")])
+    assert float(vectors[0][0] @ vectors[1][0]) >= 0.9999
+
+
+def test_a_raw_with_a_large_preview_uses_the_preview(tmp_path, monkeypatch):
+    import rawpy
+
+    preview = Image.open(SAMPLES / "rocket-launch.jpg").resize((1200, 800))
+    preview.save(tmp_path / "preview.jpg")
+
+    class Thumb:
+        format = rawpy.ThumbFormat.JPEG
+        data = (tmp_path / "preview.jpg").read_bytes()
+
+    class Raw:
+        class sizes:  # noqa: N801 - rawpy's own attribute name
+            width, height, flip = 6000, 4000, 0
+
+        def extract_thumb(self):
+            return Thumb()
+
+        def postprocess(self, **_):
+            raise AssertionError("a large enough preview must not be developed")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr(rawpy, "imread", lambda path: Raw())
+    img, size = media.load_raw(tmp_path / "camera.nef")
+    assert size == (6000, 4000) and img.size == preview.size
+
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("cat-chelsea.heic", "image"),
+        ("coffee-cup.dng", "image"),
+        ("weather-report.m4a", "audio"),
+        ("street-clip.mp4", "video"),
+    ],
+)
+def test_phone_and_camera_kinds_come_from_content(tmp_path, name, kind):
+    renamed = tmp_path / ("mystery" + (".dng" if name.endswith(".dng") else ""))
+    renamed.write_bytes((SAMPLES / name).read_bytes())
+    assert media.kind_of(renamed) == kind

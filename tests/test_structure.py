@@ -8,7 +8,14 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "mediasearch"
 # Distribution name -> the module it provides, where they differ.
-MODULES = {"faiss-cpu": "faiss", "pillow": "PIL", "sqlite-utils": "sqlite_utils", "huggingface_hub": "huggingface_hub"}
+MODULES = {
+    "faiss-cpu": "faiss",
+    "pillow": "PIL",
+    "sqlite-utils": "sqlite_utils",
+    "huggingface_hub": "huggingface_hub",
+    "pillow-heif": "pillow_heif",
+    "av": "av",
+}
 # Needed by a library mediasearch imports for that purpose, not imported by name.
 INDIRECT = {"onnx": "onnxruntime.quantization makes the int8 copies with it"}
 
