@@ -243,10 +243,10 @@ def embed(model, precision, library, texts, files_from, texts_from, nul, files) 
                     json_path(path, "input") | {"modality": None, "start": None, "end": None, "error": result.reason}
                 )
                 continue
-            for (start, end), vector in zip(item.spans, result, strict=True):
+            for (start, end), modality, vector in zip(item.spans, item.modalities, result, strict=True):
                 emit_json(
                     json_path(path, "input")
-                    | {"modality": item.kind, "start": start, "end": end, "embedding": _floats(vector)}
+                    | {"modality": modality, "start": start, "end": end, "embedding": _floats(vector)}
                 )
     if failed:
         sys.exit(1)

@@ -204,3 +204,11 @@ def test_video_through_the_cli(tmp_path):
     assert [Path(r["path"]).name for r in sounds] == ["chirp.wav"], "--type audio is sound files only"
     status = json.loads(CliRunner().invoke(cli, ["status", "--json"]).stdout)
     assert status["counts"]["video"] == 1
+
+
+def test_embed_prints_each_segment_of_a_video_with_its_modality():
+    result = CliRunner().invoke(cli, ["embed", "--model", str(BUNDLE), str(SAMPLES / "street-clip.mp4")])
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["modality"], r["start"]) for r in rows] == [
+        ("image", 0.0), ("image", 2.68), ("image", 5.36), ("audio", 0.0)
+    ]  # fmt: skip
