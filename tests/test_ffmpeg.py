@@ -212,3 +212,30 @@ def test_embed_prints_each_segment_of_a_video_with_its_modality():
     assert [(r["modality"], r["start"]) for r in rows] == [
         ("image", 0.0), ("image", 2.68), ("image", 5.36), ("audio", 0.0)
     ]  # fmt: skip
+
+
+def test_a_phone_video_shot_upright_is_seen_upright(tmp_path):
+    """The track header's matrix (as phones write it) says: turn 90 degrees clockwise to show."""
+    import struct
+
+    path = tmp_path / "portrait.mp4"
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=25)
+    stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+    for i in range(25):
+        arr = np.zeros((32, 64, 3), np.uint8)
+        arr[:, :10] = 255  # a stripe on the left of the stored frame: the top of the picture as shot
+        frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
+        frame.pts, frame.time_base = i, Fraction(1, 25)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    data = bytearray(path.read_bytes())
+    at = data.index(b"tkhd") + 44
+    data[at : at + 36] = struct.pack(">9I", 0, 0x10000, 0, 0xFFFF0000, 0, 0, 0, 0, 0x40000000)
+    path.write_bytes(bytes(data))
+    (seconds, picture), *_ = list(ffmpeg.pick_frames(path, 10.0, 5))
+    assert picture.size == (32, 64), "portrait"
+    assert picture.getpixel((16, 2))[0] > 200 and picture.getpixel((16, 60))[0] < 50, "the stripe is on top"
