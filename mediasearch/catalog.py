@@ -310,6 +310,13 @@ class Catalog:
         rows = list(self.db.query(f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (encode(path),)))
         return FileRow.of(rows[0]) if rows else None
 
+    def file_by_id(self, file_id: int) -> FileRow | None:
+        rows = list(self.db.query(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (file_id,)))
+        return FileRow.of(rows[0]) if rows else None
+
+    def root_by_id(self, root_id: int) -> Root | None:
+        return next((root for root in self.roots() if root.id == root_id), None)
+
     def files_under(self, path: str) -> list[FileRow]:
         """The file at path, or every file under the folder at path ('/' < '0' bounds the range)."""
         base = encode(path.rstrip("/") or "/")

@@ -729,6 +729,50 @@ def watch(
         Watcher(indexer, roots, Settings(settle=settle, rescan=rescan), log).run_until_signalled()
 
 
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (others need a token).")
+@click.option("--port", "-p", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port.")
+@click.option(
+    "--token",
+    envvar="MEDIASEARCH_TOKEN",
+    help="Token every request must carry (from MEDIASEARCH_TOKEN; made up and printed once when another address "
+    "than 127.0.0.1 is given without one).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the web browser.")
+@model_option
+@library_option
+def serve(host, port, token, open_browser, model, library) -> None:
+    """Serve the search page, its JSON API and Termite-compatible embeddings.
+
+    The page searches by words or by a dropped file and plays sounds and videos
+    from their best moment.  The library is opened read-only, so `serve` runs
+    beside `watch` and sees what it adds.  It listens on 127.0.0.1 only, unless
+    --host says otherwise; then a token is required on every request.
+
+    Example: mediasearch serve --open
+    """
+    import secrets
+
+    import uvicorn
+
+    from mediasearch.library import Library
+    from mediasearch.server import LOOPBACK, Settings, create_app
+
+    Library(library).close()  # a missing library is one clear line, before the server starts
+    if host not in LOOPBACK and not token:
+        token = secrets.token_urlsafe(24)
+        warn(f"listening beyond this machine: every request needs the token {token}")
+    app = create_app(Settings(library, host, port, token, model))
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    warn(f"mediasearch is serving {url} (Ctrl-C stops it)")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+
+
 def main() -> None:
     runtime.configure()
     runtime.quiet_native_stderr()

@@ -58,22 +58,39 @@ class When(click.ParamType):
             self.fail(f"{value!r} is not a date; use {WHEN_HELP}", param, ctx)
 
 
+def parse_kinds(text: str) -> tuple[str, ...]:
+    """Kinds from a comma-separated list of any of their names; ValueError names the unknown one."""
+    kinds = []
+    for word in filter(None, (w.strip().lower() for w in text.split(","))):
+        if word not in _ALIASES:
+            raise ValueError(f"unknown kind {word!r}: use image, audio or video (or photos, sounds, movies...)")
+        kinds.append(_ALIASES[word])
+    return tuple(dict.fromkeys(kinds))
+
+
+def parse_score(text) -> float:
+    """A cosine score: a number from -1 to 1 (NaN is not one)."""
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not a number") from None
+    if math.isnan(number) or not -1.0 <= number <= 1.0:
+        raise ValueError(f"{text!r} is not a cosine score: use a number from -1 to 1")
+    return number
+
+
 class Kinds(click.ParamType):
-    """image, audio, or both (comma-separated or repeated), by any of their common names."""
+    """image, audio, video, or several (comma-separated or repeated), by any of their common names."""
 
     name = "kind"
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
-        kinds = []
-        for word in filter(None, (w.strip().lower() for w in value.split(","))):
-            if word not in _ALIASES:
-                self.fail(
-                    f"unknown kind {word!r}: use image, audio or video (or photos, sounds, movies...)", param, ctx
-                )
-            kinds.append(_ALIASES[word])
-        return tuple(dict.fromkeys(kinds))
+        try:
+            return parse_kinds(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 class Score(click.ParamType):
@@ -83,9 +100,6 @@ class Score(click.ParamType):
 
     def convert(self, value, param, ctx):
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is not a number", param, ctx)
-        if math.isnan(number) or not -1.0 <= number <= 1.0:
-            self.fail(f"{value!r} is not a cosine score: use a number from -1 to 1", param, ctx)
-        return number
+            return parse_score(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)

@@ -44,9 +44,12 @@ class Hit:
     duration: float | None = None
     copies: list[str] = field(default_factory=list)
     matched: str | None = None  # for a video: "image" (a frame) or "audio" (its soundtrack)
+    file_id: int | None = None  # the catalog's id: the web page's handle on the file
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        del data["file_id"]
+        return data
 
 
 @dataclass
@@ -107,6 +110,14 @@ def example_hashes(library: Library, paths: Sequence[Path]) -> frozenset[str]:
         except OSError:
             pass  # example_vector has already said what is wrong with it
     return frozenset(out)
+
+
+def stored_vector(library: Library, file_id: int) -> tuple[np.ndarray, str | None]:
+    """A file's own vector (the mean of its segments) and content hash: "more like this" without a model."""
+    row = library.catalog.file_by_id(file_id)
+    if row is None or row.status != INDEXED:
+        raise MediasearchError(f"no indexed file has id {file_id}")
+    return _mean(library.catalog.segment_vectors(file_id)), row.hash
 
 
 def _mean(vectors: np.ndarray) -> np.ndarray:
@@ -178,7 +189,7 @@ def _ranked(library: Library, query: np.ndarray, limit: int, filters: Filters, c
                 best[key] = Hit(
                     row["path"], row["kind"], round(score, 6), row["start"], row["end"], row["size"], row["mtime"],
                     row["width"], row["height"], row["duration"], [],
-                    row["matched"] if row["kind"] == "video" else None,
+                    row["matched"] if row["kind"] == "video" else None, row["file_id"],
                 )  # fmt: skip
             elif row["path"] != hit.path and row["path"] not in hit.copies:
                 hit.copies.append(row["path"])

@@ -17,7 +17,10 @@ MODULES = {
     "av": "av",
 }
 # Needed by a library mediasearch imports for that purpose, not imported by name.
-INDIRECT = {"onnx": "onnxruntime.quantization makes the int8 copies with it"}
+INDIRECT = {
+    "onnx": "onnxruntime.quantization makes the int8 copies with it",
+    "python-multipart": "Starlette parses uploads with it",
+}
 
 
 def imports(path: Path) -> set[str]:

@@ -1,0 +1,519 @@
+"""`mediasearch serve`: the search page, its JSON API, and embeddings as Termite serves them.
+
+Starlette on uvicorn.  The library is opened read-only, so the server runs
+beside `watch` and sees what it adds (the index refreshes when the catalog
+moves on).  Safe by default: it binds 127.0.0.1; any other address needs a
+token, checked on every request; the Host header must name the server (DNS
+rebinding); only files the catalog holds are served, checked at request time
+against their library folder; bodies are bounded; every response carries a
+Content-Security-Policy and `nosniff`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import mimetypes
+import os
+import re
+import tempfile
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from mediasearch import media
+from mediasearch.errors import DecodeError, MediasearchError
+from mediasearch.library import Library
+from mediasearch.params import parse_kinds, parse_score, parse_when
+from mediasearch.paths import cache_dir
+from mediasearch.search import Filters, example_hashes, query_vector, search, stored_vector
+from mediasearch.status import library_status
+from mediasearch.terminal import json_path
+
+MAX_BODY = 64 * 1024 * 1024  # an upload or an embedding request, whole
+MAX_PARTS = 32  # inputs in one embedding request
+THUMB_SIZE = 320
+THUMB_CACHE_BYTES = 256 * 1024 * 1024
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class Settings:
+    library: Path | None
+    host: str = "127.0.0.1"
+    port: int = 8765
+    token: str | None = None
+    model: str | None = None
+    hosts: set[str] = field(default_factory=set)
+
+    def __post_init__(self):
+        self.hosts = {h.lower() for h in (*LOOPBACK, self.host)}
+
+
+class Service:
+    """The library, read-only, shared by the request threads (searches take turns on it)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.library = Library(settings.library)
+        self.lock = threading.Lock()
+        self._embedder = None
+        self._embedder_lock = threading.Lock()
+
+    def embedder(self):
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = self.library.embedder_factory(self.settings.model)()
+            return self._embedder
+
+    @contextmanager
+    def reading(self):
+        with self.lock:
+            yield self.library
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def _filters(params, exclude: frozenset[str] = frozenset()) -> tuple[Filters, int]:
+    try:
+        kinds = parse_kinds(params.get("type", "")) if params.get("type") else ()
+        after = parse_when(params["after"]) if params.get("after") else None
+        before = parse_when(params["before"]) if params.get("before") else None
+        min_score = parse_score(params["min_score"]) if params.get("min_score") else None
+        limit = int(params.get("limit") or 24)
+    except ValueError as exc:
+        raise ApiError(400, "bad_parameter", str(exc)) from exc
+    if not 1 <= limit <= 500:
+        raise ApiError(400, "bad_parameter", "limit must be between 1 and 500")
+    folders = [os.path.abspath(os.path.expanduser(p)) for p in _all(params, "in")]
+    return Filters(kinds, folders, after, before, min_score, exclude), limit
+
+
+def _all(params, key: str) -> list[str]:
+    return [v for v in (params.getlist(key) if hasattr(params, "getlist") else [params.get(key)]) if v]
+
+
+def _hits(hits) -> list[dict]:
+    out = []
+    for hit in hits:
+        row = hit.as_dict() | json_path(hit.path) | {"copies": [json_path(c)["path"] for c in hit.copies]}
+        row |= {"id": hit.file_id, "file": f"/api/files/{hit.file_id}", "thumb": f"/api/thumbs/{hit.file_id}"}
+        row["name"] = os.path.basename(row["path"])
+        row["folder"] = os.path.dirname(row["path"])
+        out.append(row)
+    return out
+
+
+def _run_search(service: Service, texts, examples, nots, params) -> list[dict]:
+    with service.reading() as library:
+        if library.is_empty():
+            raise ApiError(409, "empty_library", "the library is empty: index a folder first")
+        if not texts and not examples:
+            raise ApiError(400, "no_query", "give some words (q) or an example file")
+        vector = query_vector(library, service.embedder, texts, examples, nots)
+        filters, limit = _filters(params, example_hashes(library, examples))
+        return _hits(search(library, vector, limit, filters))
+
+
+async def search_get(request: Request) -> JSONResponse:
+    params = request.query_params
+    texts = [params["q"]] if params.get("q", "").strip() else []
+    return JSONResponse(_run_search(request.app.state.service, texts, [], _all(params, "not"), params))
+
+
+async def search_post(request: Request) -> JSONResponse:
+    """Search by uploaded example files (form field `file`, repeatable) and the same parameters."""
+    form = await request.form(max_files=8, max_fields=64)
+    texts = [form["q"]] if str(form.get("q", "")).strip() else []
+    with tempfile.TemporaryDirectory(prefix="mediasearch-upload-") as folder:
+        examples = []
+        for i, upload in enumerate(form.getlist("file")):
+            if not hasattr(upload, "read"):
+                continue
+            path = Path(folder) / f"example-{i}{Path(upload.filename or '').suffix[:12]}"
+            path.write_bytes(await upload.read())
+            examples.append(path)
+        service = request.app.state.service
+        try:
+            hits = _run_search(service, texts, examples, _all(form, "not"), form)
+        except MediasearchError as exc:
+            raise ApiError(422, "bad_example", str(exc).replace(folder + "/", "")) from exc
+    return JSONResponse(hits)
+
+
+async def similar(request: Request) -> JSONResponse:
+    service: Service = request.app.state.service
+    with service.reading() as library:
+        try:
+            vector, digest = stored_vector(library, int(request.path_params["file_id"]))
+        except MediasearchError as exc:
+            raise ApiError(404, "not_found", str(exc)) from exc
+        filters, limit = _filters(request.query_params, frozenset({digest} if digest else ()))
+        return JSONResponse(_hits(search(library, vector, limit, filters)))
+
+
+# ----------------------------------------------------------------------------- files and thumbnails
+
+
+def _catalog_file(service: Service, file_id: int) -> tuple[str, str]:
+    """The path of an indexed file, checked now: still under its library folder, not a link
+    swapped in since, the same size and time as indexed.  Returns (path, kind)."""
+    with service.reading() as library:
+        row = library.catalog.file_by_id(file_id)
+        root = library.catalog.root_by_id(row.root_id) if row else None
+    if row is None or root is None or row.status != "indexed":
+        raise ApiError(404, "not_found", "no such file")
+    follows = bool(root.options.get("follow_links"))
+    try:
+        st = os.stat(row.path) if follows else os.lstat(row.path)
+    except OSError as exc:
+        raise ApiError(404, "not_found", "the file is no longer there") from exc
+    real, base = os.path.realpath(row.path), os.path.realpath(root.path)
+    inside = real == base or real.startswith(base.rstrip("/") + "/")
+    if not follows and (not inside or os.path.islink(row.path)):
+        raise ApiError(403, "forbidden", "the file is not where it was indexed")
+    if not (st.st_size == row.size and st.st_mtime == row.mtime):
+        raise ApiError(404, "changed", "the file changed since it was indexed")
+    return row.path, row.kind or ""
+
+
+async def file_original(request: Request) -> Response:
+    path, _kind = _catalog_file(request.app.state.service, int(request.path_params["file_id"]))
+    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media_type, filename=os.path.basename(path), content_disposition_type="inline")
+
+
+async def thumbnail(request: Request) -> Response:
+    service: Service = request.app.state.service
+    file_id = int(request.path_params["file_id"])
+    path, kind = _catalog_file(service, file_id)
+    with service.reading() as library:
+        digest = library.catalog.file_by_id(file_id).hash
+    cached = cache_dir() / "thumbs" / f"{digest}-{THUMB_SIZE}.jpg"
+    if not cached.exists():
+        image = _thumbnail_of(path, kind)
+        if image is None:
+            raise ApiError(404, "no_thumbnail", "sounds have no picture")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        image.save(tmp, "JPEG", quality=82)
+        os.replace(tmp, cached)
+        _trim(cached.parent)
+    return FileResponse(cached, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+
+
+def _thumbnail_of(path: str, kind: str):
+    """An upright RGB picture at most THUMB_SIZE on its long side, made with Pillow."""
+    media.configure_pillow()
+    if kind == "image":
+        image, _ = media.load_raw(Path(path)) if media.is_raw(path) else media.load_image(Path(path))
+    elif kind == "video":
+        from mediasearch import ffmpeg
+
+        first = next(iter(ffmpeg.pick_frames(path, 10.0, 1)), None)
+        if first is None:
+            return None
+        image = media.to_rgb(first[1])
+    else:
+        return None
+    image.thumbnail((THUMB_SIZE, THUMB_SIZE))
+    return image
+
+
+def _trim(folder: Path) -> None:
+    """Keep the thumbnail cache under THUMB_CACHE_BYTES, dropping the least recently made."""
+    files = sorted(folder.glob("*.jpg"), key=lambda p: p.stat().st_mtime)
+    total = sum(p.stat().st_size for p in files)
+    while files and total > THUMB_CACHE_BYTES:
+        oldest = files.pop(0)
+        total -= oldest.stat().st_size
+        oldest.unlink(missing_ok=True)
+
+
+async def status(request: Request) -> JSONResponse:
+    with request.app.state.service.reading() as library:
+        return JSONResponse(library_status(library))
+
+
+# ----------------------------------------------------------------------------- Termite-compatible embeddings
+
+_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
+
+
+def _part_bytes(part, index: int) -> tuple[str, bytes | str]:
+    """("text", str) or ("media", bytes) for one input part, in any of the shapes Termite takes."""
+    if isinstance(part, str):
+        return "text", part
+    if not isinstance(part, dict):
+        raise ApiError(400, "invalid_input", f"input {index} is neither a string nor a part object")
+    kind = part.get("type")
+    if kind == "text":
+        return "text", str(part.get("text", ""))
+    if kind in ("image_url", "audio_url"):
+        url = (part.get(kind) or {}).get("url") if isinstance(part.get(kind), dict) else part.get(kind)
+        return "media", _data_uri(str(url or ""), index)
+    if kind == "media":
+        try:
+            return "media", base64.b64decode(part.get("data") or "", validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ApiError(400, "invalid_input", f"input {index}: data is not base64") from exc
+    raise ApiError(400, "invalid_input", f"input {index}: unknown part type {kind!r}")
+
+
+def _data_uri(url: str, index: int) -> bytes:
+    match = _DATA_URI.match(url)
+    if not match:
+        scheme = url.split(":", 1)[0].lower() if ":" in url else "?"
+        raise ApiError(
+            400,
+            "remote_url_refused",
+            f"input {index}: only data: URIs are accepted ({scheme}: URLs are refused: this server never fetches)",
+        )
+    payload = url[match.end() :]
+    try:
+        if match.group("b64"):
+            return base64.b64decode(payload, validate=True)
+        from urllib.parse import unquote_to_bytes
+
+        return unquote_to_bytes(payload)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, "invalid_input", f"input {index}: the data: URI does not decode") from exc
+
+
+def _embed_inputs(service: Service, inputs: list) -> np.ndarray:
+    parts = [_part_bytes(p, i) for i, p in enumerate(inputs)]
+    embedder = service.embedder()
+    out = np.zeros((len(parts), 512), np.float32)
+    texts = [(i, v) for i, (k, v) in enumerate(parts) if k == "text"]
+    if texts:
+        out[[i for i, _ in texts]] = embedder.embed_texts([v for _, v in texts])
+    with tempfile.TemporaryDirectory(prefix="mediasearch-embed-") as folder:
+        for i, (kind, value) in enumerate(parts):
+            if kind != "media":
+                continue
+            path = Path(folder) / f"part-{i}"
+            path.write_bytes(value)
+            result = media.decode_or_error(path)
+            if not isinstance(result, DecodeError):
+                result = embedder.embed_each([str(path)], [result.read_all()])[0]
+            if isinstance(result, DecodeError):
+                raise ApiError(422, "undecodable_input", f"input {i}: {result.reason}")
+            mean = result.mean(axis=0)
+            out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+    return out
+
+
+async def embed(request: Request) -> Response:
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json", "the body is not JSON") from exc
+    if not isinstance(body, dict) or "input" not in body:
+        raise ApiError(400, "invalid_input", 'send {"model": ..., "input": ...}')
+    inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    if not inputs or len(inputs) > MAX_PARTS:
+        raise ApiError(400, "invalid_input", f"send between 1 and {MAX_PARTS} inputs")
+    service: Service = request.app.state.service
+    vectors = _embed_inputs(service, inputs)
+    if "application/octet-stream" in request.headers.get("accept", ""):
+        header = np.array([len(vectors), vectors.shape[1]], "<u8").tobytes()
+        return Response(header + vectors.astype("<f4").tobytes(), media_type="application/octet-stream")
+    as_base64 = body.get("encoding_format") == "base64"
+    data = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if as_base64 else v.tolist(),
+        }
+        for i, v in enumerate(vectors)
+    ]
+    usage = {"prompt_tokens": 0, "total_tokens": 0}
+    return JSONResponse({"object": "list", "data": data, "model": _model_name(service), "usage": usage})
+
+
+def _model_name(service: Service) -> str:
+    return service.library.catalog.get("model_source") or "antflydb/clipclap"
+
+
+async def models(request: Request) -> JSONResponse:
+    name = _model_name(request.app.state.service)
+    return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "owned_by": "mediasearch"}]})
+
+
+# ----------------------------------------------------------------------------- page, OpenAPI, safety
+
+
+async def page(request: Request) -> Response:
+    return _static("index.html", "text/html; charset=utf-8")
+
+
+async def asset(request: Request) -> Response:
+    name = request.path_params["name"]
+    types = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
+    if name not in types:
+        raise ApiError(404, "not_found", "no such asset")
+    return _static(name, types[name])
+
+
+def _static(name: str, media_type: str) -> Response:
+    return Response(resources.files("mediasearch.web").joinpath(name).read_bytes(), media_type=media_type)
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(OPENAPI)
+
+
+def _query_params(*names: str) -> list[dict]:
+    return [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in names]
+
+
+SEARCH_PARAMS = _query_params("q", "not", "type", "in", "after", "before", "limit", "min_score")
+FILE_ID = {"name": "file_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+def _op(summary: str, parameters: list | None = None, answer: str = "JSON") -> dict:
+    return {"summary": summary, "parameters": parameters or [], "responses": {"200": {"description": answer}}}
+
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {"title": "mediasearch", "version": "1"},
+    "paths": {
+        "/api/search": {
+            "get": _op("Search by words: the hits of `query --json`, plus id, file and thumb", SEARCH_PARAMS),
+            "post": _op("Search by uploaded example files (multipart: file, repeatable; and the same fields)"),
+        },
+        "/api/similar/{file_id}": {"get": _op("More like an indexed file, by its stored vectors", [FILE_ID])},
+        "/api/files/{file_id}": {"get": _op("The original file (HTTP Range supported)", [FILE_ID], "the file")},
+        "/api/thumbs/{file_id}": {"get": _op("A JPEG thumbnail (pictures and videos)", [FILE_ID], "image/jpeg")},
+        "/api/status": {"get": _op("Folders (and offline ones), counts, failures, model")},
+        "/ai/v1/embeddings": {"post": _op("Embeddings in the OpenAI envelope, as Termite serves them")},
+        "/ai/v1/embed": {"post": _op("The same")},
+        "/embed": {"post": _op("The same (the model card's path)")},
+        "/ai/v1/models": {"get": _op("The model served")},
+    },
+}
+
+
+class Guard:
+    """ASGI middleware: Host check, token, body size, and the security headers on every response."""
+
+    def __init__(self, app, settings: Settings):
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        problem = self._refuse(scope, headers)
+        if problem is not None:
+            return await _send_error(problem, send)
+        budget = [MAX_BODY]
+
+        async def limited_receive():
+            message = await receive()
+            if message["type"] == "http.request":
+                budget[0] -= len(message.get("body", b""))
+                if budget[0] < 0:
+                    raise ApiError(413, "too_large", f"the request is over {MAX_BODY // (1024 * 1024)} MB")
+            return message
+
+        async def secure_send(message):
+            if message["type"] == "http.response.start":
+                extra = [
+                    (b"content-security-policy", CSP.encode()),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if self.settings.token and _token_of(scope, headers) == self.settings.token:
+                    cookie = f"mediasearch_token={self.settings.token}; HttpOnly; SameSite=Strict; Path=/"
+                    extra.append((b"set-cookie", cookie.encode()))
+                message = dict(message, headers=[*message.get("headers", []), *extra])
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, secure_send)
+        except ApiError as exc:
+            await _send_error(exc, secure_send)
+
+    def _refuse(self, scope, headers) -> ApiError | None:
+        length = headers.get("content-length", "0")
+        if length.isdigit() and int(length) > MAX_BODY:
+            return ApiError(413, "too_large", f"the request is over {MAX_BODY // (1024 * 1024)} MB")
+        host = headers.get("host", "")
+        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+        if name.lower() not in self.settings.hosts:
+            return ApiError(421, "wrong_host", "this server answers to its own address only")
+        token = self.settings.token
+        if token and not hmac.compare_digest(_token_of(scope, headers) or "", token):
+            return ApiError(401, "token_required", "give the server's token: ?token=..., or Authorization: Bearer")
+        return None
+
+
+def _token_of(scope, headers) -> str | None:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    query = scope.get("query_string", b"").decode("latin-1")
+    for pair in query.split("&"):
+        if pair.startswith("token="):
+            return pair[6:]
+    for item in headers.get("cookie", "").split(";"):
+        key, _, value = item.strip().partition("=")
+        if key == "mediasearch_token":
+            return value
+    return None
+
+
+async def _send_error(error: ApiError, send) -> None:
+    response = JSONResponse({"error": error.code, "message": error.message}, status_code=error.status)
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def create_app(settings: Settings) -> Guard:
+    async def api_error(request, exc: ApiError):
+        return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
+
+    async def user_error(request, exc: MediasearchError):
+        return JSONResponse({"error": "bad_request", "message": str(exc)}, status_code=400)
+
+    routes = [
+        Route("/", page),
+        Route("/static/{name}", asset),
+        Route("/api/search", search_get, methods=["GET"]),
+        Route("/api/search", search_post, methods=["POST"]),
+        Route("/api/similar/{file_id:int}", similar),
+        Route("/api/files/{file_id:int}", file_original),
+        Route("/api/thumbs/{file_id:int}", thumbnail),
+        Route("/api/status", status),
+        Route("/openapi.json", openapi),
+        Route("/embed", embed, methods=["POST"]),
+        Route("/ai/v1/embed", embed, methods=["POST"]),
+        Route("/ai/v1/embeddings", embed, methods=["POST"]),
+        Route("/ai/v1/models", models),
+    ]
+    app = Starlette(routes=routes, exception_handlers={ApiError: api_error, MediasearchError: user_error})
+    app.state.service = Service(settings)
+    return Guard(app, settings)

@@ -1,0 +1,227 @@
+// mediasearch's page: the search lives in the URL; results are a grid of pictures and players.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const FIELDS = ["q", "type", "in", "after", "before"];
+let current = [];
+
+function clock(seconds) {
+  const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = (seconds % 60).toFixed(1);
+  const ss = s.padStart(4, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+function span(hit) {
+  if (hit.start === null || hit.start === undefined) return "";
+  return hit.start === hit.end ? clock(hit.start) : `${clock(hit.start)}–${clock(hit.end)}`;
+}
+
+function splitWords(text) {
+  // "-word" leaves a word out (a --not term); the rest is the query.
+  const words = text.split(/\s+/).filter(Boolean);
+  return {
+    q: words.filter((w) => !w.startsWith("-") || w.length === 1).join(" "),
+    not: words.filter((w) => w.startsWith("-") && w.length > 1).map((w) => w.slice(1)),
+  };
+}
+
+function paramsFromForm() {
+  const params = new URLSearchParams();
+  for (const name of FIELDS) {
+    const value = $(name).value.trim();
+    if (value) params.set(name, value);
+  }
+  return params;
+}
+
+function fillForm(params) {
+  for (const name of FIELDS) $(name).value = params.get(name) || "";
+}
+
+function apiQuery(params) {
+  const api = new URLSearchParams();
+  for (const [key, value] of params) {
+    if (key === "q") {
+      const words = splitWords(value);
+      if (words.q) api.set("q", words.q);
+      for (const word of words.not) api.append("not", word);
+    } else if (key !== "view" && key !== "similar") {
+      api.set(key, value);
+    }
+  }
+  return api;
+}
+
+async function call(url, options) {
+  const response = await fetch(url, options);
+  const data = await response.json();
+  if (!response.ok) throw new Error(data.message || response.statusText);
+  return data;
+}
+
+function say(text) {
+  $("message").textContent = text;
+}
+
+function card(hit, index) {
+  const item = document.createElement("article");
+  item.className = "card";
+  item.dataset.kind = hit.kind;
+  if (hit.kind === "audio") {
+    const player = document.createElement("audio");
+    player.controls = true;
+    player.preload = "metadata";
+    player.src = `${hit.file}#t=${hit.start ?? 0}`;
+    player.dataset.start = hit.start ?? 0;
+    item.append(player);
+  } else {
+    const picture = document.createElement("img");
+    picture.loading = "lazy";
+    picture.alt = hit.name;
+    picture.src = hit.thumb;
+    item.append(picture);
+  }
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "open name";
+  open.textContent = hit.name;
+  open.addEventListener("click", () => showDetail(index));
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const matched = hit.kind === "video" && hit.matched ? (hit.matched === "audio" ? " · sound" : " · frame") : "";
+  meta.textContent = `${hit.score.toFixed(3)} · ${hit.kind}${matched}${span(hit) ? " · " + span(hit) : ""} · ${hit.folder}`;
+  if (hit.copies && hit.copies.length) meta.textContent += ` · +${hit.copies.length} copies`;
+  item.append(open, meta);
+  return item;
+}
+
+function show(hits, what) {
+  current = hits;
+  $("status").hidden = true;
+  const grid = $("results");
+  grid.hidden = false;
+  grid.replaceChildren(...hits.map(card));
+  say(hits.length ? `${hits.length} results${what ? " " + what : ""}` : "no results");
+}
+
+function browserShows(name) {
+  return /\.(jpe?g|png|gif|webp|avif|bmp|svg)$/i.test(name);
+}
+
+function showDetail(index) {
+  const hit = current[index];
+  const body = $("detail-body");
+  let view;
+  if (hit.kind === "image") {
+    view = document.createElement("img");
+    view.src = browserShows(hit.name) ? hit.file : hit.thumb;
+    view.alt = hit.name;
+  } else {
+    view = document.createElement(hit.kind === "video" ? "video" : "audio");
+    view.controls = true;
+    view.src = `${hit.file}#t=${hit.start ?? 0}`;
+    view.autoplay = true;
+  }
+  const facts = document.createElement("p");
+  const duration = hit.duration ? ` · ${clock(hit.duration)} long` : "";
+  const size = hit.width ? ` · ${hit.width}×${hit.height}` : "";
+  facts.textContent = `${hit.path} · score ${hit.score.toFixed(3)}${span(hit) ? " · best " + span(hit) : ""}${duration}${size}`;
+  body.replaceChildren(view, facts);
+  $("open").href = hit.file;
+  $("more").onclick = () => {
+    $("detail").close();
+    navigate(new URLSearchParams({ similar: String(hit.id) }));
+  };
+  $("detail").showModal();
+}
+
+async function showStatus() {
+  const data = await call("/api/status");
+  $("results").hidden = true;
+  const box = $("status");
+  box.hidden = false;
+  const rows = data.roots
+    .map((r) => `<tr><td></td><td>${r.files}</td><td class="${r.state === "online" ? "" : "offline"}"></td></tr>`)
+    .join("");
+  box.innerHTML = `<h2>Library</h2><p></p><table><tr><th>folder</th><th>files</th><th>state</th></tr>${rows}</table><h3>Failures</h3><ul></ul>`;
+  box.querySelector("p").textContent =
+    `${data.counts.indexed} files: ${data.counts.image} pictures, ${data.counts.audio} sounds, ${data.counts.video} videos; ` +
+    `${data.counts.failed} failed, ${data.counts.ignored} ignored; model ${data.model}`;
+  box.querySelectorAll("tr").forEach((tr, i) => {
+    if (!i) return;
+    const root = data.roots[i - 1];
+    tr.children[0].textContent = root.path;
+    tr.children[2].textContent = root.state === "online" ? "online" : `offline: ${root.reason}`;
+  });
+  const list = box.querySelector("ul");
+  for (const failure of data.failures.slice(0, 200)) {
+    const li = document.createElement("li");
+    li.textContent = `${failure.path}: ${failure.error}`;
+    list.append(li);
+  }
+  say("");
+}
+
+async function run(params) {
+  fillForm(params);
+  try {
+    if (params.get("view") === "status") return await showStatus();
+    if (params.get("similar")) {
+      const query = apiQuery(params);
+      return show(await call(`/api/similar/${encodeURIComponent(params.get("similar"))}?${query}`), "like that one");
+    }
+    if (!params.get("q")) {
+      $("results").replaceChildren();
+      return say("Type some words, or drop a picture or a sound on the page.");
+    }
+    say("searching…");
+    show(await call(`/api/search?${apiQuery(params)}`));
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+function navigate(params) {
+  history.pushState(null, "", `/?${params}`);
+  run(params);
+}
+
+async function searchByExample(file) {
+  const form = new FormData();
+  form.append("file", file);
+  for (const [key, value] of apiQuery(paramsFromForm())) form.append(key, value);
+  say("searching…");
+  try {
+    show(await call("/api/search", { method: "POST", body: form }), `like ${file.name}`);
+  } catch (error) {
+    say(error.message);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    navigate(paramsFromForm());
+  });
+  $("example").addEventListener("change", () => {
+    if ($("example").files.length) searchByExample($("example").files[0]);
+  });
+  $("close").addEventListener("click", () => $("detail").close());
+  $("status-link").addEventListener("click", (event) => {
+    event.preventDefault();
+    navigate(new URLSearchParams({ view: "status" }));
+  });
+  const drop = $("drop");
+  document.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.hidden = false;
+  });
+  drop.addEventListener("dragleave", () => (drop.hidden = true));
+  document.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.hidden = true;
+    if (event.dataTransfer.files.length) searchByExample(event.dataTransfer.files[0]);
+  });
+  window.addEventListener("popstate", () => run(new URLSearchParams(location.search)));
+  run(new URLSearchParams(location.search));
+});
