@@ -60,9 +60,10 @@ def cards(browser):
 
 
 def names(browser) -> list[str]:
-    from selenium.webdriver.common.by import By
-
-    return [c.find_element(By.CSS_SELECTOR, ".name").text for c in cards(browser)]
+    """The result names, read in one go (the grid may be re-rendering meanwhile)."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll('#results .card .name')].map(e => e.textContent)"
+    )
 
 
 def test_type_a_query_and_see_thumbnails(browser, page):
@@ -127,7 +128,7 @@ def test_back_restores_the_previous_search_and_more_like_this_opens(browser, pag
     browser.back()
     wait(lambda: names(browser) == first and browser.find_element(By.ID, "q").get_attribute("value") == "rain",
          "the first search again")  # fmt: skip
-    cards(browser)[0].find_element(By.CSS_SELECTOR, ".name").click()
+    browser.execute_script("document.querySelector('#results .card .name').click()")
     wait(lambda: browser.find_element(By.ID, "detail").get_attribute("open") is not None, "the detail view")
     browser.find_element(By.ID, "more").click()
     wait(lambda: "similar=" in browser.current_url and names(browser), "more like this")
