@@ -132,11 +132,17 @@ def query_vector(
     texts = [t for t in texts if t and t.strip()]
     if texts:
         positives += list(embedder_factory().embed_texts(list(texts)))
-    if not positives:
+    negatives = list(embedder_factory().embed_texts(list(nots))) if nots else []
+    return combine(positives, negatives)
+
+
+def combine(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray]) -> np.ndarray:
+    """The query: the mean of the positive terms less half the mean of the negative ones, unit length."""
+    if not len(positives):
         raise MediasearchError("give a query: some words, or --like FILE")
     vector = np.mean(positives, axis=0)
-    if nots:
-        vector = vector - NEGATIVE_WEIGHT * embedder_factory().embed_texts(list(nots)).mean(axis=0)
+    if len(negatives):
+        vector = vector - NEGATIVE_WEIGHT * np.mean(negatives, axis=0)
     return normalize(vector[None])[0]
 
 

@@ -33,9 +33,10 @@ from starlette.routing import Route
 from mediasearch import media
 from mediasearch.errors import DecodeError, MediasearchError
 from mediasearch.library import Library
+from mediasearch.model import normalize
 from mediasearch.params import parse_kinds, parse_score, parse_when
 from mediasearch.paths import cache_dir
-from mediasearch.search import Filters, example_hashes, query_vector, search, stored_vector
+from mediasearch.search import Filters, combine, example_hashes, search, stored_vector
 from mediasearch.status import library_status
 from mediasearch.terminal import json_path
 
@@ -125,14 +126,32 @@ def _hits(hits) -> list[dict]:
 
 
 def _run_search(service: Service, texts, examples, nots, params) -> list[dict]:
+    if not texts and not examples:
+        raise ApiError(400, "no_query", "give some words (q) or an example file")
+    # The towers run outside the library's lock (onnxruntime sessions serve threads at once);
+    # only catalog and index reads take turns.
+    embedder = service.embedder()
+    words = list(embedder.embed_texts(texts)) if texts else []
+    negatives = list(embedder.embed_texts(nots)) if nots else []
+    pictures = [_example_decoded(path) for path in examples]
     with service.reading() as library:
         if library.is_empty():
             raise ApiError(409, "empty_library", "the library is empty: index a folder first")
-        if not texts and not examples:
-            raise ApiError(400, "no_query", "give some words (q) or an example file")
-        vector = query_vector(library, service.embedder, texts, examples, nots)
-        filters, limit = _filters(params, example_hashes(library, examples))
+        exclude = example_hashes(library, examples)
+    vectors = [embedder.embed_each([str(p)], [d])[0] for p, d in zip(examples, pictures, strict=True)]
+    for path, result in zip(examples, vectors, strict=True):
+        if isinstance(result, DecodeError):
+            raise ApiError(422, "bad_example", f"{path.name}: {result.reason}")
+    examples_mean = [normalize(v.mean(axis=0, keepdims=True))[0] for v in vectors]  # as example_vector does
+    vector = combine([*examples_mean, *words], negatives)
+    filters, limit = _filters(params, exclude)
+    with service.reading() as library:
         return _hits(search(library, vector, limit, filters))
+
+
+def _example_decoded(path: Path):
+    result = media.decode_or_error(path)
+    return result if isinstance(result, DecodeError) else result.read_all()
 
 
 async def search_get(request: Request) -> JSONResponse:
@@ -153,11 +172,7 @@ async def search_post(request: Request) -> JSONResponse:
             path = Path(folder) / f"example-{i}{Path(upload.filename or '').suffix[:12]}"
             path.write_bytes(await upload.read())
             examples.append(path)
-        service = request.app.state.service
-        try:
-            hits = _run_search(service, texts, examples, _all(form, "not"), form)
-        except MediasearchError as exc:
-            raise ApiError(422, "bad_example", str(exc).replace(folder + "/", "")) from exc
+        hits = _run_search(request.app.state.service, texts, examples, _all(form, "not"), form)
     return JSONResponse(hits)
 
 

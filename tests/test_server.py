@@ -262,3 +262,13 @@ def test_another_address_needs_a_token(library):
         assert served.get("/api/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
     finally:
         served.stop()
+
+
+def test_an_uploaded_long_recording_ranks_like_query_like(server, library):
+    _, _, env = library
+    upload = SAMPLES / "long-recording.flac"
+    got = server.post(
+        "/api/search", files={"file": ("rec.flac", upload.read_bytes(), "audio/flac")}, data={"limit": "10"}
+    ).json()
+    want = cli_json(env, "query", "--like", str(upload), "--json")
+    assert np.allclose([h["score"] for h in got], [h["score"] for h in want], atol=1e-5)
