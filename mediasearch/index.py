@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +37,18 @@ def _faiss():
 class VectorIndex:
     """An in-memory FAISS index kept in step with one catalog."""
 
-    def __init__(self, catalog: Catalog, approximate_above: int = APPROXIMATE_ABOVE, mmap: bool = False):
+    def __init__(
+        self,
+        catalog: Catalog,
+        approximate_above: int = APPROXIMATE_ABOVE,
+        mmap: bool = False,
+        stale_ok: Callable[[], bool] = lambda: False,
+    ):
         self.catalog = catalog
         self.mmap = mmap  # readers map the file instead of reading it: a 2 GB index opens in 0.1 s
+        # A reader may serve a saved index a little behind the catalog while a writer is at work (it
+        # saves after each batch of changes) rather than rebuild it in memory on every commit.
+        self.stale_ok = stale_ok
         self.approximate_above = approximate_above
         self.path = catalog.folder / "vectors.faiss"
         self.stamp_path = catalog.folder / "vectors.json"
@@ -49,10 +59,15 @@ class VectorIndex:
     # ------------------------------------------------------------------ loading
 
     def load(self) -> VectorIndex:
-        """Load the saved index if its stamp matches the catalog, else rebuild it."""
+        """Load the saved index if its stamp matches the catalog (or, while a writer is at work,
+        the last one it saved), else rebuild it from the catalog."""
         wanted = self.catalog.generation()
-        if not self._load_saved(wanted):
-            self.rebuild()
+        if self._load_saved(wanted):
+            return self
+        saved = self.stamp().get("generation")
+        if saved is not None and self.stale_ok() and self._load_saved(saved):
+            return self
+        self.rebuild()
         return self
 
     def stamp(self) -> dict:
@@ -75,19 +90,22 @@ class VectorIndex:
             index = faiss.read_index(str(self.path), flags)
         except (OSError, ValueError, RuntimeError):
             return False
-        if index.ntotal != stamp.get("count") or not self._holds_catalog_vectors(index):
+        if index.ntotal != stamp.get("count") or not self._holds_catalog_vectors(index, stamp.get("max_id")):
             return False
         if hasattr(index, "nprobe"):
             index.nprobe = NPROBE
         self.index, self.generation = index, wanted
         return True
 
-    def _holds_catalog_vectors(self, index, samples: int = 8) -> bool:
+    def _holds_catalog_vectors(self, index, max_id: int | None = None, samples: int = 8) -> bool:
         """A file that parses but was damaged (bit rot, a bad copy) is not served: a few
-        segments spread over the id range must give back exactly the catalog's vectors."""
+        segments spread over the id range it was saved with must give back exactly the
+        catalog's vectors (ids are never reused, so a segment the catalog still has, up to
+        that id, was in it)."""
         if index.ntotal == 0:
             return True
         low, high = self.catalog.id_range()
+        high = min(high, max_id) if max_id is not None else high
         probes = np.unique(np.linspace(low, high, samples).astype(np.int64)).tolist()
         stored = self.catalog.vectors_of(self.catalog.ids_at_or_after(probes))
         try:
@@ -134,7 +152,11 @@ class VectorIndex:
         return self.count <= self.approximate_above
 
     def refresh(self) -> None:
-        """Pick up changes another process committed (a newer index file, or a rebuild)."""
+        """Pick up changes another process committed: its newer saved index, or a rebuild when
+        no writer is at work to save one."""
+        if self.index is not None and self.catalog.generation() != self.generation:
+            if self.stamp().get("generation") == self.generation and self.stale_ok():
+                return  # the writer has not saved yet: keep answering from the last saved index
         if self.index is None or self.catalog.generation() != self.generation:
             self.load()
 
@@ -180,7 +202,12 @@ class VectorIndex:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        stamp = {"generation": self.generation, "count": int(self.index.ntotal), "approximate": self.approximate}
+        stamp = {
+            "generation": self.generation,
+            "count": int(self.index.ntotal),
+            "approximate": self.approximate,
+            "max_id": self.catalog.id_range()[1],
+        }
         _atomic_write(self.stamp_path, json.dumps(stamp))
 
     # ------------------------------------------------------------------ reading

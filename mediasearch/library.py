@@ -76,7 +76,8 @@ class Library:
     def vectors(self) -> VectorIndex:
         """The vector index, loaded (readers map the saved file; a stale one is rebuilt in memory)."""
         if self._vectors is None:
-            self._vectors = VectorIndex(self.catalog, mmap=not self.writable).load()
+            stale_ok = (lambda: False) if self.writable else (lambda: writer_active(self.folder))
+            self._vectors = VectorIndex(self.catalog, mmap=not self.writable, stale_ok=stale_ok).load()
         return self._vectors
 
     def save_index(self) -> None:
@@ -210,6 +211,21 @@ class Library:
             return made[0]
 
         return make
+
+
+def writer_active(folder: Path) -> bool:
+    """Whether a writer holds the library's lock now (asked without writing anything)."""
+    try:
+        fd = os.open(folder / "writer.lock", os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a shared lock we may have taken
+    return False
 
 
 def _take_lock(folder: Path):

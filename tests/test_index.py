@@ -113,3 +113,32 @@ def test_a_reader_picks_up_the_writers_newer_index(big):
     reader.refresh()
     assert reader.count == 12_001 and not reader.rebuilt
     reader_catalog.close()
+
+
+def test_a_reader_keeps_the_saved_index_while_a_writer_is_at_work(tmp_path):
+    """Serving beside `watch`: each commit must not make readers rebuild; the next save is picked up."""
+    from mediasearch.library import Library
+
+    writer = Library(tmp_path / "lib", write=True)
+    fill(writer.catalog, clustered(2_000))
+    writer.save_index()
+    reader = Library(tmp_path / "lib")
+    assert reader.vectors.count == 2_000 and not reader.vectors.rebuilt
+    more = clustered(10, seed=3)
+    with writer.catalog.transaction():
+        writer.catalog.put_file(
+            {"root_id": 1, "path": "/synthetic/new.jpg", "rel": "new.jpg", "kind": "image", "size": 1,
+             "mtime": 0.0, "status": "indexed"},
+            [(None, None, to_blob(more[0]))],
+        )  # fmt: skip
+    reader.vectors.refresh()
+    assert not reader.vectors.rebuilt and reader.vectors.count == 2_000, "the last saved index serves meanwhile"
+    writer.save_index()
+    reader.vectors.refresh()
+    assert reader.vectors.count == 2_001 and not reader.vectors.rebuilt
+    writer.close()
+    with Library(tmp_path / "lib", write=True) as again:
+        again.catalog.conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+    reader.vectors.refresh()
+    assert reader.vectors.rebuilt, "with no writer at work, a stale index is rebuilt"
+    reader.close()
