@@ -22,7 +22,7 @@ import click
 from mediasearch import __version__, bundle, runtime
 from mediasearch.catalog import damaged_message
 from mediasearch.errors import MediasearchError
-from mediasearch.params import WHEN_HELP, Kinds, Score, When
+from mediasearch.params import KINDS, SCORE, WHEN, WHEN_HELP
 from mediasearch.terminal import Progress, Terminal, display, json_path, raw_path, to_json
 
 
@@ -444,17 +444,17 @@ def _seconds(hours: float | None) -> float | None:
 @click.option(
     "--type",
     "kinds",
-    type=Kinds(),
+    type=KINDS,
     multiple=True,
     help="Only image or audio files (also: pictures, photos, sounds, recordings...; comma-separated or repeated).",
 )
 @click.option(
     "--in", "within", multiple=True, type=click.Path(path_type=Path), help="Only files under this folder (repeatable)."
 )
-@click.option("--after", type=When(), metavar="WHEN", help=f"Only files modified at or after WHEN: {WHEN_HELP}.")
-@click.option("--before", type=When(), metavar="WHEN", help="Only files modified before WHEN (same forms).")
+@click.option("--after", type=WHEN, metavar="WHEN", help=f"Only files modified at or after WHEN: {WHEN_HELP}.")
+@click.option("--before", type=WHEN, metavar="WHEN", help="Only files modified before WHEN (same forms).")
 @click.option("--limit", "-n", default=10, show_default=True, type=click.IntRange(1), help="How many files.")
-@click.option("--min-score", type=Score(), help="Only results with at least this cosine score (-1 to 1).")
+@click.option("--min-score", type=SCORE, help="Only results with at least this cosine score (-1 to 1).")
 @click.option("--include-examples", is_flag=True, help="Keep the example files (and their copies) among the results.")
 @click.option("--paths", "paths_only", is_flag=True, help="Print only absolute paths, one per line.")
 @click.option("-0", "nul", is_flag=True, help="With --paths: end each path with NUL instead, for xargs -0.")

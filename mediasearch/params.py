@@ -30,7 +30,14 @@ WHEN_HELP = (
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
-    """A moment in local time from what people write; ValueError if it is none of the forms."""
+    """A moment in local time from what people write; ValueError, saying the forms, if it is none."""
+    try:
+        return _moment(text, now)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date; use {WHEN_HELP}") from None
+
+
+def _moment(text: str, now: datetime | None) -> datetime:
     now = now or datetime.now()
     word = text.strip().lower()
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -44,18 +51,6 @@ def parse_when(text: str, now: datetime | None = None) -> datetime:
     if match:
         return now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
     return datetime.fromisoformat(text.strip().replace(" ", "T", 1) if " " in text.strip() else text.strip())
-
-
-class When(click.ParamType):
-    name = "when"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, datetime):
-            return value
-        try:
-            return parse_when(value)
-        except ValueError:
-            self.fail(f"{value!r} is not a date; use {WHEN_HELP}", param, ctx)
 
 
 def parse_kinds(text: str) -> tuple[str, ...]:
@@ -79,27 +74,19 @@ def parse_score(text) -> float:
     return number
 
 
-class Kinds(click.ParamType):
-    """image, audio, video, or several (comma-separated or repeated), by any of their common names."""
+class Parsed(click.ParamType):
+    """A click type over one of the parsers above: its ValueError is the usage error shown."""
 
-    name = "kind"
+    def __init__(self, name: str, parse):
+        self.name, self.parse = name, parse
 
     def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
+        if not isinstance(value, str):
             return value
         try:
-            return parse_kinds(value)
+            return self.parse(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
-class Score(click.ParamType):
-    """A cosine score: a number from -1 to 1 (NaN is not one)."""
-
-    name = "score"
-
-    def convert(self, value, param, ctx):
-        try:
-            return parse_score(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+WHEN, KINDS, SCORE = Parsed("when", parse_when), Parsed("kind", parse_kinds), Parsed("score", parse_score)

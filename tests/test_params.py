@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import click
 import pytest
 
-from mediasearch.params import Kinds, Score, parse_when
+from mediasearch.params import KINDS, SCORE, parse_when
 
 NOW = datetime(2026, 11, 26, 15, 30, 0)
 
@@ -40,7 +40,7 @@ def test_what_is_not_a_date(text):
 
 
 def test_kinds_by_any_common_name():
-    kinds = Kinds()
+    kinds = KINDS
     assert kinds.convert("images", None, None) == ("image",)
     assert kinds.convert("sounds,photos", None, None) == ("audio", "image")
     assert kinds.convert("Recording, pictures, image", None, None) == ("audio", "image")
@@ -52,4 +52,4 @@ def test_kinds_by_any_common_name():
 @pytest.mark.parametrize("text", ["nan", "1.5", "-2", "high"])
 def test_scores_are_cosines(text):
     with pytest.raises(click.BadParameter):
-        Score().convert(text, None, None)
+        SCORE.convert(text, None, None)
