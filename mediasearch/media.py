@@ -566,7 +566,7 @@ def decode_video(path: Path, max_duration: float = MAX_DURATION_S) -> Decoded:
         raise DecodeError(path, "holds neither pictures nor sound")
     seconds = min(info.duration or 0.0, max_duration)  # a declared duration can lie: it only spaces frames
     interval = max(FRAME_INTERVAL_S, seconds / MAX_FRAMES)
-    duration = round(info.duration, 3) if info.duration else None
+    duration = round(min(info.duration, max_duration), 3) if info.duration else None
     decoded = Decoded("video", [], {"width": info.width, "height": info.height, "duration": duration})
     return _read_ahead(decoded, _video_segments(path, decoded, info.has_audio, interval, max_duration))
 

@@ -239,3 +239,52 @@ def test_a_phone_video_shot_upright_is_seen_upright(tmp_path):
     (seconds, picture), *_ = list(ffmpeg.pick_frames(path, 10.0, 5))
     assert picture.size == (32, 64), "portrait"
     assert picture.getpixel((16, 2))[0] > 200 and picture.getpixel((16, 60))[0] < 50, "the stripe is on top"
+
+
+def _frames_video(path: Path, times: list[float], size=(160, 120), colours=None) -> Path:
+    """A video whose frames are at the given times (variable frame rate)."""
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=1000)
+    stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+    stream.time_base = Fraction(1, 1000)
+    stream.options = {"g": "1"}  # every frame a key frame
+    for i, t in enumerate(times):
+        arr = np.zeros((size[1], size[0], 3), np.uint8)
+        arr[..., (colours or [0, 1, 2])[i % 3]] = 200
+        arr[: size[1] // 3, : size[0] // 3] = 255
+        frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
+        frame.pts, frame.time_base = int(t * 1000), Fraction(1, 1000)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+def test_variable_frame_rate_keeps_true_times(tmp_path):
+    times = [0.0, 0.1, 0.15, 3.0, 3.02, 7.5, 12.25]
+    decoded = media.decode(_frames_video(tmp_path / "vfr.mp4", times)).read_all()
+    frames = [s for s, _ in decoded.spans]
+    assert frames == [0.0, 3.02, 7.5, 12.25], "each cut at its own time; 3.0 repeats the first scene"
+
+
+def test_a_single_frame_video_has_one_frame(tmp_path):
+    decoded = media.decode(_frames_video(tmp_path / "one.mp4", [0.0])).read_all()
+    assert decoded.spans == [(0.0, 0.0)]
+
+
+def test_an_8k_video_decodes_its_frames(tmp_path):
+    decoded = media.decode(_frames_video(tmp_path / "8k.mp4", [0.0, 2.0], size=(7680, 4320))).read_all()
+    assert decoded.facts["width"] == 7680 and len(decoded.spans) == 2
+    assert all(t.shape == (3, 224, 224) for t in decoded.tensors)
+
+
+def test_an_absurd_declared_duration_only_spaces_the_frames(tmp_path, monkeypatch):
+    path = _frames_video(tmp_path / "liar.mp4", [0.0, 10.0, 20.0, 30.0], colours=[0, 0, 0])
+    real_probe = ffmpeg.probe
+    monkeypatch.setattr(ffmpeg, "probe", lambda p: real_probe(p).__class__(True, False, 10**9, 160, 120))
+    started = time.perf_counter()
+    decoded = media.decode(path, max_duration=3600).read_all()
+    assert time.perf_counter() - started < 5 and [s for s, _ in decoded.spans] == [0.0, 10.0, 20.0, 30.0]
+    assert decoded.facts["duration"] == 3600, "a 'billion-second' claim is held to the duration cap"
