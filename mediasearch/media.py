@@ -523,8 +523,11 @@ def _open_sound(path: Path):
     except Exception as exc:
         try:
             snd = ffmpeg.AvAudio(path)
-        except DecodeError:
-            raise DecodeError(path, f"not a readable sound file ({_sndfile_reason(exc)})") from exc
+        except DecodeError as other:
+            # libsndfile's "possibly a pipe?" only means its MP3 reader gave up: FFmpeg's word is truer then.
+            reason = _sndfile_reason(exc)
+            message = other.reason if "pipe" in reason else f"not a readable sound file ({reason})"
+            raise DecodeError(path, message) from exc
     if not MIN_RATE <= snd.samplerate <= MAX_RATE:
         snd.close()
         raise DecodeError(path, f"a sample rate of {snd.samplerate} Hz is not one anybody records at: refused")
