@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 from pathlib import Path
 
 from mediasearch import bundle as bundles
@@ -201,14 +202,21 @@ class Library:
                 self.catalog.set("model_source", found.source)
                 self.catalog.set("model_revision", found.revision)
 
-    def embedder_factory(self, model: str | None = None, precision: str | None = None, log=lambda m: None):
-        """Make the embedder on first need (a no-change pass or a stored example never loads the model)."""
+    def embedder_factory(
+        self, model: str | None = None, precision: str | None = None, log=lambda m: None, one_shot: bool = False
+    ):
+        """Make the embedder on first need (a no-change pass or a stored example never loads the model).
+
+        one_shot: for a process that embeds a query or two and ends (see model.Tower).
+        """
         made = []
+        lock = threading.Lock()
 
         def make():
-            if not made:
-                made.append(Embedder(self.model(model, precision, log)))
-            return made[0]
+            with lock:  # a query may warm the text tower in a thread while the index opens
+                if not made:
+                    made.append(Embedder(self.model(model, precision, log), one_shot))
+                return made[0]
 
         return make
 

@@ -26,9 +26,8 @@ def configure() -> None:
         if _done.is_set():
             return
         os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-        from mediasearch.media import configure_pillow
-
-        configure_pillow()  # the pixel limit and the HEIF opener: Pillow's own settings live with the decoders
+        # Pillow's own settings (the pixel limit, the HEIF opener) are made by media.configure_pillow()
+        # on the first decode, so a text query never imports Pillow (60 ms).
         # Decoders warn about odd but readable files (truncated EXIF, palette transparency...):
         # a file is either indexed or failed with one reason, never a wall of warnings.
         warnings.filterwarnings("ignore", module=r"PIL\..*")

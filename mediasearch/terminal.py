@@ -52,6 +52,9 @@ class Terminal:
         try:
             from PIL import Image, ImageOps
 
+            from mediasearch.media import configure_pillow
+
+            configure_pillow()  # HEIC previews need the HEIF opener
             with Image.open(path) as img:
                 img = ImageOps.exif_transpose(img)
                 img.thumbnail((size, size))
