@@ -38,7 +38,9 @@ def configure() -> None:
         # Pillow logs its decoders' complaints ("More samples per pixel than can be decoded"): the
         # file's one failure reason already says it.
         logging.getLogger("PIL").setLevel(logging.CRITICAL)
-        logging.getLogger("root").setLevel(logging.WARNING)
+        # mediasearch speaks through click, never through logging; libraries that log to the root
+        # logger (onnxruntime's quantiser: "consider pre-processing") are not for users.
+        logging.getLogger().setLevel(logging.ERROR)
         _done.set()
 
 

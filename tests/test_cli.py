@@ -431,3 +431,11 @@ def test_shell_completion_scripts(shell):
     env = dict(os.environ, _MEDIASEARCH_COMPLETE=f"{shell}_source")
     done = subprocess.run([sys.executable, "-m", "mediasearch"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "_MEDIASEARCH_COMPLETE" in done.stdout
+
+
+def test_making_int8_copies_says_nothing_but_what_it_does(tmp_path):
+    env = dict(os.environ, MEDIASEARCH_CACHE=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "mediasearch", "model", "info", "--model", str(BUNDLE), "--precision", "int8"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING" not in done.stderr and "making an int8 copy" in done.stderr
