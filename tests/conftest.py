@@ -92,6 +92,22 @@ def assert_consistent(library: Path) -> None:
         catalog.close()
 
 
+def wait_for_rows(proc, db: Path, table: str, at_least: int, timeout: float = 120) -> int:
+    """Poll a running writer's catalog until `table` holds at_least rows (or the process ends)."""
+    import sqlite3
+    import time
+
+    deadline, count = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and proc.poll() is None and count < at_least:
+        try:
+            with sqlite3.connect(db, timeout=1) as conn:
+                count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        except sqlite3.Error:
+            pass  # not created yet, or busy for a moment
+        time.sleep(0.02)
+    return count
+
+
 def open_library(folder: Path, bundle):
     """A writable library bound to the test bundle."""
     from mediasearch.library import Library

@@ -8,12 +8,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BUNDLE, INPUTS, assert_consistent, open_library
+from conftest import BUNDLE, INPUTS, assert_consistent, open_library, wait_for_rows
 from PIL import Image
 
 from mediasearch.bundle import resolve
@@ -204,18 +203,7 @@ def test_kill_9_mid_run_then_resume(tmp_path):
     cmd = [sys.executable, "-m", "mediasearch", "index", str(folder), "--model", str(BUNDLE), "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     db = tmp_path / "lib" / "catalog.db"
-    deadline = time.monotonic() + 120
-    indexed = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=1) as conn:
-                    indexed = conn.execute("SELECT count(*) FROM files").fetchone()[0]
-            except sqlite3.OperationalError:
-                pass
-        if indexed >= 64:
-            break
-        time.sleep(0.02)
+    wait_for_rows(proc, db, "files", 64)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with sqlite3.connect(db) as conn:

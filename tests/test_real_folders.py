@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-from conftest import BUNDLE, INPUTS
+from conftest import BUNDLE, INPUTS, wait_for_rows
 
 from mediasearch import media
 from mediasearch.cli import cli
@@ -259,15 +259,7 @@ def test_sigint_stops_within_two_seconds_and_a_long_recording_resumes(tmp_path):
     cmd = [sys.executable, "-m", "mediasearch", "index", str(folder), "--model", str(BUNDLE), "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     db = tmp_path / "lib" / "catalog.db"
-    deadline = time.monotonic() + 120
-    stored = 0
-    while time.monotonic() < deadline and proc.poll() is None and stored < 8:
-        try:
-            with sqlite3.connect(db, timeout=1) as conn:
-                stored = conn.execute("SELECT count(*) FROM segments").fetchone()[0]
-        except sqlite3.Error:
-            pass
-        time.sleep(0.05)
+    wait_for_rows(proc, db, "segments", 8)
     assert proc.poll() is None, "the recording should still be in progress"
     asked = time.monotonic()
     proc.send_signal(signal.SIGINT)
