@@ -10,7 +10,9 @@ normalised.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import NamedTuple
 
@@ -154,6 +156,56 @@ class Tower:
         return np.concatenate(parts)
 
 
+class QueryCache:
+    """Text vectors that queries asked for before, by bundle revision, in the cache folder.
+
+    A query process that finds its words here answers without loading the text
+    tower at all.  Private (0600) like the library: query texts say a lot.
+    """
+
+    LIMIT = 10_000  # texts remembered; the oldest go first
+
+    def __init__(self, revision: str):
+        self.revision = revision
+        self.path = cache_dir() / "queries.db"
+
+    def _connect(self):
+        import sqlite3
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        conn = sqlite3.connect(self.path, timeout=5)
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS texts (revision TEXT, text TEXT, vector BLOB, PRIMARY KEY (revision, text))"
+        )
+        return conn
+
+    def get(self, texts: list[str]) -> list:
+        try:
+            with closing(self._connect()) as conn:
+                rows = [
+                    conn.execute(
+                        "SELECT vector FROM texts WHERE revision = ? AND text = ?", (self.revision, t)
+                    ).fetchone()
+                    for t in texts
+                ]
+        except Exception:
+            return [None] * len(texts)  # the cache is an optimisation: any trouble means "not known"
+        return [np.frombuffer(r[0], "<f4").copy() if r else None for r in rows]
+
+    def put(self, vectors: dict[str, np.ndarray]) -> None:
+        try:
+            with closing(self._connect()) as conn, conn:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO texts (revision, text, vector) VALUES (?, ?, ?)",
+                    [(self.revision, t, np.asarray(v, "<f4").tobytes()) for t, v in vectors.items()],
+                )
+                conn.execute("DELETE FROM texts WHERE rowid <= (SELECT max(rowid) FROM texts) - ?", (self.LIMIT,))
+        except Exception:
+            pass
+
+
 def _perturb(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A second, different row of the same kind for the batching probe."""
     if rows.dtype.kind == "i":
@@ -166,6 +218,7 @@ class Embedder:
 
     def __init__(self, bundle: Bundle, one_shot: bool = False):
         self.bundle = bundle
+        self.one_shot = one_shot  # a query process: remembers text vectors, loads towers for one run
         self.towers = {kind: Tower(bundle, kind, one_shot) for kind in TOWERS}
         self._tokenizer = None
 
@@ -211,6 +264,25 @@ class Embedder:
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, 512), np.float32)
+        if self.one_shot:
+            return self._remembered(list(texts))
+        return self._run_texts(texts)
+
+    def knows(self, texts: Sequence[str]) -> bool:
+        """Whether every text's vector is remembered (then a query never loads the text tower)."""
+        return self.one_shot and all(v is not None for v in QueryCache(self.bundle.revision).get(list(texts)))
+
+    def _remembered(self, texts: list[str]) -> np.ndarray:
+        cache = QueryCache(self.bundle.revision)
+        found = cache.get(texts)
+        missing = [t for t, v in zip(texts, found, strict=True) if v is None]
+        if missing:
+            fresh = dict(zip(missing, self._run_texts(missing), strict=True))
+            cache.put(fresh)
+            found = [fresh[t] if v is None else v for t, v in zip(texts, found, strict=True)]
+        return np.stack(found)
+
+    def _run_texts(self, texts: Sequence[str]) -> np.ndarray:
         tower = self.towers["text"]
         size = tower.batch_size(self.tokenize(texts[:1]))
         # Tokenise per batch so padding only reaches the longest text of that batch.

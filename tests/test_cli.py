@@ -439,3 +439,18 @@ def test_making_int8_copies_says_nothing_but_what_it_does(tmp_path):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stderr and "making an int8 copy" in done.stderr
+
+
+def test_a_repeated_query_text_does_not_load_the_text_tower(indexed_cli, monkeypatch):
+    from mediasearch import model
+
+    first = json.loads(run("query", "a dog barking", "--not", "rain", "--json").stdout)
+
+    def refuse(self):
+        raise AssertionError("the text tower must not load for words asked before")
+
+    monkeypatch.setattr(model.Tower, "load", refuse)
+    again = json.loads(run("query", "a dog barking", "--not", "rain", "--json").stdout)
+    assert again == first
+    with pytest.raises(AssertionError, match="must not load"):
+        run("query", "words never asked", "--json")
