@@ -154,11 +154,12 @@ class VectorIndex:
     def refresh(self) -> None:
         """Pick up changes another process committed: its newer saved index, or a rebuild when
         no writer is at work to save one."""
-        if self.index is not None and self.catalog.generation() != self.generation:
+        if self.index is not None:
+            if self.catalog.generation() == self.generation:
+                return
             if self.stamp().get("generation") == self.generation and self.stale_ok():
                 return  # the writer has not saved yet: keep answering from the last saved index
-        if self.index is None or self.catalog.generation() != self.generation:
-            self.load()
+        self.load()
 
     @staticmethod
     def _empty():

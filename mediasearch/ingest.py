@@ -93,6 +93,7 @@ class Job:
     item: Seen
     row: FileRow | None
     digest: str
+    kind: str  # as sniffed by triage
     stored: set[tuple] = field(default_factory=set)
     file_id: int | None = None
     failed: bool = False
@@ -270,7 +271,7 @@ class Indexer:
                 done += 1
                 if progress:
                     progress(done, len(todo))
-        total = done + sum(media.expected_segments(job.item.path) for job in jobs)
+        total = done + sum(media.expected_segments(job.item.path, job.kind) for job in jobs)
         for _job, segments in self._embed_all(jobs):
             done += segments
             if progress:
@@ -299,7 +300,7 @@ class Indexer:
             return None
         if row is not None and row.status == PARTIAL and row.hash == digest:
             stored = set(self.catalog.segment_spans(row.id))
-            return Job(item, row, digest, stored, row.id)  # resume a long recording
+            return Job(item, row, digest, kind, stored, row.id)  # resume a long recording
         source = gone_by_hash.pop(digest, None)
         if source is not None and row is None:
             with self.catalog.transaction():
@@ -315,7 +316,7 @@ class Indexer:
             self.summary.reused += 1
             self.on_change(Change("updated" if row else "added", item.path, "reused"))
             return None
-        return Job(item, row, digest)
+        return Job(item, row, digest, kind)
 
     # ------------------------------------------------------------------ embedding
 

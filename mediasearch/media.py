@@ -465,9 +465,9 @@ MAX_DURATION_S = 12 * 3600.0  # the default cap on what one recording contribute
 READ_AHEAD = 16  # windows a decoder thread reads before handing a recording over
 
 
-def expected_segments(path: str | Path) -> int:
-    """Roughly how many segments a file will give, for progress (a header's word is enough here)."""
-    if kind_of(path) != "audio":
+def expected_segments(path: str | Path, kind: str | None) -> int:
+    """Roughly how many segments a file of this kind will give, for progress (a header's word is enough)."""
+    if kind != "audio":
         return 1
     try:
         import soundfile as sf

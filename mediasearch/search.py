@@ -90,13 +90,13 @@ def example_vector(library: Library, embedder_factory, path: Path) -> np.ndarray
     except OSError as exc:
         raise MediasearchError(f"example file {path} cannot be read ({exc.strerror or exc})") from exc
     if row and row.status == INDEXED and row.matches(st):
-        return _mean(library.catalog.segment_vectors(row.id))
+        return mean_vector(library.catalog.segment_vectors(row.id))
     result = media.decode_or_error(absolute)
     if not isinstance(result, DecodeError):
         result = embedder_factory().embed_each([absolute], [result.read_all()])[0]
     if isinstance(result, DecodeError):
         raise MediasearchError(f"example file {path} cannot be used: {result.reason}")
-    return _mean(result)
+    return mean_vector(result)
 
 
 def example_hashes(library: Library, paths: Sequence[Path]) -> frozenset[str]:
@@ -117,10 +117,11 @@ def stored_vector(library: Library, file_id: int) -> tuple[np.ndarray, str | Non
     row = library.catalog.file_by_id(file_id)
     if row is None or row.status != INDEXED:
         raise MediasearchError(f"no indexed file has id {file_id}")
-    return _mean(library.catalog.segment_vectors(file_id)), row.hash
+    return mean_vector(library.catalog.segment_vectors(file_id)), row.hash
 
 
-def _mean(vectors: np.ndarray) -> np.ndarray:
+def mean_vector(vectors: np.ndarray) -> np.ndarray:
+    """One vector for a file's segments (a long recording used as an example): their unit mean."""
     return normalize(vectors.mean(axis=0, keepdims=True))[0]
 
 

@@ -33,10 +33,9 @@ from starlette.routing import Route
 from mediasearch import media
 from mediasearch.errors import DecodeError, MediasearchError
 from mediasearch.library import Library
-from mediasearch.model import normalize
 from mediasearch.params import parse_kinds, parse_score, parse_when
 from mediasearch.paths import cache_dir
-from mediasearch.search import Filters, combine, example_hashes, search, stored_vector
+from mediasearch.search import Filters, combine, example_hashes, mean_vector, search, stored_vector
 from mediasearch.status import library_status
 from mediasearch.terminal import json_path
 
@@ -142,8 +141,7 @@ def _run_search(service: Service, texts, examples, nots, params) -> list[dict]:
     for path, result in zip(examples, vectors, strict=True):
         if isinstance(result, DecodeError):
             raise ApiError(422, "bad_example", f"{path.name}: {result.reason}")
-    examples_mean = [normalize(v.mean(axis=0, keepdims=True))[0] for v in vectors]  # as example_vector does
-    vector = combine([*examples_mean, *words], negatives)
+    vector = combine([*map(mean_vector, vectors), *words], negatives)
     filters, limit = _filters(params, exclude)
     with service.reading() as library:
         return _hits(search(library, vector, limit, filters))
@@ -333,8 +331,7 @@ def _embed_inputs(service: Service, inputs: list) -> np.ndarray:
                 result = embedder.embed_each([str(path)], [result.read_all()])[0]
             if isinstance(result, DecodeError):
                 raise ApiError(422, "undecodable_input", f"input {i}: {result.reason}")
-            mean = result.mean(axis=0)
-            out[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            out[i] = mean_vector(result)
     return out
 
 
