@@ -115,3 +115,18 @@ def open_library(folder: Path, bundle):
     library = Library(folder, write=True)
     library.bind(bundle)
     return library
+
+
+@pytest.fixture(scope="session")
+def antfly(tmp_path_factory):
+    """A real `antfly standalone` on 127.0.0.1 for the whole session (skipped, with the reason, only
+    where this machine cannot run one)."""
+    from antfly_server import AntflyServer, Unavailable
+
+    folder = tmp_path_factory.mktemp("antfly")
+    try:
+        server = AntflyServer(folder, tmp_path_factory.getbasetemp() / "antfly-bin").start()
+    except Unavailable as exc:
+        pytest.skip(f"Antfly cannot run here: {exc}")
+    yield server
+    server.stop()
