@@ -89,7 +89,25 @@ def _m004_segment_modality(db: sqlite_utils.Database) -> None:
     db["segments"].add_column("modality", str)
 
 
-MIGRATIONS = [_m001_first_schema, _m002_byte_paths_and_folder_state, _m003_filter_indexes, _m004_segment_modality]
+def _m005_store_outbox(db: sqlite_utils.Database) -> None:
+    """A library bound to an Antfly table mirrors its segments there.  Every change to a file's
+    row bumps its version (a trigger, so no code path can forget), and `store_sent` records which
+    version of each segment the table has: what differs is what the next send carries."""
+    db["files"].add_column("version", int, not_null_default=0)
+    db.execute(
+        "CREATE TRIGGER files_version AFTER UPDATE OF path, root_id, kind, size, mtime, hash, width, height, "
+        "duration, status ON files BEGIN UPDATE files SET version = OLD.version + 1 WHERE id = NEW.id; END"
+    )
+    db.execute("CREATE TABLE store_sent (segment_id INTEGER PRIMARY KEY, version INTEGER NOT NULL)")
+
+
+MIGRATIONS = [
+    _m001_first_schema,
+    _m002_byte_paths_and_folder_state,
+    _m003_filter_indexes,
+    _m004_segment_modality,
+    _m005_store_outbox,
+]
 
 # File states: indexed (has segments), failed (error recorded), ignored (not media, or video for now),
 # partial (a long recording whose first windows are stored; the next pass resumes it).
@@ -398,8 +416,7 @@ class Catalog:
 
     def _segment_ids(self, file_ids: list[int]) -> list[int]:
         out: list[int] = []
-        for i in range(0, len(file_ids), 900):
-            chunk = file_ids[i : i + 900]
+        for chunk in _chunks(file_ids):
             marks = ",".join("?" * len(chunk))
             out += [r[0] for r in self.conn.execute(f"SELECT id FROM segments WHERE file_id IN ({marks})", chunk)]
         return out
@@ -407,8 +424,7 @@ class Catalog:
     def delete_files(self, file_ids: list[int]) -> list[int]:
         """Remove files and their segments (inside the caller's transaction); return segment ids."""
         removed = self._segment_ids(file_ids)
-        for i in range(0, len(file_ids), 900):
-            chunk = file_ids[i : i + 900]
+        for chunk in _chunks(file_ids):
             marks = ",".join("?" * len(chunk))
             self.conn.execute(f"DELETE FROM segments WHERE file_id IN ({marks})", chunk)
             self.conn.execute(f"DELETE FROM files WHERE id IN ({marks})", chunk)
@@ -465,8 +481,7 @@ class Catalog:
     def hits(self, segment_ids: list[int]) -> dict[int, dict]:
         """File facts for segment ids, keyed by segment id."""
         out: dict[int, dict] = {}
-        for i in range(0, len(segment_ids), 900):
-            chunk = segment_ids[i : i + 900]
+        for chunk in _chunks(segment_ids):
             marks = ",".join("?" * len(chunk))
             rows = self.db.query(
                 f"""SELECT s.id AS segment_id, s.start, s.end, s.modality AS matched, f.id AS file_id, f.path,
@@ -505,6 +520,62 @@ class Catalog:
         sql = f"SELECT s.id FROM files f JOIN segments s ON s.file_id = f.id WHERE {' AND '.join(where)} LIMIT ?"
         ids = np.array([r[0] for r in self.conn.execute(sql, [*args, at_most + 1])], np.int64)
         return None if len(ids) > at_most else ids
+
+    # ------------------------------------------------------------------ the store's outbox
+
+    def unsent(self, limit: int) -> list[dict]:
+        """Segments the bound store lacks, or has with older file facts: what the next send carries."""
+        ids = self.conn.execute(
+            """SELECT s.id FROM segments s JOIN files f ON f.id = s.file_id
+               LEFT JOIN store_sent t ON t.segment_id = s.id
+               WHERE t.segment_id IS NULL OR t.version != f.version ORDER BY s.id LIMIT ?""",
+            (limit,),
+        ).fetchall()
+        out = []
+        for chunk in _chunks([r[0] for r in ids]):
+            out += self.db.query(
+                f"""SELECT s.id, s.start, s.end, s.modality AS matched, s.vector, f.id AS file_id, f.version,
+                           f.path, f.kind, f.size, f.mtime, f.hash, f.width, f.height, f.duration, r.path AS folder
+                    FROM segments s JOIN files f ON f.id = s.file_id JOIN roots r ON r.id = f.root_id
+                    WHERE s.id IN ({",".join("?" * len(chunk))}) ORDER BY s.id""",
+                chunk,
+            )
+        return out
+
+    def unsent_count(self) -> int:
+        """Segments waiting to be sent plus documents waiting to be deleted."""
+        sends = self.conn.execute(
+            """SELECT count(*) FROM segments s JOIN files f ON f.id = s.file_id
+               LEFT JOIN store_sent t ON t.segment_id = s.id WHERE t.segment_id IS NULL OR t.version != f.version"""
+        ).fetchone()[0]
+        return sends + len(self.undeleted(1 << 62))
+
+    def undeleted(self, limit: int) -> list[int]:
+        """Segments the store has that the catalog no longer does."""
+        rows = self.conn.execute(
+            "SELECT segment_id FROM store_sent WHERE segment_id NOT IN (SELECT id FROM segments) "
+            "ORDER BY segment_id LIMIT ?",
+            (limit,),
+        )
+        return [r[0] for r in rows]
+
+    def mark_sent(self, sent: list[tuple[int, int]], deleted: list[int]) -> None:
+        """The store confirmed these (segment id, file version) writes and these deletions."""
+        with self.transaction():
+            self.conn.executemany("INSERT OR REPLACE INTO store_sent VALUES (?, ?)", sent)
+            for chunk in _chunks(deleted):
+                self.conn.execute(f"DELETE FROM store_sent WHERE segment_id IN ({','.join('?' * len(chunk))})", chunk)
+
+    def forget_sent(self) -> None:
+        """A new table knows nothing yet: everything is sent again."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM store_sent")
+
+
+def _chunks(ids: list[int], size: int = 900) -> Iterator[list[int]]:
+    """Ids in chunks that fit SQLite's limit on bound parameters."""
+    for i in range(0, len(ids), size):
+        yield ids[i : i + size]
 
 
 def to_blob(vector: np.ndarray) -> bytes:

@@ -348,10 +348,17 @@ class StopOnSignal:
 @walk_options
 @click.option("--reembed", is_flag=True, help="Embed everything again (after changing the model).")
 @precision_option
+@click.option(
+    "--store",
+    metavar="URL",
+    help="Also keep the vectors in this Antfly table, shared with other libraries: http://HOST:PORT/TABLE "
+    "(remembered; queries then search the whole table). Token: $MEDIASEARCH_STORE_TOKEN.",
+)
 @json_option
 def index(
-    paths, model, library, hidden, excludes, clear_excludes, follow_links, max_duration, reembed, precision, as_json
-) -> None:
+    paths, model, library, hidden, excludes, clear_excludes, follow_links, max_duration, reembed, precision, store,
+    as_json,
+) -> None:  # fmt: skip
     """Add folders to the library and bring it in step with them.
 
     Only new and changed files are embedded; renamed, moved or copied files reuse
@@ -376,6 +383,12 @@ def index(
     with lib:
         from mediasearch.model import Embedder
 
+        if store:
+            left = lib.bind_store(store)
+            if left:
+                warn(f"this library now lives in {lib.store.address}; {left} keeps the documents it was sent")
+        bound = lib.store
+
         folders = [p for p in paths if p.is_dir()]
         files = [os.path.abspath(os.path.expanduser(p)) for p in paths if not p.is_dir()]
         roots = _folders(lib, folders, hidden, excludes, clear_excludes, follow_links) if folders or not files else []
@@ -397,9 +410,12 @@ def index(
     if summary.stopped:
         warn("stopped: what was finished is kept; run the same command again to carry on")
         sys.exit(130)
+    sent = lib.sent if bound is not None else None
     if as_json:
         emit_json(
-            summary.as_dict() | {"failures": [json_path(f["path"]) | {"error": f["error"]} for f in summary.failures]}
+            summary.as_dict()
+            | {"failures": [json_path(f["path"]) | {"error": f["error"]} for f in summary.failures]}
+            | ({"store": sent.as_dict() | {"url": str(bound.address)}} if sent else {})
         )
         sys.exit(3 if summary.failed else 0)
     s = summary
@@ -407,10 +423,21 @@ def index(
         f"{s.added} added, {s.updated} updated, {s.reused} reused, {s.removed} removed, "
         f"{s.unchanged} unchanged, {s.failed} failed, {s.ignored} ignored in {s.seconds:.1f}s"
     )
+    if sent:
+        _tell_sent(sent, bound.address)
     if s.failed:
         warn("see `mediasearch status --failures` for the reasons")
     if s.failed:
         sys.exit(3)
+
+
+def _tell_sent(sent, address) -> None:
+    """One line on what reached the shared store, and what waits for the next pass."""
+    if sent.error:
+        warn(f"store: {sent.written} sent, {sent.deleted} deleted; {sent.waiting} changes wait for the next pass")
+        warn(f"  ({sent.error})")
+    else:
+        warn(f"store: {sent.written} sent, {sent.deleted} deleted ({address})")
 
 
 def _owners(library, files: list[str]):
@@ -492,7 +519,7 @@ def query(words, likes, literal, nots, kinds, within, after, before, limit, min_
     texts, examples = _read_words(words, literal)
     examples += list(likes)
     with Library(library) as lib:
-        if lib.is_empty():
+        if lib.store is None and lib.is_empty():
             raise MediasearchError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
         make = lib.embedder_factory(model, precision, warn, one_shot=True)
         if model or precision:
@@ -502,7 +529,8 @@ def query(words, likes, literal, nots, kinds, within, after, before, limit, min_
         if words and not make().knows(words):  # the text tower loads in a thread while the index opens
             warming = threading.Thread(target=_warm, args=(make,), daemon=True)
             warming.start()
-        lib.vectors  # noqa: B018 - opens (maps) the index meanwhile
+        if lib.store is None:
+            lib.vectors  # noqa: B018 - opens (maps) the index meanwhile
         if warming is not None:
             warming.join()
         vector = query_vector(lib, make, [" ".join(texts)] if texts else [], examples, nots)
@@ -548,9 +576,9 @@ def print_hits(hits, as_json: bool, paths_only: bool, nul: bool, preview: bool =
         sys.stdout.flush()
         out = sys.stdout.buffer
         if nul:
-            out.write(b"".join(raw_path(h.path) + b"\0" for h in hits))
+            out.write(b"".join(_host_prefix(h).encode() + raw_path(h.path) + b"\0" for h in hits))
         else:
-            out.write("".join(display(h.path) + "\n" for h in hits).encode())
+            out.write("".join(_host_prefix(h) + display(h.path) + "\n" for h in hits).encode())
         out.flush()
         return
     if not hits:
@@ -560,7 +588,7 @@ def print_hits(hits, as_json: bool, paths_only: bool, nul: bool, preview: bool =
     spans = [_span(h.start, h.end) for h in hits]
     if not term.stdout_isatty:
         for h, span in zip(hits, spans, strict=True):
-            click.echo("\t".join([f"{h.score:.4f}", display(h.path)] + ([span] if span else [])))
+            click.echo("\t".join([f"{h.score:.4f}", _host_prefix(h) + display(h.path)] + ([span] if span else [])))
         return
     width = max(len(s) for s in spans)
     time_column = f"  {'time':<{width}}" if width else ""
@@ -568,11 +596,17 @@ def print_hits(hits, as_json: bool, paths_only: bool, nul: bool, preview: bool =
     for h, span in zip(hits, spans, strict=True):
         copies = f"  (+{len(h.copies)} {'copy' if len(h.copies) == 1 else 'copies'})" if h.copies else ""
         time_cell = f"  {span:<{width}}" if width else ""
-        click.echo(f"{h.score:6.3f}  {h.kind:<5}{time_cell}  {display(term.tilde(h.path))}{copies}")
-        if preview and h.kind == "image":
+        where = _host_prefix(h) + display(h.path) if h.host else display(term.tilde(h.path))
+        click.echo(f"{h.score:6.3f}  {h.kind:<5}{time_cell}  {where}{copies}")
+        if preview and h.kind == "image" and not h.host:
             picture = term.picture(h.path)
             if picture:
                 click.echo(picture)
+
+
+def _host_prefix(hit) -> str:
+    """A hit from another machine's library (a shared store) is named the way scp names it: host:path."""
+    return f"{display(hit.host)}:" if hit.host else ""
 
 
 def _span(start: float | None, end: float | None) -> str:
@@ -637,6 +671,11 @@ def status(library, failures, list_ignored, as_json) -> None:
         f"index:    {idx['vectors']} vectors, {idx['bytes'] / 1e6:.1f} MB, "
         f"{'up to date' if idx['current'] else 'stale (rebuilt from the catalog on next use)'}"
     )
+    if data["store"]:
+        store = data["store"]
+        state = "reachable" if store["reachable"] else f"NOT REACHABLE: {store['error']}"
+        waiting = f", {store['waiting']} changes waiting to be sent" if store["waiting"] else ", all sent"
+        click.echo(f"store:    {store['url']} (library {store['library_id']} on {store['host']}; {state}{waiting})")
     if failures:
         for f in data["failures"]:
             click.echo(f"{display(f['path'])}: {display(f['error'])}")

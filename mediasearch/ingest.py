@@ -421,6 +421,7 @@ class Indexer:
                     self.catalog.finish_file(job.file_id, unit.decoded.facts, unit.decoded.note)
                     finished.append(unit)
         index.apply(removed_all, added_all, np.stack(vectors) if vectors else None)
+        self.library.changed(len(removed_all) + len(added_all))
         for unit in finished:
             self._report_finished(unit)
 
@@ -446,12 +447,14 @@ class Indexer:
                 vectors += [np.frombuffer(segment[2], "<f4") for segment in segments]
         if removed_all or added_all:
             index.apply(removed_all, added_all, np.stack(vectors) if vectors else None)
+            self.library.changed(len(removed_all) + len(added_all))
 
     def _commit_removal(self, rows: list[FileRow]) -> None:
         index = self.library.vectors
         with self.catalog.transaction():
             removed = self.catalog.delete_files([row.id for row in rows])
         index.apply(removed, [], None)
+        self.library.changed(len(removed))
         self.summary.removed += len(rows)
         for row in rows:
             self.on_change(Change("removed", row.path))

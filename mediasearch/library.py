@@ -22,8 +22,11 @@ from mediasearch.index import VectorIndex
 from mediasearch.model import Embedder
 from mediasearch.paths import library_dir
 from mediasearch.precision import with_precision
+from mediasearch.store import Sent, Store, bind_library
 from mediasearch.terminal import display
 from mediasearch.walk import WalkOptions, root_of
+
+SEND_EVERY = 2_000  # changed segments between sends to a shared store during a pass
 
 
 class Library:
@@ -54,8 +57,13 @@ class Library:
             self._unlock()
             raise
         self._vectors: VectorIndex | None = None
+        self._store: Store | None = None
+        self.sent = Sent()  # what this process sent to the store, and what still waits
+        self._unsent_changes = 0
 
     def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
         self.catalog.close()
         self._unlock()
 
@@ -82,11 +90,16 @@ class Library:
         return self._vectors
 
     def save_index(self) -> None:
-        """Make the saved vector index match the catalog: the one place it is written.
+        """Make the saved vector index match the catalog: the one place it is written.  A library
+        bound to a store sends it what changed too (an unreachable store leaves it waiting).
 
         Writes nothing when the saved file is already current (a large index is
         not rewritten by a pass that changed nothing).
         """
+        self._save_faiss()
+        self.send()
+
+    def _save_faiss(self) -> None:
         if not self.writable:
             raise LibraryError("a library opened for reading cannot be saved")
         vectors = self._vectors
@@ -99,6 +112,41 @@ class Library:
             vectors.load()
         if not vectors.saved_is_current():
             vectors.save()
+
+    # ------------------------------------------------------------------ the shared store
+
+    @property
+    def store(self) -> Store | None:
+        """The Antfly table this library is mirrored in, if it is bound to one."""
+        if self._store is None:
+            self._store = Store.of(self.catalog)
+        return self._store
+
+    def bind_store(self, url: str) -> str | None:
+        """Keep this library's vectors in the Antfly table at url from now on; returns the table it
+        used before, if it moves (that table keeps its documents)."""
+        if self._store is not None:
+            self._store.close()
+        self._store, before = bind_library(self.catalog, url)
+        return before  # the table is checked (and made) by the first send, whose errors are told
+
+    def send(self) -> None:
+        """Send the store what differs from the catalog (nothing to do without a store)."""
+        if not self.writable or self.store is None:
+            return
+        sent = self.store.send(self.catalog)
+        self.sent.written += sent.written
+        self.sent.deleted += sent.deleted
+        self.sent.waiting, self.sent.error = sent.waiting, sent.error
+        self._unsent_changes = 0
+
+    def changed(self, segments: int) -> None:
+        """A commit touched this many segments: mid-pass, the store gets them every SEND_EVERY, so
+        other machines see a long pass's work as it goes (not after a failed send: the pass's
+        end tries again)."""
+        self._unsent_changes += segments
+        if self._unsent_changes >= SEND_EVERY and self.store is not None and self.sent.error is None:
+            self.send()
 
     def add_folders(
         self,

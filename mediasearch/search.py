@@ -45,10 +45,13 @@ class Hit:
     copies: list[str] = field(default_factory=list)
     matched: str | None = None  # for a video: "image" (a frame) or "audio" (its soundtrack)
     file_id: int | None = None  # the catalog's id: the web page's handle on the file
+    host: str | None = None  # another library's machine, for a hit from a shared store
 
     def as_dict(self) -> dict:
         data = asdict(self)
         del data["file_id"]
+        if self.host is None:
+            del data["host"]
         return data
 
 
@@ -156,6 +159,8 @@ SELECTIVE = 50_000
 def search(library: Library, query: np.ndarray, limit: int = 10, filters: Filters | None = None) -> list[Hit]:
     """Files ranked by their best segment, best first, after filters; copies of one content are one hit."""
     filters = filters or Filters()
+    if library.store is not None:
+        return _from_store(library, query, limit, filters)
     vectors = library.vectors
     vectors.refresh()
     if vectors.count == 0:
@@ -185,25 +190,48 @@ def _ranked(library: Library, query: np.ndarray, limit: int, filters: Filters, c
     while True:
         scores, ids = vectors.search(query, k, chosen)
         facts = library.catalog.hits([int(i) for i in ids])
-        best: dict = {}
-        for score, sid in zip(scores.tolist(), ids.tolist(), strict=True):
-            row = facts.get(sid)
-            if row is None or not filters.accept(row, score):
-                continue
-            key = row["hash"] or ("file", row["file_id"])
-            hit = best.get(key)
-            if hit is None:
-                best[key] = Hit(
-                    row["path"], row["kind"], round(score, 6), row["start"], row["end"], row["size"], row["mtime"],
-                    row["width"], row["height"], row["duration"], [],
-                    row["matched"] if row["kind"] == "video" else None, row["file_id"],
-                )  # fmt: skip
-            elif row["path"] != hit.path and row["path"] not in hit.copies:
-                hit.copies.append(row["path"])
+        found = [(score, facts.get(sid)) for score, sid in zip(scores.tolist(), ids.tolist(), strict=True)]
+        hits = _best_files(found, filters, limit)
         exhausted = k >= pool or (filters.min_score is not None and scores.size and scores[-1] < filters.min_score)
-        if len(best) > limit or exhausted:  # one more than asked: the last one's copies are all in
-            hits = sorted(best.values(), key=lambda h: -h.score)[:limit]
-            for hit in hits:  # copies tie: name the first path, list the others
-                hit.path, *hit.copies = sorted([hit.path, *hit.copies])
-            return hits
+        if hits is not None or exhausted:
+            return hits if hits is not None else _best_files(found, filters, limit, complete=True)
         k = min(pool, k * 4)
+
+
+def _from_store(library: Library, query: np.ndarray, limit: int, filters: Filters) -> list[Hit]:
+    """The same ranking over the shared store, with the filters applied by Antfly before its k-NN."""
+    k = max(limit * 20, 200)
+    while True:
+        found = library.store.nearest(
+            query, k, filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before),
+            filters.min_score, filters.exclude_hashes,
+        )  # fmt: skip
+        hits = _best_files(found, filters, limit)
+        if hits is not None or len(found) < k:
+            return hits if hits is not None else _best_files(found, filters, limit, complete=True)
+        k *= 4
+
+
+def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit: int, complete: bool = False):
+    """The best `limit` files among scored segments (best first), or None when the segments do
+    not yet hold limit + 1 files and more may come (so the last one's copies are all in)."""
+    best: dict = {}
+    for score, row in found:
+        if row is None or not filters.accept(row, score):
+            continue
+        key = (row.get("host"), row["hash"] or ("file", row["file_id"], row["path"]))
+        hit = best.get(key)
+        if hit is None:
+            best[key] = Hit(
+                row["path"], row["kind"], round(score, 6), row["start"], row["end"], row["size"], row["mtime"],
+                row["width"], row["height"], row["duration"], [],
+                row["matched"] if row["kind"] == "video" else None, row["file_id"], row.get("host"),
+            )  # fmt: skip
+        elif row["path"] != hit.path and row["path"] not in hit.copies:
+            hit.copies.append(row["path"])
+    if len(best) <= limit and not complete:
+        return None
+    hits = sorted(best.values(), key=lambda h: -h.score)[:limit]
+    for hit in hits:  # copies tie: name the first path, list the others
+        hit.path, *hit.copies = sorted([hit.path, *hit.copies])
+    return hits

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from mediasearch.antfly import StoreError
 from mediasearch.catalog import FAILED, IGNORED, INDEXED
 from mediasearch.index import VectorIndex
 from mediasearch.library import Library
@@ -66,4 +67,27 @@ def library_status(library: Library, list_ignored: bool = False) -> dict:
             "current": vectors.saved_is_current(),
             "approximate": bool(stamp.get("approximate")),
         },
+        "store": store_status(library),
+    }
+
+
+def store_status(library: Library) -> dict | None:
+    """The shared store, if the library is bound to one: where, what waits to be sent, and whether
+    it answers now (asked with a short timeout; nothing is created or written)."""
+    store = library.store
+    if store is None:
+        return None
+    store.client.timeout = 3.0
+    try:
+        found = store.client.table()
+        error = None if found else "the table does not exist yet: the next `mediasearch index` creates it"
+    except StoreError as exc:
+        error = str(exc)
+    return {
+        "url": str(store.address),
+        "library_id": store.library_id,
+        "host": store.host,
+        "waiting": library.catalog.unsent_count(),
+        "reachable": error is None,
+        "error": error,
     }

@@ -43,6 +43,7 @@ class Settings:
     rescan: float = 0.0  # seconds between full safety-net passes; 0 = off
     poll: float = 1.0  # interval of the polling observer, when it is used
     root_check: float = 1.0  # how often to look for folders that vanished or came back
+    store_retry: float = 30.0  # how often to try a shared store that stopped answering
 
 
 class Watcher:
@@ -86,7 +87,18 @@ class Watcher:
                 observer.stop()
             for observer in self.observers.values():
                 observer.join(timeout=5)
-            self.library.save_index()
+            self._save()
+
+    def _save(self) -> None:
+        """Save the index; with a shared store, say when it stops answering and when it is back."""
+        failed_before = self.library.sent.error is not None
+        self.library.save_index()
+        sent = self.library.sent
+        if sent.error and not failed_before:
+            retry = self.settings.store_retry
+            self.log(f"store: {sent.error}; {sent.waiting} changes wait, tried again every {retry:.0f}s")
+        elif failed_before and not sent.error:
+            self.log(f"store: reachable again; everything waiting was sent ({self.library.store.address})")
 
     def run_until_signalled(self) -> None:
         """run(), with SIGINT and SIGTERM asking for a clean stop instead of killing the batch."""
@@ -134,12 +146,12 @@ class Watcher:
             else:
                 self.log(f"{display(root.path)} is gone: its files are kept; watching for it to come back")
             self.indexer.scan([root])
-            self.library.save_index()
+            self._save()
 
     def _reconcile(self) -> None:
         started = time.monotonic()
         summary = self.indexer.scan(self.roots)
-        self.library.save_index()
+        self._save()
         self.log(
             f"in step with {len(self.roots)} folder(s) after {time.monotonic() - started:.1f}s "
             f"({summary.added} added, {summary.updated} updated, {summary.reused} reused, "
@@ -149,7 +161,7 @@ class Watcher:
     # ------------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
-        last_event = last_rescan = last_check = time.monotonic()
+        last_event = last_rescan = last_check = last_store_try = time.monotonic()
         while not self.stop_event.is_set():
             try:
                 stamp, path = self.events.get(timeout=0.1)
@@ -166,10 +178,13 @@ class Watcher:
             if now - last_check >= self.settings.root_check:
                 last_check = now
                 self._check_roots()
+            if self.library.sent.error and now - last_store_try >= self.settings.store_retry:
+                last_store_try = now
+                self._save()  # the store was down: try again
             if self.settings.rescan and now - last_rescan >= self.settings.rescan:
                 last_rescan = now
                 self.indexer.scan(self.roots)
-                self.library.save_index()
+                self._save()
 
     def _pass(self, now: float) -> None:
         """Sync every dirty path that has been quiet for `settle` seconds."""
@@ -180,7 +195,7 @@ class Watcher:
             del self.dirty[path]
         started = time.monotonic()
         summary = self.indexer.sync_paths(ready, self.catalog.roots(), fresh_after=time.time() - self.settings.settle)
-        self.library.save_index()
+        self._save()
         runs = summary.batches
         if len(ready) > 50 or runs > 1:
             self.log(f"synced {len(ready)} paths in {time.monotonic() - started:.1f}s ({runs} model batches)")

@@ -1,0 +1,223 @@
+"""A library's segments mirrored in an Antfly table that many libraries share.
+
+The local catalog stays the record of what is on disk; the table holds one
+document per segment (its vector in an external 512-d cosine index, and the
+file's facts), keyed by the library's id and the segment's id, so libraries on
+several machines write one table without touching each other's documents.
+What the table has is recorded in the catalog (`store_sent`): a send carries
+exactly what differs, in batches, and what could not be sent (the server down,
+the network gone) simply stays different until the next send.  Writes are
+upserts by key, so sending twice never makes a second copy.
+
+Queries go to the table, with kind, folder and date filters and the score
+floor pushed down to Antfly, so they see every library's files.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from mediasearch.antfly import Address, Antfly, StoreError, StoreUnreachable
+from mediasearch.catalog import DIM, Catalog, decode, encode
+from mediasearch.errors import LibraryError
+
+INDEX = "clipclap"  # the table's embeddings index: bring-your-own 512-d vectors
+BATCH = 256  # segments a write: ~2.5 MB of JSON
+SEARCH_EFFORT = 1.0  # Antfly's highest recall: a media library is small next to what it is built for
+KEYWORDS = ("library", "host", "path", "folder", "kind", "hash", "matched")
+NUMBERS = ("file_id", "size", "mtime", "start", "end", "width", "height", "duration")
+
+
+def table_spec() -> dict:
+    """The table a library creates when it is the first to use it."""
+    properties = {name: {"type": "string", "x-antfly-types": ["keyword"]} for name in KEYWORDS}
+    properties |= {name: {"type": "number"} for name in NUMBERS}
+    return {
+        "num_shards": 1,
+        "description": "mediasearch segments: CLIPCLAP vectors of pictures, sounds and video",
+        "indexes": {INDEX: {"type": "embeddings", "external": True, "dimension": DIM, "distance_metric": "cosine"}},
+        "schema": {
+            "default_type": "segment",
+            "document_schemas": {"segment": {"schema": {"type": "object", "properties": properties}}},
+        },
+    }
+
+
+@dataclass
+class Sent:
+    """What one send did: documents written and deleted, changes still waiting, and why."""
+
+    written: int = 0
+    deleted: int = 0
+    waiting: int = 0
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"written": self.written, "deleted": self.deleted, "waiting": self.waiting, "error": self.error}
+
+
+class Store:
+    """The Antfly table a library is bound to."""
+
+    def __init__(self, url: str, library_id: str, host: str | None = None):
+        self.address = Address.parse(url)
+        self.library_id = library_id
+        self.host = host or socket.gethostname()
+        self.client = Antfly(self.address)
+        self._checked = False
+
+    @classmethod
+    def of(cls, catalog: Catalog) -> Store | None:
+        """The library's store, or None for a library kept on this machine only."""
+        url = catalog.get("store_url")
+        return cls(url, catalog.get("library_id") or "") if url else None
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ------------------------------------------------------------------ the table
+
+    def ensure_table(self) -> None:
+        """Create the table if nobody has, and check that a table found there is one of ours."""
+        if self._checked:
+            return
+        found = self.client.table()
+        if found is None:
+            self.client.create_table(table_spec())
+            found = self.client.table() or {}
+        index = (found.get("indexes") or {}).get(INDEX) or {}
+        if not index.get("external") or index.get("dimension") != DIM or index.get("distance_metric") != "cosine":
+            raise StoreError(
+                f"the table {self.address.table!r} at {self.address} is not a mediasearch table (it lacks an external "
+                f"{DIM}-d cosine embeddings index named {INDEX!r}): choose another table name"
+            )
+        self._checked = True
+
+    # ------------------------------------------------------------------ writing
+
+    def send(self, catalog: Catalog, batch: int = BATCH) -> Sent:
+        """Bring the table in step with the catalog; what cannot be sent now waits, counted."""
+        sent = Sent()
+        try:
+            self.ensure_table()
+            while True:
+                rows = catalog.unsent(batch)
+                gone = catalog.undeleted(batch)
+                if not rows and not gone:
+                    break
+                self.client.write({self._key(r["id"]): self._document(r) for r in rows}, [self._key(i) for i in gone])
+                catalog.mark_sent([(r["id"], r["version"]) for r in rows], gone)
+                sent.written += len(rows)
+                sent.deleted += len(gone)
+        except StoreError as exc:
+            sent.error = str(exc)
+        sent.waiting = catalog.unsent_count() if sent.error else 0
+        return sent
+
+    def _key(self, segment_id: int) -> str:
+        return f"{self.library_id}:{segment_id}"
+
+    def _document(self, row: dict) -> dict:
+        path, folder = decode(row["path"]), decode(row["folder"])
+        doc = {
+            "library": self.library_id,
+            "host": self.host,
+            "path": _text(path),
+            "folder": _text(folder),
+            "_embeddings": {INDEX: np.frombuffer(row["vector"], "<f4").tolist()},
+        }
+        if _text(path) != path:  # not UTF-8: keep the exact bytes too, for the library's other users
+            doc["path_bytes"] = base64.b64encode(encode(path)).decode()
+        for name in ("file_id", "kind", "size", "mtime", "hash", "start", "end", "width", "height", "duration"):
+            if row[name] is not None:
+                doc[name] = row[name]
+        if row["matched"]:
+            doc["matched"] = row["matched"]
+        return doc
+
+    # ------------------------------------------------------------------ reading
+
+    def nearest(
+        self, query: np.ndarray, k: int, kinds=(), within=(), after=None, before=None, min_score=None, exclude=()
+    ) -> list[tuple[float, dict]]:
+        """(cosine, facts) of the k nearest segments in the whole table that pass the filters."""
+        request = {
+            "embeddings": {INDEX: np.asarray(query, np.float32).reshape(DIM).tolist()},
+            "indexes": [INDEX],
+            "limit": k,
+            "search_effort": SEARCH_EFFORT,
+        }
+        conditions = list(_conditions(kinds, within, after, before))
+        if conditions:
+            request["filter_query"] = {"conjuncts": conditions}
+        if exclude:
+            request["exclusion_query"] = {"disjuncts": [{"term": h, "field": "hash"} for h in sorted(exclude)]}
+        if min_score is not None:
+            request["distance_under"] = 1.0 - min_score
+        try:
+            hits = self.client.nearest(request)
+        except StoreUnreachable as exc:
+            raise LibraryError(f"{exc}: start it, or check the address this library was indexed with") from exc
+        return [(1.0 - float(hit.get("_distance", 1.0)), self._facts(hit)) for hit in hits]
+
+    def _facts(self, hit: dict) -> dict:
+        """A hit's document as the catalog's `hits` rows look (the FAISS path's shape)."""
+        doc = hit.get("_source") or {}
+        own = doc.get("library") == self.library_id
+        path = doc.get("path", "")
+        if doc.get("path_bytes"):
+            path = decode(base64.b64decode(doc["path_bytes"]))
+        facts = {name: doc.get(name) for name in ("kind", "start", "end", "width", "height", "duration", "hash")}
+        return facts | {
+            "path": path,
+            "size": int(doc.get("size") or 0),
+            "mtime": float(doc.get("mtime") or 0.0),
+            "matched": doc.get("matched"),
+            "file_id": int(doc["file_id"]) if own and doc.get("file_id") is not None else None,
+            "host": None if own else doc.get("host") or "?",
+        }
+
+
+def _conditions(kinds, within, after, before) -> Iterator[dict]:
+    """Bleve-style filter clauses that Antfly applies before ranking."""
+    if kinds:
+        yield {"disjuncts": [{"term": kind, "field": "kind"} for kind in kinds]}
+    if within:
+        folders = []
+        for folder in (_text(os.fspath(w)).rstrip("/") or "/" for w in within):
+            folders += [{"term": folder, "field": "path"}, {"prefix": folder.rstrip("/") + "/", "field": "path"}]
+        yield {"disjuncts": folders}
+    if after is not None or before is not None:
+        span: dict = {"field": "mtime"}
+        if after is not None:
+            span |= {"min": after, "inclusive_min": True}
+        if before is not None:
+            span |= {"max": before, "inclusive_max": False}
+        yield span
+
+
+def _text(path: str) -> str:
+    """A path as JSON can carry it: undecodable bytes written as \\xNN (display only)."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def bind_library(catalog: Catalog, url: str) -> tuple[Store, str | None]:
+    """Bind a library to a table (remembered): (the store, the table it left, if it moved)."""
+    url = str(Address.parse(url))  # a bad address is refused before anything is recorded
+    before = catalog.get("store_url")
+    with catalog.transaction():
+        if not catalog.get("library_id"):
+            catalog.set("library_id", uuid.uuid4().hex[:16])
+        catalog.set("store_url", url)
+    if before and before != url:
+        catalog.forget_sent()  # the new table knows nothing of this library yet
+    store = Store.of(catalog)
+    assert store is not None
+    return store, before if before != url else None

@@ -1,0 +1,260 @@
+"""The shared store: libraries mirrored in a real Antfly table (started by the tests)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import BUNDLE, open_library
+
+from mediasearch import library as library_module
+from mediasearch.antfly import Address, Antfly, StoreError, authorization
+from mediasearch.cli import cli
+from mediasearch.errors import MediasearchError
+from mediasearch.ingest import Indexer
+from mediasearch.library import Library
+from mediasearch.search import Filters, search
+from mediasearch.store import INDEX, Store
+
+QUERIES = ("a dog barking", "rain on a window", "a cat", "a city street", "an astronaut")
+
+
+def table_docs(url: str, library_id: str | None = None) -> list[dict]:
+    """Every document in the table (of one library, if given), straight from Antfly."""
+    client = Antfly(Address.parse(url))
+    request = {"embeddings": {INDEX: [1.0] + [0.0] * 511}, "indexes": [INDEX], "limit": 10_000, "search_effort": 1.0}
+    if library_id:
+        request["filter_query"] = {"term": library_id, "field": "library"}
+    try:
+        return [hit["_source"] | {"_id": hit["_id"]} for hit in client.nearest(request)]
+    finally:
+        client.close()
+
+
+def segment_keys(folder: Path) -> tuple[str, set[str]]:
+    """A library's id and the document keys its catalog says the table should hold."""
+    with Library(folder) as lib:
+        ids = [r[0] for r in lib.catalog.conn.execute("SELECT id FROM segments")]
+        library_id = lib.catalog.get("library_id")
+    return library_id, {f"{library_id}:{i}" for i in ids}
+
+
+def run(*args, env=None, check=True):
+    """The CLI in a process of its own: one process stands for one machine."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mediasearch", *map(str, args)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert not check or done.returncode == 0, done.stderr
+    return done
+
+
+def test_store_addresses():
+    assert str(Address.parse("http://127.0.0.1:8080/media/")) == "http://127.0.0.1:8080/media"
+    assert Address.parse("https://antfly.example/media").port == 443
+    for bad in ("127.0.0.1:8080/media", "http://host:1/", "http://host:1/a/b", "ftp://host/t"):
+        with pytest.raises(MediasearchError, match="not a store address"):
+            Address.parse(bad)
+    with pytest.raises(MediasearchError, match="MEDIASEARCH_STORE_TOKEN"):
+        Address.parse("http://admin:secret@host:1/t")
+    assert authorization("abc==") == "ApiKey abc=="
+    assert authorization("Bearer xyz") == "Bearer xyz"
+    assert authorization("") is None
+
+
+def test_table_is_created_once_and_a_foreign_table_is_refused(antfly):
+    first, second = Store(antfly.url("made_once"), "lib-a"), Store(antfly.url("made_once"), "lib-b")
+    first.ensure_table()
+    second.ensure_table()  # found, and recognised as ours
+    index = first.client.table()["indexes"][INDEX]
+    assert (index["external"], index["dimension"], index["distance_metric"]) == (True, 512, "cosine")
+    other = Antfly(Address.parse(antfly.url("someone_elses")))
+    other.create_table({"num_shards": 1})
+    with pytest.raises(StoreError, match="not a mediasearch table"):
+        Store(antfly.url("someone_elses"), "lib-a").ensure_table()
+
+
+@pytest.fixture
+def twin_libraries(tmp_path, media_dir, embedder, antfly):
+    """The same folder indexed twice: a local library (FAISS) and one kept in an Antfly table.
+    Some files are in a subfolder, and each file has a different day as its mtime."""
+    (media_dir / "sub").mkdir()
+    for i, path in enumerate(sorted(p for p in media_dir.iterdir() if p.is_file())):
+        if i % 3 == 0:
+            path = path.rename(media_dir / "sub" / path.name)
+        os.utime(path, (1.7e9 + i * 86_400, 1.7e9 + i * 86_400))
+    folders = [str(media_dir.resolve())]
+    with open_library(tmp_path / "local", embedder.bundle) as writer:
+        Indexer(writer, lambda: embedder).scan(writer.add_folders(folders))
+        writer.save_index()
+    with open_library(tmp_path / "shared", embedder.bundle) as writer:
+        writer.bind_store(antfly.url("twins"))
+        Indexer(writer, lambda: embedder).scan(writer.add_folders(folders))
+        writer.save_index()
+        assert writer.sent.error is None and writer.sent.written == writer.catalog.segment_count() > 0
+    with Library(tmp_path / "local") as local, Library(tmp_path / "shared") as shared:
+        yield local, shared, media_dir.resolve()
+
+
+def test_store_answers_as_faiss_does_with_and_without_filters(twin_libraries, embedder):
+    local, shared, folder = twin_libraries
+    mtimes = sorted(os.stat(p).st_mtime for p in folder.rglob("*") if p.is_file())
+    middle = datetime.fromtimestamp(mtimes[len(mtimes) // 2])
+    filters = [
+        Filters(),
+        Filters(kinds=("audio",)),
+        Filters(kinds=("image", "video")),
+        Filters(within=[str(folder / "sub")]),
+        Filters(within=[str(folder / "sub")], kinds=("audio",), after=middle),
+        Filters(after=middle),
+        Filters(before=middle, kinds=("image",)),
+        Filters(min_score=0.0),
+    ]
+    compared = 0
+    for text in QUERIES:
+        vector = embedder.embed_texts([text])[0]
+        for chosen in filters:
+            expected, got = search(local, vector, 10, chosen), search(shared, vector, 10, chosen)
+            assert [h.path for h in got] == [h.path for h in expected], (text, chosen)
+            assert np.allclose([h.score for h in got], [h.score for h in expected], atol=1e-5)
+            assert [(h.start, h.end, h.kind, h.copies) for h in got] == [
+                (h.start, h.end, h.kind, h.copies) for h in expected
+            ]
+            assert all(h.host is None and h.file_id is not None for h in got)  # its own files
+            compared += bool(expected)
+    assert compared >= len(QUERIES) * 5
+
+
+def test_two_libraries_share_one_table(antfly, tmp_path, media_dir):
+    """Two processes (two machines) index different folders into one table; each sees both; moves and
+    deletions on one side reach the table; forget takes one library's documents only."""
+    pictures, sounds = tmp_path / "pictures", tmp_path / "sounds"
+    pictures.mkdir()
+    sounds.mkdir()
+    for path in media_dir.rglob("*"):
+        if path.suffix in (".jpg", ".png", ".webp", ".gif"):
+            shutil.copy(path, pictures / path.name)
+        elif path.suffix in (".wav", ".flac", ".mp3", ".ogg"):
+            shutil.copy(path, sounds / path.name)
+    url = antfly.url("shared_by_two")
+    one = dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "one"))
+    two = dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "two"))
+    first = run("index", pictures, "--model", BUNDLE, "--store", url, "--json", env=one)
+    assert json.loads(first.stdout)["store"]["written"] > 0
+    run("index", sounds, "--model", BUNDLE, "--store", url, env=two)
+
+    def seen_from(env, *extra):
+        out = json.loads(run("query", "a dog barking", "-n", "100", "--json", *extra, env=env).stdout)
+        return {(hit["path"], "host" in hit) for hit in out}
+
+    everything = {(str(p), False) for p in pictures.iterdir()} | {(str(p), True) for p in sounds.iterdir()}
+    assert seen_from(one) == everything  # the other library's hits carry their host
+    assert seen_from(two) == {(path, not foreign) for path, foreign in everything}
+    assert {path for path, _ in seen_from(two, "--type", "image")} == {str(p) for p in pictures.iterdir()}
+
+    moved, deleted = sorted(pictures.iterdir())[:2]
+    moved.rename(pictures / "renamed.jpg")
+    deleted.unlink()
+    run("index", env=one)
+    after = {path for path, _ in seen_from(two)}
+    assert str(pictures / "renamed.jpg") in after and str(moved) not in after and str(deleted) not in after
+    for folder in (tmp_path / "one", tmp_path / "two"):
+        library_id, keys = segment_keys(folder)
+        assert sorted(doc["_id"] for doc in table_docs(url, library_id)) == sorted(keys)  # each once
+
+    run("forget", pictures, env=one)
+    one_id, _ = segment_keys(tmp_path / "one")
+    two_id, two_keys = segment_keys(tmp_path / "two")
+    assert table_docs(url, one_id) == []
+    assert {doc["_id"] for doc in table_docs(url, two_id)} == two_keys
+
+
+@pytest.fixture
+def own_antfly(tmp_path):
+    """A server of this test's own, to kill and restart."""
+    from antfly_server import AntflyServer, Unavailable
+
+    try:
+        server = AntflyServer(tmp_path / "antfly", tmp_path.parent / "antfly-bin").start()
+    except Unavailable as exc:
+        pytest.skip(f"Antfly cannot run here: {exc}")
+    yield server
+    server.stop()
+
+
+def test_store_killed_mid_index_loses_nothing(own_antfly, tmp_path, media_dir, monkeypatch):
+    url = own_antfly.url("killed")
+    monkeypatch.setattr(library_module, "SEND_EVERY", 1)  # send after every commit, so the kill lands mid-pass
+    sends = []
+    real_send = Store.send
+
+    def send_then_kill(self, catalog, *args, **kwargs):
+        sent = real_send(self, catalog, *args, **kwargs)
+        sends.append(sent)
+        if sent.written and len(sends) == 1:
+            own_antfly.kill()
+        return sent
+
+    monkeypatch.setattr(Store, "send", send_then_kill)
+    result = CliRunner().invoke(cli, ["index", str(media_dir), "--model", str(BUNDLE), "--store", url])
+    assert result.exit_code == 0, result.output
+    assert sends[0].written > 0 and sends[-1].error, "the server died after the first send"
+    assert "changes wait for the next pass" in result.output and "cannot reach the store" in result.output
+
+    query = CliRunner().invoke(cli, ["query", "a dog barking"])
+    assert query.exit_code == 1
+    assert query.output.count("\n") == 1 and "cannot reach the store at" in query.output
+
+    status = CliRunner().invoke(cli, ["status"])
+    assert "NOT REACHABLE" in status.output and "changes waiting to be sent" in status.output
+
+    own_antfly.start()
+    again = CliRunner().invoke(cli, ["index", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["store"]["error"] is None
+    library_id, keys = segment_keys(Path(os.environ["MEDIASEARCH_HOME"]))
+    docs = table_docs(url, library_id)
+    assert sorted(doc["_id"] for doc in docs) == sorted(keys)  # every segment, exactly once
+    assert "all sent" in CliRunner().invoke(cli, ["status"]).output
+
+
+def test_token_comes_from_the_environment(tmp_path, media_dir, monkeypatch):
+    from antfly_server import AntflyServer, Unavailable
+
+    password = "correct-horse-battery"
+    try:
+        server = AntflyServer(
+            tmp_path / "antfly", tmp_path.parent / "antfly-bin",
+            env={"ANTFLY_BOOTSTRAP_ADMIN_PASSWORD": password}, args=("--auth", "true"),
+        ).start()  # fmt: skip
+    except Unavailable as exc:
+        pytest.skip(f"Antfly cannot run here: {exc}")
+    try:
+        basic = base64.b64encode(f"admin:{password}".encode()).decode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/auth/v1/users/admin/api-keys",
+            data=json.dumps({"name": "mediasearch tests"}).encode(),
+            headers={"Authorization": f"Basic {basic}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            key = json.load(answer)["encoded"]
+        args = ["index", str(media_dir), "--model", str(BUNDLE), "--store", server.url("private"), "--json"]
+        monkeypatch.delenv("MEDIASEARCH_STORE_TOKEN", raising=False)
+        refused = CliRunner().invoke(cli, args)
+        assert "refused the credentials" in json.loads(refused.stdout)["store"]["error"]
+        monkeypatch.setenv("MEDIASEARCH_STORE_TOKEN", key)
+        allowed = CliRunner().invoke(cli, args)
+        assert json.loads(allowed.stdout)["store"]["error"] is None
+        assert json.loads(allowed.stdout)["store"]["written"] > 0
+        assert CliRunner().invoke(cli, ["query", "a cat", "--json"]).exit_code == 0
+    finally:
+        server.stop()
