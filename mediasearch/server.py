@@ -117,7 +117,10 @@ def _hits(hits) -> list[dict]:
     out = []
     for hit in hits:
         row = hit.as_dict() | json_path(hit.path) | {"copies": [json_path(c)["path"] for c in hit.copies]}
-        row |= {"id": hit.file_id, "file": f"/api/files/{hit.file_id}", "thumb": f"/api/thumbs/{hit.file_id}"}
+        if hit.file_id is None:  # another machine's file, from a shared store: nothing here to serve
+            row |= {"id": None, "file": None, "thumb": None}
+        else:
+            row |= {"id": hit.file_id, "file": f"/api/files/{hit.file_id}", "thumb": f"/api/thumbs/{hit.file_id}"}
         row["name"] = os.path.basename(row["path"])
         row["folder"] = os.path.dirname(row["path"])
         out.append(row)
@@ -134,7 +137,7 @@ def _run_search(service: Service, texts, examples, nots, params) -> list[dict]:
     negatives = list(embedder.embed_texts(nots)) if nots else []
     pictures = [_example_decoded(path) for path in examples]
     with service.reading() as library:
-        if library.is_empty():
+        if library.store is None and library.is_empty():
             raise ApiError(409, "empty_library", "the library is empty: index a folder first")
         exclude = example_hashes(library, examples)
     vectors = [embedder.embed_each([str(p)], [d])[0] for p, d in zip(examples, pictures, strict=True)]

@@ -161,6 +161,16 @@ def test_two_libraries_share_one_table(antfly, tmp_path, media_dir):
     assert seen_from(two) == {(path, not foreign) for path, foreign in everything}
     assert {path for path, _ in seen_from(two, "--type", "image")} == {str(p) for p in pictures.iterdir()}
 
+    from test_server import Server
+
+    page = Server(tmp_path / "two")  # `serve` searches the table too; another machine's file has no link
+    try:
+        rows = page.get("/api/search", params={"q": "a dog barking", "limit": 100}).json()
+    finally:
+        page.stop()
+    assert {(row["path"], row["id"] is None) for row in rows} == {(p, not f) for p, f in everything}
+    assert all(row["file"] is None and row["host"] for row in rows if row["id"] is None)
+
     moved, deleted = sorted(pictures.iterdir())[:2]
     moved.rename(pictures / "renamed.jpg")
     deleted.unlink()
@@ -258,3 +268,30 @@ def test_token_comes_from_the_environment(tmp_path, media_dir, monkeypatch):
         assert CliRunner().invoke(cli, ["query", "a cat", "--json"]).exit_code == 0
     finally:
         server.stop()
+
+
+def test_the_watcher_keeps_the_table_in_step(antfly, tmp_path, media_dir):
+    from conftest import INPUTS
+    from test_watch import WatchProcess
+
+    url = antfly.url("watched")
+    env = dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "lib"))
+    run("index", media_dir, "--model", BUNDLE, "--store", url, env=env)
+    watcher = WatchProcess(media_dir, tmp_path / "lib")
+    try:
+        library_id, _ = segment_keys(tmp_path / "lib")
+
+        def paths() -> set[str]:
+            return {doc["path"] for doc in table_docs(url, library_id)}
+
+        new, renamed = media_dir / "new.png", media_dir / "renamed.png"
+        shutil.copy(INPUTS / "portrait.png", new)
+        watcher.wait_for(lambda: str(new) in paths(), "a new file in the table")
+        new.rename(renamed)
+        watcher.wait_for(lambda: str(renamed) in paths() and str(new) not in paths(), "the rename in the table")
+        renamed.unlink()
+        watcher.wait_for(lambda: str(renamed) not in paths(), "the deletion in the table")
+    finally:
+        assert watcher.stop() == 0
+    _, keys = segment_keys(tmp_path / "lib")
+    assert sorted(doc["_id"] for doc in table_docs(url, library_id)) == sorted(keys)

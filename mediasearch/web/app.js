@@ -67,7 +67,12 @@ function card(hit, index) {
   const item = document.createElement("article");
   item.className = "card";
   item.dataset.kind = hit.kind;
-  if (hit.kind === "audio") {
+  if (hit.id === null) {
+    const elsewhere = document.createElement("div");
+    elsewhere.className = "elsewhere";
+    elsewhere.textContent = `on ${hit.host}`;
+    item.append(elsewhere);
+  } else if (hit.kind === "audio") {
     const player = document.createElement("audio");
     player.controls = true;
     player.preload = "metadata";
@@ -112,7 +117,10 @@ function showDetail(index) {
   const hit = current[index];
   const body = $("detail-body");
   let view;
-  if (hit.kind === "image") {
+  if (hit.id === null) {
+    view = document.createElement("p");
+    view.textContent = `This file is on ${hit.host}, in another library that shares this store: open it there.`;
+  } else if (hit.kind === "image") {
     view = document.createElement("img");
     view.src = browserShows(hit.name) ? hit.file : hit.thumb;
     view.alt = hit.name;
@@ -127,7 +135,9 @@ function showDetail(index) {
   const size = hit.width ? ` · ${hit.width}×${hit.height}` : "";
   facts.textContent = `${hit.path} · score ${hit.score.toFixed(3)}${span(hit) ? " · best " + span(hit) : ""}${duration}${size}`;
   body.replaceChildren(view, facts);
-  $("open").href = hit.file;
+  $("open").hidden = hit.id === null;
+  $("more").hidden = hit.id === null;
+  if (hit.id !== null) $("open").href = hit.file;
   $("more").onclick = () => {
     $("detail").close();
     navigate(new URLSearchParams({ similar: String(hit.id) }));
