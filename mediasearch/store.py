@@ -147,12 +147,20 @@ class Store:
     def nearest(
         self, query: np.ndarray, k: int, kinds=(), within=(), after=None, before=None, min_score=None, exclude=()
     ) -> list[tuple[float, dict]]:
-        """(cosine, facts) of the k nearest segments in the whole table that pass the filters."""
+        """(cosine, facts) of the k nearest segments in the whole table that pass the filters, best first.
+
+        The scores are computed here from the stored vectors Antfly returns with each hit: its own
+        distances are approximate, and with more than ~32 results asked its order is too (at
+        100,000 vectors a limit of 100 gave a recall@10 of 0.45, though the true 10 were among the
+        100), so this is what makes its answers FAISS's.
+        """
+        query = np.asarray(query, np.float32).reshape(DIM)
         request = {
-            "embeddings": {INDEX: np.asarray(query, np.float32).reshape(DIM).tolist()},
+            "embeddings": {INDEX: query.tolist()},
             "indexes": [INDEX],
             "limit": k,
             "search_effort": SEARCH_EFFORT,
+            "fields": ["*", "_embeddings"],
         }
         conditions = list(_conditions(kinds, within, after, before))
         if conditions:
@@ -160,12 +168,13 @@ class Store:
         if exclude:
             request["exclusion_query"] = {"disjuncts": [{"term": h, "field": "hash"} for h in sorted(exclude)]}
         if min_score is not None:
-            request["distance_under"] = 1.0 - min_score
+            request["distance_under"] = 1.0 - min_score + 0.01  # Antfly's distances are approximate
         try:
             hits = self.client.nearest(request)
         except StoreUnreachable as exc:
             raise LibraryError(f"{exc}: start it, or check the address this library was indexed with") from exc
-        return [(1.0 - float(hit.get("_distance", 1.0)), self._facts(hit)) for hit in hits]
+        scored = [(_exact_score(hit, query), self._facts(hit)) for hit in hits]
+        return sorted(scored, key=lambda pair: -pair[0])
 
     def _facts(self, hit: dict) -> dict:
         """A hit's document as the catalog's `hits` rows look (the FAISS path's shape)."""
@@ -183,6 +192,14 @@ class Store:
             "file_id": int(doc["file_id"]) if own and doc.get("file_id") is not None else None,
             "host": None if own else doc.get("host") or "?",
         }
+
+
+def _exact_score(hit: dict, query: np.ndarray) -> float:
+    """The cosine of a hit's stored vector and the query (Antfly's own distance if it sent none)."""
+    vector = ((hit.get("_source") or {}).get("_embeddings") or {}).get(INDEX)
+    if not vector or len(vector) != DIM:
+        return 1.0 - float(hit.get("_distance", 1.0))
+    return float(np.asarray(vector, np.float32) @ query)
 
 
 def _conditions(kinds, within, after, before) -> Iterator[dict]:

@@ -140,3 +140,21 @@ def test_long_recording_gives_one_vector_per_window(embedder, tmp_path):
     assert decoded.spans == [(0.0, 10.0), (8.0, 18.0), (15.5, 25.5)]
     vectors = embedder.embed_decoded([decoded])[0]
     assert vectors.shape == (3, 512)
+
+
+def test_a_query_loads_the_mapped_text_tower_with_the_same_vectors(bundle, embedder, reference, tmp_path, monkeypatch):
+    """One-shot text towers load a copy whose weights onnxruntime maps (made once in the cache):
+    the same graph and weights, so the same vectors as the bundle's own file."""
+    from mediasearch.model import Embedder, mapped_copy
+    from mediasearch.paths import cache_dir
+
+    meta, _ = reference
+    vectors = Embedder(bundle, one_shot=True)._run_texts(meta["texts"])
+    copy = cache_dir() / "mapped" / bundle.revision / "text_model.onnx"
+    assert copy.exists() and (copy.parent / "text_model.onnx.data").stat().st_size > copy.stat().st_size
+    assert np.allclose(vectors, embedder.embed_texts(meta["texts"]), atol=1e-6)
+    assert mapped_copy(bundle, "text_model.onnx") == copy  # made once, then found
+
+    (tmp_path / "unwritable").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("MEDIASEARCH_CACHE", str(tmp_path / "unwritable"))
+    assert mapped_copy(bundle, "text_model.onnx") == bundle.file("text_model.onnx")  # falls back

@@ -125,7 +125,7 @@ def test_store_answers_as_faiss_does_with_and_without_filters(twin_libraries, em
         for chosen in filters:
             expected, got = search(local, vector, 10, chosen), search(shared, vector, 10, chosen)
             assert [h.path for h in got] == [h.path for h in expected], (text, chosen)
-            assert np.allclose([h.score for h in got], [h.score for h in expected], atol=1e-5)
+            assert np.allclose([h.score for h in got], [h.score for h in expected], atol=1e-6)
             assert [(h.start, h.end, h.kind, h.copies) for h in got] == [
                 (h.start, h.end, h.kind, h.copies) for h in expected
             ]
