@@ -37,7 +37,7 @@ import onnxruntime as ort
 o = ort.SessionOptions()
 o.add_session_config_entry("session.disable_prepacking", "1")
 s = ort.InferenceSession({path!r}, o, providers=["CPUExecutionProvider"])
-s.run(["pooler_output"], {{"input_ids": np.full((1, 77), 49407, np.int64)}})
+s.run(["pooler_output"], {{i.name: np.ones((1, 77), np.int64) for i in s.get_inputs()}})
 """
 
 

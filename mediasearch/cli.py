@@ -526,8 +526,8 @@ def query(words, likes, literal, nots, kinds, within, after, before, limit, min_
             make()  # an explicit model must match the library's even if no text needs it
         warming = None
         words = ([" ".join(texts)] if texts else []) + list(nots)
-        if words and not make().knows(words):  # the text tower loads in a thread while the index opens
-            warming = threading.Thread(target=_warm, args=(make,), daemon=True)
+        if words:  # the model is found and the text tower loads in a thread while the index opens
+            warming = threading.Thread(target=_warm, args=(make, words), daemon=True)
             warming.start()
         if lib.store is None:
             lib.vectors  # noqa: B018 - opens (maps) the index meanwhile
@@ -546,10 +546,12 @@ def query(words, likes, literal, nots, kinds, within, after, before, limit, min_
     print_hits(hits, as_json, paths_only, nul, preview)
 
 
-def _warm(make) -> None:
-    """Load the text tower ahead; any error is raised again, in order, by the query itself."""
+def _warm(make, words: list[str]) -> None:
+    """Load the text tower ahead unless every text is remembered; any error is raised again, in
+    order, by the query itself."""
     try:
-        make().warm_text()
+        if not make().knows(words):
+            make().warm_text()
     except Exception:
         pass
 

@@ -22,7 +22,6 @@ from mediasearch.index import VectorIndex
 from mediasearch.model import Embedder
 from mediasearch.paths import library_dir
 from mediasearch.precision import with_precision
-from mediasearch.store import Sent, Store, bind_library
 from mediasearch.terminal import display
 from mediasearch.walk import WalkOptions, root_of
 
@@ -57,8 +56,8 @@ class Library:
             self._unlock()
             raise
         self._vectors: VectorIndex | None = None
-        self._store: Store | None = None
-        self.sent = Sent()  # what this process sent to the store, and what still waits
+        self._store = None  # the shared store, if bound (store.py, imported only then: http.client is 11 ms)
+        self.sent = None  # what this process sent to the store, and what still waits (store.Sent)
         self._unsent_changes = 0
 
     def close(self) -> None:
@@ -116,15 +115,19 @@ class Library:
     # ------------------------------------------------------------------ the shared store
 
     @property
-    def store(self) -> Store | None:
-        """The Antfly table this library is mirrored in, if it is bound to one."""
-        if self._store is None:
+    def store(self):
+        """The Antfly table this library is mirrored in (a store.Store), if it is bound to one."""
+        if self._store is None and self.catalog.get("store_url"):
+            from mediasearch.store import Store
+
             self._store = Store.of(self.catalog)
         return self._store
 
     def bind_store(self, url: str) -> str | None:
         """Keep this library's vectors in the Antfly table at url from now on; returns the table it
         used before, if it moves (that table keeps its documents)."""
+        from mediasearch.store import bind_library
+
         if self._store is not None:
             self._store.close()
         self._store, before = bind_library(self.catalog, url)
@@ -134,6 +137,9 @@ class Library:
         """Send the store what differs from the catalog (nothing to do without a store)."""
         if not self.writable or self.store is None:
             return
+        from mediasearch.store import Sent
+
+        self.sent = self.sent or Sent()
         sent = self.store.send(self.catalog)
         self.sent.written += sent.written
         self.sent.deleted += sent.deleted
@@ -145,7 +151,8 @@ class Library:
         other machines see a long pass's work as it goes (not after a failed send: the pass's
         end tries again)."""
         self._unsent_changes += segments
-        if self._unsent_changes >= SEND_EVERY and self.store is not None and self.sent.error is None:
+        failed = self.sent is not None and self.sent.error is not None
+        if self._unsent_changes >= SEND_EVERY and self.store is not None and not failed:
             self.send()
 
     def add_folders(

@@ -91,14 +91,19 @@ class Watcher:
 
     def _save(self) -> None:
         """Save the index; with a shared store, say when it stops answering and when it is back."""
-        failed_before = self.library.sent.error is not None
+        failed_before = self._store_failed()
         self.library.save_index()
         sent = self.library.sent
+        if sent is None:
+            return
         if sent.error and not failed_before:
             retry = self.settings.store_retry
             self.log(f"store: {sent.error}; {sent.waiting} changes wait, tried again every {retry:.0f}s")
         elif failed_before and not sent.error:
             self.log(f"store: reachable again; everything waiting was sent ({self.library.store.address})")
+
+    def _store_failed(self) -> bool:
+        return self.library.sent is not None and self.library.sent.error is not None
 
     def run_until_signalled(self) -> None:
         """run(), with SIGINT and SIGTERM asking for a clean stop instead of killing the batch."""
@@ -178,7 +183,7 @@ class Watcher:
             if now - last_check >= self.settings.root_check:
                 last_check = now
                 self._check_roots()
-            if self.library.sent.error and now - last_store_try >= self.settings.store_retry:
+            if self._store_failed() and now - last_store_try >= self.settings.store_retry:
                 last_store_try = now
                 self._save()  # the store was down: try again
             if self.settings.rescan and now - last_rescan >= self.settings.rescan:

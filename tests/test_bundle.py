@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -113,7 +114,14 @@ def test_local_revision_changes_with_the_weights(tmp_path):
     shutil.copytree(BUNDLE, folder)
     before = bundle.resolve(str(folder)).revision
     (folder / "audio_projection.onnx").write_bytes((BUNDLE / "visual_projection.onnx").read_bytes())
-    assert bundle.resolve(str(folder)).revision != before
+    changed = bundle.resolve(str(folder)).revision
+    assert changed != before
+    assert bundle.resolve(str(folder)).revision == changed  # remembered against sizes, mtimes, inodes
+    config = folder / "clip_config.json"
+    text = config.read_text()
+    os.utime(config, ns=(1, 1))
+    config.write_text(text.replace(": ", ":\t", 1))  # same size, other bytes, a new mtime
+    assert bundle.resolve(str(folder)).revision not in (before, changed)
 
 
 def test_int8_copies_are_made_once_and_measured(bundle):

@@ -158,3 +158,21 @@ def test_a_query_loads_the_mapped_text_tower_with_the_same_vectors(bundle, embed
     (tmp_path / "unwritable").write_text("a file where the cache folder should be")
     monkeypatch.setenv("MEDIASEARCH_CACHE", str(tmp_path / "unwritable"))
     assert mapped_copy(bundle, "text_model.onnx") == bundle.file("text_model.onnx")  # falls back
+
+
+def test_a_query_process_reads_the_same_tokenizer_faster(bundle, embedder):
+    """One-shot processes read a copy of tokenizer.json with string merges: the same tokens."""
+    from mediasearch.model import Embedder
+    from mediasearch.paths import cache_dir
+
+    rng = np.random.default_rng(3)
+    alphabet = list("abcdefghijklmnopqrstuvwxyz      .,!?'-0123456789éüßøçñ日本語ä👍\t\n") + ["'s", "n't", "</w>"]
+    texts = ["".join(rng.choice(alphabet, rng.integers(1, 120))) for _ in range(1500)]
+    texts += ["a dog barking", "Rain on a TIN roof!!", "naïve café", "  spaces   everywhere  ", "x" * 400]
+    quick = Embedder(bundle, one_shot=True)
+    assert quick.tokenizer is not None and (cache_dir() / "mapped" / bundle.revision / "tokenizer.json").exists()
+    for text in texts:
+        a, b = quick.tokenize([text]), embedder.tokenize([text])
+        assert np.array_equal(a["input_ids"], b["input_ids"]) and np.array_equal(
+            a["attention_mask"], b["attention_mask"]
+        )
