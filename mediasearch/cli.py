@@ -834,4 +834,8 @@ def serve(host, port, token, open_browser, model, library) -> None:
 def main() -> None:
     runtime.configure()
     runtime.quiet_native_stderr()
-    cli(prog_name="mediasearch")
+    try:
+        cli(prog_name="mediasearch")
+    except SystemExit as exc:  # click ends every command this way
+        runtime.leave(exc.code)
+    runtime.leave(0)

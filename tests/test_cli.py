@@ -454,3 +454,21 @@ def test_a_repeated_query_text_does_not_load_the_text_tower(indexed_cli, monkeyp
     assert again == first
     with pytest.raises(AssertionError, match="must not load"):
         run("query", "words never asked", "--json")
+
+
+def test_the_real_entry_point_keeps_output_and_exit_status(media_dir, tmp_path):
+    """`mediasearch` ends its process without the libraries' teardown (runtime.leave): every byte
+    of output and every exit status must still come out as the command meant."""
+    (media_dir / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "mediasearch", *args], capture_output=True, text=True, timeout=300)
+
+    indexed = run("index", str(media_dir), "--model", str(BUNDLE), "--json")
+    assert indexed.returncode == 3 and json.loads(indexed.stdout)["failed"] == 1
+    found = run("query", "a dog barking", "--json", "-n", "200")
+    assert found.returncode == 0 and len(json.loads(found.stdout)) == json.loads(indexed.stdout)["added"]
+    assert run("query", "x", "--type", "nonsense").returncode == 2
+    missing = run("query", "x", "--library", str(tmp_path / "absent"))
+    assert missing.returncode == 1 and "there is no library" in missing.stderr
+    assert run("status", "--json").returncode == 0
