@@ -459,7 +459,10 @@ class Catalog:
             last = rows[-1][0]
 
     def id_range(self) -> tuple[int, int]:
-        low, high = self.conn.execute("SELECT min(id), max(id) FROM segments").fetchone()
+        # Two queries: SQLite answers a lone min() or max() from the key's b-tree, both together
+        # with a scan of every segment (65 ms at a million, on every query's index check).
+        low = self.conn.execute("SELECT min(id) FROM segments").fetchone()[0]
+        high = self.conn.execute("SELECT max(id) FROM segments").fetchone()[0]
         return (low or 0, high or 0)
 
     def ids_at_or_after(self, ids: list[int]) -> list[int]:
@@ -472,6 +475,12 @@ class Catalog:
         marks = ",".join("?" * len(segment_ids))
         rows = self.conn.execute(f"SELECT id, vector FROM segments WHERE id IN ({marks})", segment_ids)
         return {r[0]: np.frombuffer(r[1], "<f4") for r in rows}
+
+    def has_segments(self) -> bool:
+        """Whether any segment exists (a count(*) reads every one: 15 ms at a million)."""
+        if "segments" not in self.db.table_names():
+            return False
+        return self.conn.execute("SELECT 1 FROM segments LIMIT 1").fetchone() is not None
 
     def segment_count(self) -> int:
         if "segments" not in self.db.table_names():

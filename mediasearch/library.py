@@ -201,7 +201,7 @@ class Library:
         return len(removed), heir
 
     def is_empty(self) -> bool:
-        return self.catalog.segment_count() == 0
+        return not self.catalog.has_segments()
 
     # ------------------------------------------------------------------ the model
 
