@@ -25,13 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from mediasearch.antfly import Address, Antfly, StoreError, StoreUnreachable
+from mediasearch.bundle import base_revision
 from mediasearch.catalog import DIM, Catalog, decode, encode
 from mediasearch.errors import LibraryError
 
 INDEX = "clipclap"  # the table's embeddings index: bring-your-own 512-d vectors
 BATCH = 256  # segments a write: ~2.5 MB of JSON
 SEARCH_EFFORT = 1.0  # Antfly's highest recall: a media library is small next to what it is built for
-KEYWORDS = ("library", "host", "path", "folder", "kind", "hash", "matched")
+KEYWORDS = ("library", "host", "model", "path", "folder", "kind", "hash", "matched")
 NUMBERS = ("file_id", "size", "mtime", "start", "end", "width", "height", "duration")
 
 
@@ -66,9 +67,10 @@ class Sent:
 class Store:
     """The Antfly table a library is bound to."""
 
-    def __init__(self, url: str, library_id: str, host: str | None = None):
+    def __init__(self, url: str, library_id: str, model: str = "", host: str | None = None):
         self.address = Address.parse(url)
         self.library_id = library_id
+        self.model = model  # the model's revision (fp32 and int8 share one space, so one revision)
         self.host = host or socket.gethostname()
         self.client = Antfly(self.address)
         self._checked = False
@@ -77,7 +79,9 @@ class Store:
     def of(cls, catalog: Catalog) -> Store | None:
         """The library's store, or None for a library kept on this machine only."""
         url = catalog.get("store_url")
-        return cls(url, catalog.get("library_id") or "") if url else None
+        if not url:
+            return None
+        return cls(url, catalog.get("library_id") or "", base_revision(catalog.get("model_revision") or ""))
 
     def close(self) -> None:
         self.client.close()
@@ -98,7 +102,30 @@ class Store:
                 f"the table {self.address.table!r} at {self.address} is not a mediasearch table (it lacks an external "
                 f"{DIM}-d cosine embeddings index named {INDEX!r}): choose another table name"
             )
+        self._refuse_other_models()
         self._checked = True
+
+    def _refuse_other_models(self) -> None:
+        """Vectors of different models are not comparable: a table holds one model's, and a library
+        with another model is refused before it writes (its queries would rank nonsense).  Its own
+        documents do not count: after `index --reembed` the next send replaces them."""
+        if not self.model:
+            return
+        probe = {
+            "embeddings": {INDEX: [1.0] + [0.0] * (DIM - 1)},
+            "indexes": [INDEX],
+            "limit": 1,
+            "exclusion_query": {
+                "disjuncts": [{"term": self.model, "field": "model"}, {"term": self.library_id, "field": "library"}]
+            },
+            "fields": ["model", "host"],
+        }
+        for hit in self.client.nearest(probe):
+            doc = hit.get("_source") or {}
+            raise StoreError(
+                f"the table {self.address.table!r} holds vectors of another model (revision {doc.get('model')}, "
+                f"from {doc.get('host', '?')}), not this library's ({self.model}): give each model a table of its own"
+            )
 
     # ------------------------------------------------------------------ writing
 
@@ -129,6 +156,7 @@ class Store:
         doc = {
             "library": self.library_id,
             "host": self.host,
+            "model": self.model,
             "path": _text(path),
             "folder": _text(folder),
             "_embeddings": {INDEX: np.frombuffer(row["vector"], "<f4").tolist()},

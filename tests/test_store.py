@@ -295,3 +295,21 @@ def test_the_watcher_keeps_the_table_in_step(antfly, tmp_path, media_dir):
         assert watcher.stop() == 0
     _, keys = segment_keys(tmp_path / "lib")
     assert sorted(doc["_id"] for doc in table_docs(url, library_id)) == sorted(keys)
+
+
+def test_a_library_of_another_model_is_refused(antfly, tmp_path, media_dir):
+    """Vectors of two models cannot share a table: the second library's sends are refused, with why."""
+    other = tmp_path / "other-bundle"
+    shutil.copytree(BUNDLE, other)
+    metadata = other / "projection_training_metadata.json"
+    metadata.write_text(metadata.read_text().rstrip().rstrip("}") + ', "retrained": true}')  # another revision
+    url = antfly.url("one_model")
+    first = run("index", media_dir, "--model", BUNDLE, "--store", url, "--json",
+                env=dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "first")))  # fmt: skip
+    assert json.loads(first.stdout)["store"]["error"] is None
+    second = run("index", media_dir, "--model", other, "--store", url, "--json",
+                 env=dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "second")))  # fmt: skip
+    refused = json.loads(second.stdout)["store"]
+    assert refused["written"] == 0 and "holds vectors of another model" in refused["error"]
+    library_id, _ = segment_keys(tmp_path / "second")
+    assert table_docs(url, library_id) == []
