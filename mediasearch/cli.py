@@ -707,12 +707,18 @@ def forget(path, library, as_json) -> None:
     target = os.path.abspath(os.path.expanduser(path))
     with Library(library, write=True) as lib:
         removed, heir = lib.forget(target)
+        bound = lib.store
+    sent = lib.sent if bound is not None else None
     if as_json:
-        emit_json(json_path(target, "forgotten") | {"segments": removed})
-    elif heir is not None:
+        store = {"store": sent.as_dict() | {"url": str(bound.address)}} if sent else {}
+        emit_json(json_path(target, "forgotten") | {"segments": removed} | store)
+        return
+    if heir is not None:
         warn(f"forgot {display(target)}; its files stay in the library as part of {display(heir.path)}")
     else:
         warn(f"forgot {display(target)} ({removed} segments)")
+    if sent:
+        _tell_sent(sent, bound.address)
 
 
 def _seconds_option(flag: str, default: float, text: str):

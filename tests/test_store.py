@@ -181,7 +181,8 @@ def test_two_libraries_share_one_table(antfly, tmp_path, media_dir):
         library_id, keys = segment_keys(folder)
         assert sorted(doc["_id"] for doc in table_docs(url, library_id)) == sorted(keys)  # each once
 
-    run("forget", pictures, env=one)
+    forgotten = json.loads(run("forget", pictures, "--json", env=one).stdout)
+    assert forgotten["store"]["deleted"] == forgotten["segments"] > 0 and forgotten["store"]["error"] is None
     one_id, _ = segment_keys(tmp_path / "one")
     two_id, two_keys = segment_keys(tmp_path / "two")
     assert table_docs(url, one_id) == []
