@@ -557,7 +557,10 @@ class Catalog:
             """SELECT count(*) FROM segments s JOIN files f ON f.id = s.file_id
                LEFT JOIN store_sent t ON t.segment_id = s.id WHERE t.segment_id IS NULL OR t.version != f.version"""
         ).fetchone()[0]
-        return sends + len(self.undeleted(1 << 62))
+        deletes = self.conn.execute(
+            "SELECT count(*) FROM store_sent WHERE segment_id NOT IN (SELECT id FROM segments)"
+        ).fetchone()[0]
+        return sends + deletes
 
     def undeleted(self, limit: int) -> list[int]:
         """Segments the store has that the catalog no longer does."""
