@@ -191,10 +191,10 @@ def _ranked(library: Library, query: np.ndarray, limit: int, filters: Filters, c
         scores, ids = vectors.search(query, k, chosen)
         facts = library.catalog.hits([int(i) for i in ids])
         found = [(score, facts.get(sid)) for score, sid in zip(scores.tolist(), ids.tolist(), strict=True)]
-        hits = _best_files(found, filters, limit)
         exhausted = k >= pool or (filters.min_score is not None and scores.size and scores[-1] < filters.min_score)
-        if hits is not None or exhausted:
-            return hits if hits is not None else _best_files(found, filters, limit, complete=True)
+        hits = _best_files(found, filters, limit, complete=bool(exhausted))
+        if hits is not None:
+            return hits
         k = min(pool, k * 4)
 
 
@@ -209,15 +209,16 @@ def _from_store(library: Library, query: np.ndarray, limit: int, filters: Filter
             query, k, filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before),
             filters.min_score, filters.exclude_hashes,
         )  # fmt: skip
-        hits = _best_files(found, filters, limit)
-        if hits is not None or len(found) < k:
-            return hits if hits is not None else _best_files(found, filters, limit, complete=True)
+        hits = _best_files(found, filters, limit, complete=len(found) < k)
+        if hits is not None:
+            return hits
         k *= 4
 
 
 def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit: int, complete: bool = False):
     """The best `limit` files among scored segments (best first), or None when the segments do
-    not yet hold limit + 1 files and more may come (so the last one's copies are all in)."""
+    not yet hold limit + 1 files and more may come (complete: none will), so the last one's
+    copies are all in."""
     best: dict = {}
     for score, row in found:
         if row is None or not filters.accept(row, score):
