@@ -415,7 +415,7 @@ def index(
         emit_json(
             summary.as_dict()
             | {"failures": [json_path(f["path"]) | {"error": f["error"]} for f in summary.failures]}
-            | ({"store": sent.as_dict() | {"url": str(bound.address)}} if sent else {})
+            | _sent_json(sent, bound)
         )
         sys.exit(3 if summary.failed else 0)
     s = summary
@@ -429,6 +429,11 @@ def index(
         warn("see `mediasearch status --failures` for the reasons")
     if s.failed:
         sys.exit(3)
+
+
+def _sent_json(sent, store) -> dict:
+    """What reached the shared store, for --json ({} for a library without one)."""
+    return {"store": sent.as_dict() | {"url": str(store.address)}} if sent else {}
 
 
 def _tell_sent(sent, address) -> None:
@@ -710,8 +715,7 @@ def forget(path, library, as_json) -> None:
         bound = lib.store
     sent = lib.sent if bound is not None else None
     if as_json:
-        store = {"store": sent.as_dict() | {"url": str(bound.address)}} if sent else {}
-        emit_json(json_path(target, "forgotten") | {"segments": removed} | store)
+        emit_json(json_path(target, "forgotten") | {"segments": removed} | _sent_json(sent, bound))
         return
     if heir is not None:
         warn(f"forgot {display(target)}; its files stay in the library as part of {display(heir.path)}")
