@@ -1,7 +1,7 @@
 """A small client for the parts of Antfly's HTTP API that mediasearch uses.
 
 Antfly (https://antfly.io) is a distributed database with vector indexes and
-filters.  mediasearch needs five calls from it: read a table, create one, write
+filters.  mediasearch needs four calls from it: read a table, create one, write
 a batch (upserts and deletions), and a k-NN query with a filter.  The published
 Python SDK is young (its batch call failed against the server when this was
 written), so this is plain `http.client` over one kept-alive connection.
@@ -13,7 +13,6 @@ the machine could read it in the process list.
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import os
@@ -183,10 +182,3 @@ def _answer(address: Address, status: int, data: bytes):
 
 def _reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-def packed(vector) -> str:
-    """A float32 vector as Antfly's packed query form: base64 of its little-endian bytes."""
-    import numpy as np
-
-    return base64.b64encode(np.asarray(vector, "<f4").tobytes()).decode()
