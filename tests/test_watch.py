@@ -77,6 +77,16 @@ class WatchProcess:
         return self.proc.wait(timeout=60)
 
 
+def write_slowly(target: Path, source: Path, chunks: int, pause: float) -> None:
+    """Copy source to target in chunks with pauses between, as a slow download or camera does."""
+    data = source.read_bytes()
+    with open(target, "wb") as handle:
+        for i in range(chunks):
+            handle.write(data[i * len(data) // chunks : (i + 1) * len(data) // chunks])
+            handle.flush()
+            time.sleep(pause)
+
+
 @pytest.fixture
 def watcher(media_dir, tmp_path):
     proc = WatchProcess(media_dir, tmp_path / "lib")
@@ -129,13 +139,8 @@ def test_atomic_save_is_one_change(watcher, media_dir):
 
 
 def test_slowly_written_file_is_indexed_once_and_complete(watcher, media_dir):
-    data = (INPUTS / "landscape.jpg").read_bytes()
     target = media_dir / "slow.jpg"
-    with open(target, "wb") as handle:
-        for i in range(10):  # about two seconds of appending
-            handle.write(data[i * len(data) // 10 : (i + 1) * len(data) // 10])
-            handle.flush()
-            time.sleep(0.2)
+    write_slowly(target, INPUTS / "landscape.jpg", chunks=10, pause=0.2)  # about two seconds of appending
     watcher.wait_for(lambda: str(target) in watcher.indexed(), "the slow file")
     time.sleep(1.5)
     assert [c for c in watcher.changes() if c["path"] == str(target)] == [{"action": "added", "path": str(target)}]
@@ -237,13 +242,8 @@ def test_falls_back_to_polling_at_the_inotify_limit(tmp_path, media_dir, embedde
 
 def test_file_written_in_chunks_under_settle_is_embedded_once(media_dir, tmp_path):
     watcher = WatchProcess(media_dir, tmp_path / "lib", "--settle", "1")
-    data = (INPUTS / "landscape.jpg").read_bytes()
     target = media_dir / "chunky.jpg"
-    with open(target, "wb") as handle:
-        for i in range(4):  # chunks 0.7 s apart: each pause is shorter than --settle
-            handle.write(data[i * len(data) // 4 : (i + 1) * len(data) // 4])
-            handle.flush()
-            time.sleep(0.7)
+    write_slowly(target, INPUTS / "landscape.jpg", chunks=4, pause=0.7)  # each pause shorter than --settle
     watcher.wait_for(lambda: str(target) in watcher.indexed(), "the chunked file")
     time.sleep(2)
     assert [c for c in watcher.changes() if c["path"] == str(target)] == [{"action": "added", "path": str(target)}]
