@@ -31,6 +31,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from mediasearch import media
+from mediasearch.bundle import DEFAULT_MODEL
 from mediasearch.errors import DecodeError, MediasearchError
 from mediasearch.library import Library
 from mediasearch.params import parse_kinds, parse_score, parse_when
@@ -54,6 +55,19 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+OPENAI_FACE = ("/ai/v1/", "/embed")
+
+
+def error_body(path: str, code: str, message: str) -> dict:
+    """`{error, message}` everywhere; on the OpenAI face, `error` is OpenAI's object (message, type,
+    param, code) so the `openai` client raises with the code, and `message` stays at the top level."""
+    if not path.startswith(OPENAI_FACE):
+        return {"error": code, "message": message}
+    param = "model" if code == "model_not_found" else None
+    kind = "invalid_request_error" if code != "too_large" else "request_too_large"
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}, "message": message}
 
 
 @dataclass
@@ -127,7 +141,8 @@ def _hits(hits) -> list[dict]:
     return out
 
 
-def _run_search(service: Service, texts, examples, nots, params) -> list[dict]:
+def _run_search(service: Service, texts, examples, nots, params, sent: dict | None = None) -> list[dict]:
+    """sent: an uploaded example's name as the user sent it, by the temporary path it was saved under."""
     if not texts and not examples:
         raise ApiError(400, "no_query", "give some words (q) or an example file")
     # The towers run outside the library's lock (onnxruntime sessions serve threads at once);
@@ -143,7 +158,8 @@ def _run_search(service: Service, texts, examples, nots, params) -> list[dict]:
     vectors = [embedder.embed_each([str(p)], [d])[0] for p, d in zip(examples, pictures, strict=True)]
     for path, result in zip(examples, vectors, strict=True):
         if isinstance(result, DecodeError):
-            raise ApiError(422, "bad_example", f"{path.name}: {result.reason}")
+            name = (sent or {}).get(path, path.name)
+            raise ApiError(422, "bad_example", f"{name}: {result.reason.replace(str(path), name)}")
     vector = combine([*map(mean_vector, vectors), *words], negatives)
     filters, limit = _filters(params, exclude)
     with service.reading() as library:
@@ -166,15 +182,22 @@ async def search_post(request: Request) -> JSONResponse:
     form = await request.form(max_files=8, max_fields=64)
     texts = [form["q"]] if str(form.get("q", "")).strip() else []
     with tempfile.TemporaryDirectory(prefix="mediasearch-upload-") as folder:
-        examples = []
+        examples, sent = [], {}
         for i, upload in enumerate(form.getlist("file")):
             if not hasattr(upload, "read"):
                 continue
             path = Path(folder) / f"example-{i}{Path(upload.filename or '').suffix[:12]}"
             path.write_bytes(await upload.read())
             examples.append(path)
-        hits = _run_search(request.app.state.service, texts, examples, _all(form, "not"), form)
+            sent[path] = _sent_name(upload.filename, i)
+        hits = _run_search(request.app.state.service, texts, examples, _all(form, "not"), form, sent)
     return JSONResponse(hits)
+
+
+def _sent_name(filename: str | None, index: int) -> str:
+    """The name an upload came with (its last part, at most 200 characters), for messages about it."""
+    name = os.path.basename((filename or "").replace("\\", "/"))[:200]
+    return name or f"upload {index + 1}"
 
 
 async def similar(request: Request) -> JSONResponse:
@@ -349,6 +372,7 @@ async def embed(request: Request) -> Response:
     if not inputs or len(inputs) > MAX_PARTS:
         raise ApiError(400, "invalid_input", f"send between 1 and {MAX_PARTS} inputs")
     service: Service = request.app.state.service
+    _check_model(service, body)
     vectors = _embed_inputs(service, inputs)
     if "application/octet-stream" in request.headers.get("accept", ""):
         header = np.array([len(vectors), vectors.shape[1]], "<u8").tobytes()
@@ -362,12 +386,37 @@ async def embed(request: Request) -> Response:
         }
         for i, v in enumerate(vectors)
     ]
-    usage = {"prompt_tokens": 0, "total_tokens": 0}
+    tokens = _text_tokens(service, inputs)
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     return JSONResponse({"object": "list", "data": data, "model": _model_name(service), "usage": usage})
 
 
+def _text_tokens(service: Service, inputs: list) -> int:
+    """The tokens the text tower read (BOS and EOS included, after the 77-token cut), as OpenAI counts usage."""
+    texts = [value for kind, value in (_part_bytes(p, i) for i, p in enumerate(inputs)) if kind == "text"]
+    if not texts:
+        return 0
+    return int(service.embedder().tokenize(texts)["attention_mask"].sum())
+
+
 def _model_name(service: Service) -> str:
-    return service.library.catalog.get("model_source") or "antflydb/clipclap"
+    """The model's name as clients see it: the hub id, or a local bundle folder's own name.
+
+    Never the folder's absolute path: a path tells a client where the user keeps things.
+    """
+    source = service.library.catalog.get("model_source") or DEFAULT_MODEL
+    return os.path.basename(source.rstrip("/")) if os.path.isabs(source) else source
+
+
+def _check_model(service: Service, body: dict) -> None:
+    """A request naming another model is refused rather than answered with this one's vectors.
+
+    Any CLIPCLAP bundle answers to the hub's name too, so the model card's request works as written.
+    """
+    asked, served = body.get("model"), _model_name(service)
+    if asked is None or (isinstance(asked, str) and asked in {served, DEFAULT_MODEL, DEFAULT_MODEL.split("/")[-1]}):
+        return
+    raise ApiError(404, "model_not_found", f"the model {str(asked)[:200]!r} is not served here: use {served!r}")
 
 
 async def models(request: Request) -> JSONResponse:
@@ -442,7 +491,7 @@ class Guard:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         problem = self._refuse(scope, headers)
         if problem is not None:
-            return await _send_error(problem, send)
+            return await _send_error(problem, send, scope.get("path", ""))
         budget = [MAX_BODY]
 
         async def limited_receive():
@@ -470,7 +519,7 @@ class Guard:
         try:
             await self.app(scope, limited_receive, secure_send)
         except ApiError as exc:
-            await _send_error(exc, secure_send)
+            await _send_error(exc, secure_send, scope.get("path", ""))
 
     def _refuse(self, scope, headers) -> ApiError | None:
         length = headers.get("content-length", "0")
@@ -501,18 +550,18 @@ def _token_of(scope, headers) -> str | None:
     return None
 
 
-async def _send_error(error: ApiError, send) -> None:
-    response = JSONResponse({"error": error.code, "message": error.message}, status_code=error.status)
+async def _send_error(error: ApiError, send, path: str) -> None:
+    response = JSONResponse(error_body(path, error.code, error.message), status_code=error.status)
     await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 
 
 def create_app(settings: Settings) -> Guard:
     async def api_error(request, exc: ApiError):
-        return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
+        return JSONResponse(error_body(request.url.path, exc.code, exc.message), status_code=exc.status)
 
     async def user_error(request, exc: MediasearchError):
-        return JSONResponse({"error": "bad_request", "message": str(exc)}, status_code=400)
+        return JSONResponse(error_body(request.url.path, "bad_request", str(exc)), status_code=400)
 
     routes = [
         Route("/", page),

@@ -181,7 +181,7 @@ def test_the_model_cards_request_with_data_uris(server):
         want = embed_cli("--text", "a dog barking", str(picture), str(sound))
         assert all(float(g @ w) >= 0.9999 for g, w in zip(got, want, strict=True))
     media_form = {
-        "model": "x",
+        "model": "clipclap",
         "input": [{"type": "media", "data": base64.b64encode(sound.read_bytes()).decode(), "mime_type": "audio/wav"}],
     }
     got = np.array(server.post("/ai/v1/embed", json=media_form).json()["data"][0]["embedding"])
@@ -211,7 +211,7 @@ def test_remote_urls_are_refused(server):
     for url in ("https://example.com/cat.jpg", "file:///etc/passwd", "s3://bucket/key", "http://127.0.0.1/x"):
         body = {"input": [{"type": "image_url", "image_url": {"url": url}}]}
         response = server.post("/ai/v1/embeddings", json=body)
-        assert response.status_code == 400 and response.json()["error"] == "remote_url_refused"
+        assert response.status_code == 400 and response.json()["error"]["code"] == "remote_url_refused"
 
 
 def test_traversal_and_guessing_are_refused(server, library):
