@@ -96,8 +96,9 @@ def index(path: Path, bundle: str, work: Path) -> tuple[float, int, dict]:
 
 def costs(path: Path, bundle: str) -> dict:
     """Per embedded frame and per window: decoding against the towers."""
-    from mediasearch import ffmpeg, media
+    from mediasearch import media
     from mediasearch.bundle import resolve
+    from mediasearch.media import ffmpeg, sound
     from mediasearch.model import Embedder
 
     start = time.perf_counter()
@@ -106,7 +107,7 @@ def costs(path: Path, bundle: str) -> dict:
     reader = ffmpeg.AvAudio(path)
     decoded = media.Decoded("audio", [])
     start = time.perf_counter()
-    windows = [s.tensor for s in media._read_windows(path, reader, decoded, media.MAX_DURATION_S)]
+    windows = [s.tensor for s in sound.read_windows(path, reader, decoded, media.MAX_DURATION_S)]
     window_decode = (time.perf_counter() - start) / len(windows)
     embedder = Embedder(resolve(bundle))
     embedder.embed_pixels(np.stack(frames[:2]))

@@ -267,7 +267,7 @@ def _thumbnail_of(path: str, kind: str):
     if kind == "image":
         image, _ = media.load_raw(Path(path)) if media.is_raw(path) else media.load_image(Path(path))
     elif kind == "video":
-        from mediasearch import ffmpeg
+        from mediasearch.media import ffmpeg
 
         first = next(iter(ffmpeg.pick_frames(path, 10.0, 1)), None)
         if first is None:

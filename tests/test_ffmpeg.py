@@ -16,9 +16,10 @@ from click.testing import CliRunner
 from conftest import BUNDLE, SAMPLES
 from PIL import Image
 
-from mediasearch import ffmpeg, media
+from mediasearch import media
 from mediasearch.cli import cli
 from mediasearch.errors import DecodeError
+from mediasearch.media import ffmpeg
 
 
 def make_video(

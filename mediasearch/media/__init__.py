@@ -1,0 +1,98 @@
+"""Media decoding: files in, model-ready tensors out, exactly as the contract says.
+
+One decoder per kind of file, chosen by one table (DECODERS) from the kind the
+content announces (sniff.py): pictures (pictures.py), camera RAW (raw.py),
+sound (sound.py) and video (video.py, with FFmpeg's part in ffmpeg.py).  Every
+decoder returns a Decoded (decoded.py); anything that cannot be decoded raises
+DecodeError with the path and the reason.
+
+The decoders' libraries (Pillow, soundfile, soxr, librosa, PyAV) are imported
+on first use: a text query imports this package but decodes nothing, and
+librosa alone takes about half a second to import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from mediasearch.errors import DecodeError
+from mediasearch.media import ffmpeg
+from mediasearch.media.decoded import Decoded, Segment, Span, first_line
+from mediasearch.media.pictures import (
+    DRAFT_SHORT_SIDE,
+    IMAGE_BUDGET,
+    MAX_PIXELS,
+    REDUCE_ABOVE,
+    configure_pillow,
+    decode_picture,
+    image_tensor,
+    load_image,
+    to_rgb,
+)
+from mediasearch.media.raw import decode_raw, is_raw, load_raw
+from mediasearch.media.sniff import (
+    AUDIO_EXTENSIONS,
+    IMAGE_EXTENSIONS,
+    RAW_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    content_hash,
+    kind_of,
+    sniff,
+)
+from mediasearch.media.sound import (
+    MAX_DURATION_S,
+    SAMPLE_RATE,
+    audio_features,
+    decode_audio,
+    expected_segments,
+    silent_features,
+    windows,
+)
+from mediasearch.media.video import decode_video
+
+__all__ = [
+    "AUDIO_EXTENSIONS", "DECODERS", "DRAFT_SHORT_SIDE", "IMAGE_BUDGET", "IMAGE_EXTENSIONS", "MAX_DURATION_S",
+    "MAX_PIXELS", "RAW_EXTENSIONS", "REDUCE_ABOVE", "SAMPLE_RATE", "VIDEO_EXTENSIONS", "Decoded", "Segment",
+    "Span", "audio_features", "configure_pillow", "content_hash", "decode", "decode_or_error", "expected_segments",
+    "ffmpeg", "image_tensor", "is_raw", "kind_of", "load_image", "load_raw", "silent_features", "sniff", "to_rgb",
+    "windows",
+]  # fmt: skip
+
+# The one table: a file's decoder by its kind ("raw" is a picture LibRaw, not Pillow, reads).
+DECODERS: dict[str, Callable[[Path, float], Decoded]] = {
+    "image": decode_picture,
+    "raw": decode_raw,
+    "audio": decode_audio,
+    "video": decode_video,
+}
+
+
+def decode(path: str | Path, max_duration: float | None = None) -> Decoded:
+    """Decode a picture, sound or video into model input, or raise DecodeError."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DecodeError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    if size == 0:
+        raise DecodeError(path, "file is empty")
+    configure_pillow()
+    kind = kind_of(path)
+    if kind == "image" and is_raw(path):
+        kind = "raw"
+    if kind not in DECODERS:
+        raise DecodeError(path, "not a picture, sound or video file mediasearch can read")
+    return DECODERS[kind](path, max_duration or MAX_DURATION_S)
+
+
+def decode_or_error(path: str | Path, max_duration: float | None = None) -> Decoded | DecodeError:
+    """decode(), with any failure returned as a DecodeError so one file never stops a run."""
+    try:
+        return decode(path, max_duration)
+    except DecodeError as exc:
+        return exc
+    except MemoryError:
+        return DecodeError(path, "too large to decode in the memory available")
+    except Exception as exc:  # a decoder bug: still reported per file
+        return DecodeError(path, f"could not be decoded ({type(exc).__name__}: {first_line(exc)})")
