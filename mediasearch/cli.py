@@ -696,17 +696,39 @@ def status(library, failures, list_ignored, as_json) -> None:
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+@click.option("--queries", is_flag=True, help="Forget the query texts remembered in the cache (queries.db).")
 @library_option
 @json_option
-def forget(path, library, as_json) -> None:
+def forget(path, queries, library, as_json) -> None:
     """Remove a folder from the library, with all its files and vectors.
 
     The files on disk are not touched.  A folder inside another library folder
     hands its files back to that folder instead (their vectors are kept).
+    --queries deletes the remembered query texts instead (or as well).
 
     Example: mediasearch forget ~/Old-Recordings
     """
+    if path is None and not queries:
+        raise click.UsageError("name a folder to forget, or --queries")
+    if queries:
+        _forget_queries(as_json and path is None)
+    if path is not None:
+        _forget_folder(path, library, as_json)
+
+
+def _forget_queries(as_json: bool) -> None:
+    """Delete queries.db; the count goes to stderr (or stdout as JSON when nothing else is printed)."""
+    from mediasearch.model import forget_queries, query_memory
+
+    count = forget_queries()
+    if as_json:
+        emit_json(json_path(str(query_memory()), "queries_file") | {"queries_forgotten": count})
+    else:
+        warn(f"forgot {count} remembered query text{'' if count == 1 else 's'} ({display(str(query_memory()))})")
+
+
+def _forget_folder(path: Path, library: Path | None, as_json: bool) -> None:
     from mediasearch.library import Library
 
     target = os.path.abspath(os.path.expanduser(path))
