@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 from starlette.applications import Starlette
@@ -48,6 +49,11 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
     "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+# A file opened by itself in a tab is shown by the browser's own viewer, in a sandbox with no origin
+# and nothing allowed to load or run: a polyglot that is also HTML can do nothing there.
+FILE_CSP = (
+    "sandbox; default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 )
 
 
@@ -237,9 +243,67 @@ def _catalog_file(service: Service, file_id: int) -> tuple[str, str]:
 
 
 async def file_original(request: Request) -> Response:
-    path, _kind = _catalog_file(request.app.state.service, int(request.path_params["file_id"]))
-    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media_type, filename=os.path.basename(path), content_disposition_type="inline")
+    path, kind = _catalog_file(request.app.state.service, int(request.path_params["file_id"]))
+    with open(path, "rb") as handle:
+        head = handle.read(media.SNIFF_BYTES)
+    headers = {"Content-Disposition": _disposition(os.path.basename(path)), "Content-Security-Policy": FILE_CSP}
+    return FileResponse(path, media_type=_served_type(head, kind, path), headers=headers)
+
+
+def _served_type(head: bytes, kind: str, path: str) -> str:
+    """The media type a file is served as: decided from its content, never from its name, so a
+    picture named .html (a polyglot) is never rendered as a page nor run as a script."""
+    sniffed = media.sniff(head)
+    if sniffed is not None:
+        kind = sniffed
+        for test, media_type in _CONTENT_TYPES:
+            if test(head):
+                return media_type.replace("video/", "audio/") if kind == "audio" else media_type
+    guessed = mimetypes.guess_type(path)[0] or ""
+    if kind and guessed.startswith(f"{kind}/") and not any(w in guessed for w in ("svg", "xml", "html")):
+        return guessed  # a format sniff does not name (TGA, PCX, WMA...), of the kind indexed
+    return "application/octet-stream"
+
+
+def _brand(head: bytes) -> bytes:
+    return head[8:12] if head[4:8] == b"ftyp" else b""
+
+
+_CONTENT_TYPES = [
+    (lambda h: h[:3] == b"\xff\xd8\xff", "image/jpeg"),
+    (lambda h: h[:8] == b"\x89PNG\r\n\x1a\n", "image/png"),
+    (lambda h: h[:4] == b"GIF8", "image/gif"),
+    (lambda h: h[:2] == b"BM", "image/bmp"),
+    (lambda h: h[:4] in (b"II*\x00", b"MM\x00*"), "image/tiff"),
+    (lambda h: h[:4] == b"RIFF" and h[8:12] == b"WEBP", "image/webp"),
+    (lambda h: h[:4] == b"RIFF" and h[8:12] == b"WAVE", "audio/wav"),
+    (lambda h: h[:4] == b"RIFF" and h[8:12] == b"AVI ", "video/x-msvideo"),
+    (lambda h: h[:4] == b"fLaC", "audio/flac"),
+    (lambda h: h[:4] == b"OggS", "video/ogg"),
+    (lambda h: h[:4] == b"caff", "audio/x-caf"),
+    (lambda h: h[:4] == b"#!AM", "audio/amr"),
+    (lambda h: h[:4] == b"FORM", "audio/aiff"),
+    (lambda h: h[:4] == b"8BPS", "image/vnd.adobe.photoshop"),
+    (lambda h: h[:4] == b"qoif", "image/qoi"),
+    (lambda h: h[:4] == b"DDS ", "image/vnd-ms.dds"),
+    (lambda h: h[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n", "image/jp2"),
+    (lambda h: _brand(h) in (b"avif", b"avis"), "image/avif"),
+    (lambda h: _brand(h) in media._PICTURE_BRANDS, "image/heic"),
+    (lambda h: _brand(h) == b"qt  ", "video/quicktime"),
+    (lambda h: _brand(h) != b"", "video/mp4"),
+    (lambda h: h[:4] == b"\x1aE\xdf\xa3" and b"webm" in h[:64], "video/webm"),
+    (lambda h: h[:4] == b"\x1aE\xdf\xa3", "video/x-matroska"),
+    (lambda h: h[:4] == b"\x30\x26\xb2\x75", "video/x-ms-asf"),
+    (lambda h: True, "audio/mpeg"),  # ID3 or MPEG frames: the last kinds sniff knows
+]
+
+
+def _disposition(name: str) -> str:
+    """`inline` with the file's name: an ASCII stand-in, and the name itself as RFC 5987 UTF-8
+    (a name that is not UTF-8 on disk is shown with replacement characters, never a 500)."""
+    readable = os.fsencode(name).decode("utf-8", "replace")
+    plain = "".join(c if 32 <= ord(c) < 127 and c not in '"\\%' else "_" for c in readable)
+    return f"inline; filename=\"{plain}\"; filename*=UTF-8''{quote(readable, safe='')}"
 
 
 async def thumbnail(request: Request) -> Response:
@@ -258,7 +322,8 @@ async def thumbnail(request: Request) -> Response:
         image.save(tmp, "JPEG", quality=82)
         os.replace(tmp, cached)
         _trim(cached.parent)
-    return FileResponse(cached, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
+    headers = {"Cache-Control": "private, max-age=86400", "Content-Security-Policy": FILE_CSP}
+    return FileResponse(cached, media_type="image/jpeg", headers=headers)
 
 
 def _thumbnail_of(path: str, kind: str):
@@ -504,8 +569,9 @@ class Guard:
 
         async def secure_send(message):
             if message["type"] == "http.response.start":
-                extra = [
-                    (b"content-security-policy", CSP.encode()),
+                own = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [] if b"content-security-policy" in own else [(b"content-security-policy", CSP.encode())]
+                extra += [
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
                     (b"x-frame-options", b"DENY"),
