@@ -16,6 +16,7 @@ from conftest import BUNDLE
 from test_page import CHROMEDRIVER, CHROMIUM, browser, wait  # noqa: F401 - the module's fixture, shared
 from test_server import Server, free_port
 
+pytestmark = pytest.mark.slow  # real index runs and servers, a browser, attack loads
 needs_browser = pytest.mark.skipif(
     CHROMIUM is None or CHROMEDRIVER is None, reason="Debian's chromium and chromium-driver are not installed"
 )
@@ -126,7 +127,6 @@ def test_files_are_served_as_what_their_content_is(polyglots):
         assert response.headers["content-disposition"].startswith(f'inline; filename="{name}"')
 
 
-@pytest.mark.slow
 @needs_browser
 def test_a_polyglot_opened_from_another_origin_runs_nothing(polyglots, browser):  # noqa: F811
     """Another site sends the browser to the .html polyglot; it must be shown as a picture, and its
