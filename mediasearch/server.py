@@ -35,6 +35,7 @@ from mediasearch import media
 from mediasearch.bundle import DEFAULT_MODEL
 from mediasearch.errors import DecodeError, MediasearchError
 from mediasearch.library import Library
+from mediasearch.media.sniff import SNIFF_BYTES
 from mediasearch.params import parse_kinds, parse_score, parse_when
 from mediasearch.paths import cache_dir
 from mediasearch.search import Filters, combine, example_hashes, mean_vector, search, stored_vector
@@ -245,7 +246,7 @@ def _catalog_file(service: Service, file_id: int) -> tuple[str, str]:
 async def file_original(request: Request) -> Response:
     path, kind = _catalog_file(request.app.state.service, int(request.path_params["file_id"]))
     with open(path, "rb") as handle:
-        head = handle.read(media.SNIFF_BYTES)
+        head = handle.read(SNIFF_BYTES)
     headers = {"Content-Disposition": _disposition(os.path.basename(path)), "Content-Security-Policy": FILE_CSP}
     return FileResponse(path, media_type=_served_type(head, kind, path), headers=headers)
 
@@ -288,7 +289,7 @@ _CONTENT_TYPES = [
     (lambda h: h[:4] == b"DDS ", "image/vnd-ms.dds"),
     (lambda h: h[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n", "image/jp2"),
     (lambda h: _brand(h) in (b"avif", b"avis"), "image/avif"),
-    (lambda h: _brand(h) in media._PICTURE_BRANDS, "image/heic"),
+    (lambda h: _brand(h) != b"" and media.sniff(h) == "image", "image/heic"),
     (lambda h: _brand(h) == b"qt  ", "video/quicktime"),
     (lambda h: _brand(h) != b"", "video/mp4"),
     (lambda h: h[:4] == b"\x1aE\xdf\xa3" and b"webm" in h[:64], "video/webm"),
