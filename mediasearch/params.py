@@ -32,9 +32,14 @@ WHEN_HELP = (
 def parse_when(text: str, now: datetime | None = None) -> datetime:
     """A moment in local time from what people write; ValueError, saying the forms, if it is none."""
     try:
-        return _moment(text, now)
-    except ValueError:
+        moment = _moment(text, now)
+    except (ValueError, OverflowError):  # OverflowError: "1e9y" ago is before any calendar
         raise ValueError(f"{text!r} is not a date; use {WHEN_HELP}") from None
+    try:
+        moment.timestamp()  # what filters compare; year 1 in local time has none
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"{text!r} is out of the range of dates this system can compare") from None
+    return moment
 
 
 def _moment(text: str, now: datetime | None) -> datetime:

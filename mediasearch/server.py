@@ -14,19 +14,22 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 import mimetypes
 import os
 import re
+import sys
 import tempfile
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -67,9 +70,13 @@ class ApiError(Exception):
 OPENAI_FACE = ("/ai/v1/", "/embed")
 
 
+HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+
+
 def error_body(path: str, code: str, message: str) -> dict:
     """`{error, message}` everywhere; on the OpenAI face, `error` is OpenAI's object (message, type,
     param, code) so the `openai` client raises with the code, and `message` stays at the top level."""
+    message = message.encode("utf-8", "replace").decode()  # a message quoting a lone surrogate still encodes
     if not path.startswith(OPENAI_FACE):
         return {"error": code, "message": message}
     param = "model" if code == "model_not_found" else None
@@ -186,6 +193,7 @@ async def search_get(request: Request) -> JSONResponse:
 
 async def search_post(request: Request) -> JSONResponse:
     """Search by uploaded example files (form field `file`, repeatable) and the same parameters."""
+    _require_type(request, "multipart/form-data")
     form = await request.form(max_files=8, max_fields=64)
     texts = [form["q"]] if str(form.get("q", "")).strip() else []
     with tempfile.TemporaryDirectory(prefix="mediasearch-upload-") as folder:
@@ -211,7 +219,7 @@ async def similar(request: Request) -> JSONResponse:
     service: Service = request.app.state.service
     with service.reading() as library:
         try:
-            vector, digest = stored_vector(library, int(request.path_params["file_id"]))
+            vector, digest = stored_vector(library, _file_id(request))
         except MediasearchError as exc:
             raise ApiError(404, "not_found", str(exc)) from exc
         filters, limit = _filters(request.query_params, frozenset({digest} if digest else ()))
@@ -219,6 +227,14 @@ async def similar(request: Request) -> JSONResponse:
 
 
 # ----------------------------------------------------------------------------- files and thumbnails
+
+
+def _file_id(request: Request) -> int:
+    """The id in the path; one beyond SQLite's integers is no file (not an overflow)."""
+    file_id = int(request.path_params["file_id"])
+    if file_id >= 2**63:
+        raise ApiError(404, "not_found", "no such file")
+    return file_id
 
 
 def _catalog_file(service: Service, file_id: int) -> tuple[str, str]:
@@ -244,7 +260,7 @@ def _catalog_file(service: Service, file_id: int) -> tuple[str, str]:
 
 
 async def file_original(request: Request) -> Response:
-    path, kind = _catalog_file(request.app.state.service, int(request.path_params["file_id"]))
+    path, kind = _catalog_file(request.app.state.service, _file_id(request))
     with open(path, "rb") as handle:
         head = handle.read(SNIFF_BYTES)
     headers = {"Content-Disposition": _disposition(os.path.basename(path)), "Content-Security-Policy": FILE_CSP}
@@ -309,7 +325,7 @@ def _disposition(name: str) -> str:
 
 async def thumbnail(request: Request) -> Response:
     service: Service = request.app.state.service
-    file_id = int(request.path_params["file_id"])
+    file_id = _file_id(request)
     path, kind = _catalog_file(service, file_id)
     with service.reading() as library:
         digest = library.catalog.file_by_id(file_id).hash
@@ -365,21 +381,55 @@ async def status(request: Request) -> JSONResponse:
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,", re.I)
 
 
+async def _json_body(request: Request):
+    """The body as JSON, sent as application/json only: a page on another site can POST text/plain
+    or a form without asking first, never application/json, so this refuses such requests before
+    any work."""
+    _require_type(request, "application/json")
+    try:
+        return json.loads(await request.body())
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than Python parses
+        raise ApiError(400, "invalid_json", "the body is not JSON (or is nested too deeply)") from exc
+
+
+def _require_type(request: Request, wanted: str) -> None:
+    sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if sent != wanted:
+        raise ApiError(415, "unsupported_media_type", f"send the body as {wanted} (it came as {sent or 'nothing'})")
+
+
+def _text(value, index: int) -> str:
+    """A text input, refused when it is not one or cannot be UTF-8 (a lone surrogate from JSON's \\ud800)."""
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_input", f"input {index}: text must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(
+            400, "invalid_input", f"input {index}: the text is not valid Unicode (a lone surrogate)"
+        ) from exc
+    return value
+
+
 def _part_bytes(part, index: int) -> tuple[str, bytes | str]:
     """("text", str) or ("media", bytes) for one input part, in any of the shapes Termite takes."""
     if isinstance(part, str):
-        return "text", part
+        return "text", _text(part, index)
     if not isinstance(part, dict):
         raise ApiError(400, "invalid_input", f"input {index} is neither a string nor a part object")
     kind = part.get("type")
     if kind == "text":
-        return "text", str(part.get("text", ""))
+        return "text", _text(part.get("text", ""), index)
     if kind in ("image_url", "audio_url"):
         url = (part.get(kind) or {}).get("url") if isinstance(part.get(kind), dict) else part.get(kind)
-        return "media", _data_uri(str(url or ""), index)
+        if not isinstance(url, str):
+            raise ApiError(400, "invalid_input", f"input {index}: the url must be a string (a data: URI)")
+        return "media", _data_uri(url, index)
     if kind == "media":
+        if not isinstance(part.get("data"), str):
+            raise ApiError(400, "invalid_input", f"input {index}: data must be a base64 string")
         try:
-            return "media", base64.b64decode(part.get("data") or "", validate=True)
+            return "media", base64.b64decode(part["data"], validate=True)
         except (binascii.Error, ValueError) as exc:
             raise ApiError(400, "invalid_input", f"input {index}: data is not base64") from exc
     raise ApiError(400, "invalid_input", f"input {index}: unknown part type {kind!r}")
@@ -428,10 +478,7 @@ def _embed_inputs(service: Service, inputs: list) -> np.ndarray:
 
 
 async def embed(request: Request) -> Response:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json", "the body is not JSON") from exc
+    body = await _json_body(request)
     if not isinstance(body, dict) or "input" not in body:
         raise ApiError(400, "invalid_input", 'send {"model": ..., "input": ...}')
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -546,7 +593,9 @@ OPENAPI = {
 
 
 class Guard:
-    """ASGI middleware: Host check, token, body size, and the security headers on every response."""
+    """ASGI middleware: Host, origin and token checks, body size, the security headers on every
+    response, and the last word on errors: every one is `{error, message}` JSON, with one line in
+    the server's log for what was not foreseen (never a traceback, never a plain-text 500)."""
 
     def __init__(self, app, settings: Settings):
         self.app, self.settings = app, settings
@@ -555,38 +604,37 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        problem = self._refuse(scope, headers)
-        if problem is not None:
-            return await _send_error(problem, send, scope.get("path", ""))
-        budget = [MAX_BODY]
-
-        async def limited_receive():
-            message = await receive()
-            if message["type"] == "http.request":
-                budget[0] -= len(message.get("body", b""))
-                if budget[0] < 0:
-                    raise ApiError(413, "too_large", f"the request is over {MAX_BODY // (1024 * 1024)} MB")
-            return message
+        started = [False]
 
         async def secure_send(message):
             if message["type"] == "http.response.start":
-                own = {k.lower() for k, _ in message.get("headers", [])}
-                extra = [] if b"content-security-policy" in own else [(b"content-security-policy", CSP.encode())]
-                extra += [
-                    (b"x-content-type-options", b"nosniff"),
-                    (b"referrer-policy", b"no-referrer"),
-                    (b"x-frame-options", b"DENY"),
-                ]
-                if self.settings.token and _token_of(scope, headers) == self.settings.token:
-                    cookie = f"mediasearch_token={self.settings.token}; HttpOnly; SameSite=Strict; Path=/"
-                    extra.append((b"set-cookie", cookie.encode()))
-                message = dict(message, headers=[*message.get("headers", []), *extra])
+                started[0] = True
+                message = dict(message, headers=[*message.get("headers", []), *self._extra_headers(message, scope)])
             await send(message)
 
+        problem = self._refuse(scope, headers)
+        if problem is not None:
+            return await _send_error(problem, secure_send, scope.get("path", ""))
         try:
-            await self.app(scope, limited_receive, secure_send)
+            await self.app(scope, _bounded(receive), secure_send)
         except ApiError as exc:
-            await _send_error(exc, secure_send, scope.get("path", ""))
+            if not started[0]:
+                await _send_error(exc, secure_send, scope.get("path", ""))
+        except Exception as exc:  # a bug or an input not foreseen: one line in the log, a JSON 500
+            _log(f"{scope.get('method')} {scope.get('path')!r}: {type(exc).__name__}: {str(exc)[:300]}")
+            if not started[0]:
+                await _send_error(ApiError(500, "internal", "the server failed on this request"), secure_send, "")
+
+    def _extra_headers(self, message, scope) -> list[tuple[bytes, bytes]]:
+        own = {k.lower() for k, _ in message.get("headers", [])}
+        extra = [] if b"content-security-policy" in own else [(b"content-security-policy", CSP.encode())]
+        extra += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+        extra.append((b"x-frame-options", b"DENY"))
+        token = self.settings.token
+        if token and hmac.compare_digest(_token_of(scope) or b"", _token_bytes(token)):
+            cookie = f"mediasearch_token={quote(token, safe='')}; HttpOnly; SameSite=Strict; Path=/"
+            extra.append((b"set-cookie", cookie.encode()))
+        return extra
 
     def _refuse(self, scope, headers) -> ApiError | None:
         length = headers.get("content-length", "0")
@@ -596,25 +644,72 @@ class Guard:
         name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
         if name.lower() not in self.settings.hosts:
             return ApiError(421, "wrong_host", "this server answers to its own address only")
+        if not _same_origin(scope, headers):
+            return ApiError(403, "cross_origin", "requests from other sites are refused: use the page or an API client")
         token = self.settings.token
-        if token and not hmac.compare_digest(_token_of(scope, headers) or "", token):
+        if token and not hmac.compare_digest(_token_of(scope) or b"", _token_bytes(token)):
             return ApiError(401, "token_required", "give the server's token: ?token=..., or Authorization: Bearer")
         return None
 
 
-def _token_of(scope, headers) -> str | None:
-    auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
+def _bounded(receive):
+    """`receive`, refusing a body past MAX_BODY (one sent without a Content-Length, chunked)."""
+    budget = [MAX_BODY]
+
+    async def limited_receive():
+        message = await receive()
+        if message["type"] == "http.request":
+            budget[0] -= len(message.get("body", b""))
+            if budget[0] < 0:
+                raise ApiError(413, "too_large", f"the request is over {MAX_BODY // (1024 * 1024)} MB")
+        return message
+
+    return limited_receive
+
+
+def _same_origin(scope, headers) -> bool:
+    """Whether a request comes from the page itself or from no page at all (curl, an API client).
+
+    A browser tells where a request comes from: Sec-Fetch-Site (same-origin; none for an address
+    typed or bookmarked) and Origin (on every POST and every CORS request).  Another site, even one
+    on another port of this machine (same-site to the browser), can make simple requests without a
+    preflight (text/plain POSTs, form posts, navigations): all are refused, except a plain
+    navigation to the page itself (a link to a search, which runs nothing the page does not).
+    """
+    site = headers.get("sec-fetch-site")
+    origin = headers.get("origin")
+    if origin is not None and origin.lower() != f"http://{headers.get('host', '')}".lower():
+        return False
+    if site in (None, "same-origin", "none"):
+        return True
+    navigation = headers.get("sec-fetch-mode") == "navigate" and scope.get("method") == "GET"
+    return navigation and scope.get("path") == "/" and origin is None
+
+
+def _token_bytes(token: str) -> bytes:
+    return token.encode("utf-8", "surrogateescape")  # compared as bytes: a token need not be ASCII
+
+
+def _token_of(scope) -> bytes | None:
+    """The token a request carries, as the bytes sent (header bytes as they came; the query and the
+    cookie percent-decoded), so that any token, ASCII or not, compares safely."""
+    raw = dict(scope["headers"])
+    auth = raw.get(b"authorization", b"")
+    if auth[:7].lower() == b"bearer ":
         return auth[7:].strip()
-    query = scope.get("query_string", b"").decode("latin-1")
-    for pair in query.split("&"):
-        if pair.startswith("token="):
-            return pair[6:]
-    for item in headers.get("cookie", "").split(";"):
-        key, _, value = item.strip().partition("=")
-        if key == "mediasearch_token":
-            return value
+    for pair in scope.get("query_string", b"").split(b"&"):
+        if pair.startswith(b"token="):
+            return unquote_to_bytes(pair[6:].replace(b"+", b" "))
+    for item in raw.get(b"cookie", b"").split(b";"):
+        key, _, value = item.strip().partition(b"=")
+        if key == b"mediasearch_token":
+            return unquote_to_bytes(value)
     return None
+
+
+def _log(line: str) -> None:
+    """One line on the server's stderr (uvicorn logs warnings there too)."""
+    print(f"mediasearch serve: {line}", file=sys.stderr, flush=True)
 
 
 async def _send_error(error: ApiError, send, path: str) -> None:
@@ -629,6 +724,16 @@ def create_app(settings: Settings) -> Guard:
 
     async def user_error(request, exc: MediasearchError):
         return JSONResponse(error_body(request.url.path, "bad_request", str(exc)), status_code=400)
+
+    async def internal_error(request, exc: Exception):
+        """What nothing foresaw: JSON too (Guard logs it in one line)."""
+        return JSONResponse(error_body("", "internal", "the server failed on this request"), status_code=500)
+
+    async def http_error(request, exc: HTTPException):
+        """Starlette's own refusals (no such route, method, a malformed form) in the same JSON."""
+        code = HTTP_CODES.get(exc.status_code, "bad_request")
+        body = error_body(request.url.path, code, str(exc.detail))
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     routes = [
         Route("/", page),
@@ -645,6 +750,7 @@ def create_app(settings: Settings) -> Guard:
         Route("/ai/v1/embeddings", embed, methods=["POST"]),
         Route("/ai/v1/models", models),
     ]
-    app = Starlette(routes=routes, exception_handlers={ApiError: api_error, MediasearchError: user_error})
+    handlers = {ApiError: api_error, MediasearchError: user_error, HTTPException: http_error, Exception: internal_error}
+    app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.service = Service(settings)
     return Guard(app, settings)

@@ -4,17 +4,22 @@ another origin, a real `mediasearch serve` process on 127.0.0.1."""
 from __future__ import annotations
 
 import io
+import json
 import os
+import random
+import shutil
 import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
+import httpx
 import pytest
-from conftest import BUNDLE
+from conftest import BUNDLE, INPUTS, SAMPLES
 from test_page import CHROMEDRIVER, CHROMIUM, browser, wait  # noqa: F401 - the module's fixture, shared
-from test_server import Server, free_port
+from test_server import Server, data_uri, free_port
 
 pytestmark = pytest.mark.slow  # real index runs and servers, a browser, attack loads
 needs_browser = pytest.mark.skipif(
@@ -129,18 +134,246 @@ def test_files_are_served_as_what_their_content_is(polyglots):
 
 @needs_browser
 def test_a_polyglot_opened_from_another_origin_runs_nothing(polyglots, browser):  # noqa: F811
-    """Another site sends the browser to the .html polyglot; it must be shown as a picture, and its
-    <script src="/api/files/N"> (the .js polyglot, same-origin) must never run."""
+    """Another site sends the browser to the .html polyglot; its <script src="/api/files/N"> (the .js
+    polyglot, same-origin) must never run.  Opened by the user (an address typed, the page's link),
+    it is shown as the picture it is, and nothing runs either."""
     served, hits = polyglots
     target = served.url + hits["invoice.html"]["file"]
     attacker = Attacker(f"<script>location.href = {target!r};</script>")
     try:
         browser.get(attacker.url)
         wait(lambda: browser.current_url == target, "the navigation to the polyglot")
-        # Give a script every chance to run: the page's scripts and the fetch would be done by now.
-        wait(lambda: browser.execute_script("return document.readyState") == "complete", "the document")
-        threading.Event().wait(1.5)
-        assert "pwned" not in browser.title, "the polyglot's script ran on mediasearch's origin"
-        assert browser.execute_script("return document.images.length") == 1, "shown as a picture"
+        assert_nothing_ran(browser)
     finally:
         attacker.stop()
+    browser.get(target)
+    assert_nothing_ran(browser)
+    assert browser.execute_script("return document.images.length") == 1, "shown as a picture"
+
+
+def assert_nothing_ran(browser) -> None:  # noqa: F811
+    wait(lambda: browser.execute_script("return document.readyState") == "complete", "the document")
+    threading.Event().wait(1.5)  # a script and its fetch would be done by now
+    assert "pwned" not in browser.title, "the polyglot's script ran on mediasearch's origin"
+
+# ----------------------------------------------------------------------------- cross-site requests
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process has used (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory):
+    """A small library served (a picture and a 21 s recording), for the request tests."""
+    home = tmp_path_factory.mktemp("sounds")
+    folder = home / "media"
+    folder.mkdir()
+    shutil.copy(INPUTS / "tiny.png", folder / "tiny.png")
+    shutil.copy(SAMPLES / "long-recording.flac", folder / "long.flac")
+    env = index(folder, home)
+    served = Server(home / "lib", env={"MEDIASEARCH_CACHE": env["MEDIASEARCH_CACHE"]})
+    yield served
+    served.stop()
+
+
+def error_code(response) -> str:
+    """The error's code: `error` itself, or on the OpenAI face (/embed, /ai/v1) its object's code."""
+    error = response.json()["error"]
+    return error["code"] if isinstance(error, dict) else error
+
+
+def embed_body(path: Path, mime: str) -> dict:
+    return {"input": [{"type": "audio_url", "audio_url": {"url": data_uri(path, mime)}}]}
+
+
+def test_requests_from_other_sites_are_refused_and_api_clients_still_work(sounds):
+    served = sounds
+    body = embed_body(SAMPLES / "long-recording.flac", "audio/flac")
+    other = f"http://127.0.0.1:{free_port()}"
+    assert served.post("/embed", json=body).status_code == 200, "an API client sends no Origin: it is served"
+    for headers in (
+        {"Origin": other},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Sec-Fetch-Site": "cross-site"},
+    ):
+        response = served.post("/embed", json=body, headers=headers)
+        assert response.status_code == 403 and error_code(response) == "cross_origin", headers
+    as_text = served.post("/embed", content=json.dumps(body), headers={"Content-Type": "text/plain"})
+    assert as_text.status_code == 415 and error_code(as_text) == "unsupported_media_type"
+    assert served.post("/api/search", json={"q": "x"}).status_code == 415, "uploads are multipart only"
+    same = {"Origin": served.url, "Sec-Fetch-Site": "same-origin"}
+    assert (
+        served.post(
+            "/api/search", files={"file": ("t.png", (INPUTS / "tiny.png").read_bytes())}, headers=same
+        ).status_code
+        == 200
+    )
+    link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+    assert served.get("/?q=cat", headers=link).status_code == 200, "a link to a search opens the page"
+    assert served.get("/api/search?q=cat", headers=link).status_code == 403, "but not the API"
+
+
+@needs_browser
+def test_another_sites_page_cannot_run_the_model(sounds, browser):  # noqa: F811
+    """A page on another port posts the model card's request as text/plain with no-cors (no preflight)
+    and as a form: the model must not run (the server's CPU time stays put), nothing is answered."""
+    served = sounds
+    body = json.dumps(embed_body(SAMPLES / "long-recording.flac", "audio/flac"))
+    served.post("/embed", json=json.loads(body))  # the model loaded and warm before measuring
+    started = cpu_seconds(served.proc.pid)
+    served.post("/embed", json=json.loads(body))
+    by_client = cpu_seconds(served.proc.pid) - started
+    script = f"""<script>
+    fetch({(served.url + "/embed")!r}, {{method: "POST", mode: "no-cors", headers: {{"Content-Type": "text/plain"}},
+           body: {body!r}}}).finally(() => {{ document.title = "sent"; }});
+    </script>"""
+    attacker = Attacker(script)
+    try:
+        started = cpu_seconds(served.proc.pid)
+        browser.get(attacker.url)
+        wait(lambda: browser.title == "sent", "the cross-site POST")
+        by_page = cpu_seconds(served.proc.pid) - started
+    finally:
+        attacker.stop()
+    assert by_client > 0.1, "the measure must see the model run"
+    assert by_page < by_client / 4, (
+        f"the model ran for another site ({by_page:.2f} s CPU; {by_client:.2f} s by a client)"
+    )
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_errors_are_json_4xx_never_500s(sounds):
+    served = sounds
+    huge = "9" * 30
+    cases = [
+        ("GET", "/no/such/page", {}, 404),
+        ("DELETE", "/api/status", {}, 405),
+        ("POST", "/api/search", {"content": b"--x\r\nbroken", "headers": {"Content-Type": "multipart/form-data"}}, 400),
+        ("POST", "/embed", {"content": b"[" * 100_000, "headers": {"Content-Type": "application/json"}}, 400),
+        ("POST", "/embed", {"content": b'{"input": "\\ud800"}', "headers": {"Content-Type": "application/json"}}, 400),
+        (
+            "POST",
+            "/embed",
+            {"content": b'{"input": ["\\udfff x"]}', "headers": {"Content-Type": "application/json"}},
+            400,
+        ),
+        ("POST", "/embed", {"json": {"input": [{"type": "media", "data": 123}]}}, 400),
+        ("POST", "/embed", {"json": {"input": [{"type": "image_url", "image_url": {"url": ["x"]}}]}}, 400),
+        ("POST", "/embed", {"json": {"input": [{"type": "text", "text": {"a": 1}}]}}, 400),
+        ("GET", "/api/search?q=x&after=0001-01-01", {}, 400),
+        ("GET", "/api/search?q=x&before=99999999999999y", {}, 400),
+        ("GET", f"/api/files/{huge}", {}, 404),
+        ("GET", f"/api/thumbs/{huge}", {}, 404),
+        ("GET", f"/api/similar/{huge}", {}, 404),
+        ("GET", "/api/status", {"headers": {"Cookie": "mediasearch_token=p\xe4ss".encode("latin-1")}}, 200),
+        ("GET", "/api/status", {"headers": {"Authorization": "Bearer p\xe4ss".encode()}}, 200),
+    ]
+    for method, path, kw, status in cases:
+        response = httpx.request(method, served.url + path, timeout=60, **kw)
+        assert response.status_code == status, (method, path, response.status_code, response.text[:200])
+        if status >= 400:
+            error = response.json()
+            assert isinstance(error["error"], str | dict) and error["message"], (path, error)
+
+
+def test_a_non_ascii_token_logs_in(sounds):
+    served = Server(Path(sounds.env["MEDIASEARCH_HOME"]), "--token", "pässwort")
+    try:
+        assert served.get("/api/status").status_code == 401
+        assert served.get("/api/status", headers={"Authorization": "Bearer pässwort".encode()}).status_code == 200
+        assert served.get("/api/status", headers={"Authorization": "Bearer passwort"}).status_code == 401
+        assert (
+            served.get("/api/status", headers={"Cookie": "mediasearch_token=p\xe4sswort".encode("latin-1")}).status_code
+            == 401
+        )
+        answer = served.get("/api/status?token=p%C3%A4sswort")
+        assert answer.status_code == 200
+        assert served.get("/api/status", cookies=dict(answer.cookies)).status_code == 200, "the cookie it sets works"
+    finally:
+        served.stop()
+    assert "Traceback" not in served.proc.stderr.read()
+
+
+def test_a_file_whose_name_is_not_utf8_is_served(tmp_path):
+    folder = tmp_path / "media"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9.flac")
+    shutil.copy(SAMPLES / "long-recording.flac", folder / name)
+    env = index(folder, tmp_path)
+    served = Server(tmp_path / "lib", env={"MEDIASEARCH_CACHE": env["MEDIASEARCH_CACHE"]})
+    try:
+        hit = served.get("/api/search", params={"q": "x"}).json()[0]
+        response = served.get(hit["file"])
+        assert response.status_code == 200 and response.content == (folder / name).read_bytes()
+        assert response.headers["content-type"] == "audio/flac"
+        assert (
+            response.headers["content-disposition"]
+            == "inline; filename=\"caf_.flac\"; filename*=UTF-8''caf%EF%BF%BD.flac"
+        )
+    finally:
+        served.stop()
+    assert "Traceback" not in served.proc.stderr.read()
+
+
+def test_the_cli_says_a_date_out_of_range_in_a_line(sounds):
+    done = subprocess.run([sys.executable, "-m", "mediasearch", "query", "--after", "0001-01-01", "x"],
+                          env=sounds.env, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "'0001-01-01' is out of the range of dates" in done.stderr
+
+
+def random_value(rng: random.Random):
+    """Something a hostile client might send as one parameter."""
+    pool = [
+        "", "x", "0", "-1", "1e309", "nan", "inf", "9" * 40, "0001-01-01", "9999-12-31T23:59:59", "99999999y",
+        "\ud800", "\x00", "é" * 3, "images,sounds", "a" * 5000, "../../etc/passwd", "%00", "[]", "{}", "true",
+        "2024-13-45", "1.5", "-0.0", "   ", "\n", "today", "1e9y", "image,", ",", "\u202e",
+    ]  # fmt: skip
+    value = rng.choice(pool)
+    return value if rng.random() < 0.7 else value + rng.choice(pool)
+
+
+def random_json(rng: random.Random, depth: int = 0):
+    choices = [None, True, 1, -1.5, 2**70, "x", "\ud800", "data:image/png;base64,@@", "data:,abc"]
+    if depth < 3:
+        part = {"type": rng.choice(["text", "media", "image_url", "audio_url", 7])}
+        part[rng.choice(["text", "data", "image_url", "audio_url", "url"])] = random_json(rng, depth + 1)
+        choices += [[random_json(rng, depth + 1)], part]
+    return rng.choice(choices)
+
+
+def test_fuzzing_the_routes_finds_no_500(sounds):
+    """A seeded loop over every route's parameters (query, path, JSON and form bodies): no 500, and
+    every refusal is `{error, message}` JSON."""
+    served = sounds
+    rng = random.Random(23)
+    keys = ["q", "not", "type", "in", "after", "before", "limit", "min_score", "token"]
+    with httpx.Client(base_url=served.url, timeout=60) as client:
+        for _ in range(400):
+            route = rng.choice(["search", "similar", "files", "thumbs", "embed", "form", "status"])
+            params = [(rng.choice(keys), random_value(rng)) for _ in range(rng.randint(0, 4))]
+            query = "&".join(f"{k}={quote(v, safe='', errors='surrogatepass')}" for k, v in params)
+            if route == "search":
+                response = client.get(f"/api/search?{query}")
+            elif route in ("similar", "files", "thumbs"):
+                file_id = rng.choice(["1", "2", "0", "9" * rng.randint(1, 40), "00001"])
+                response = client.get(f"/api/{route}/{file_id}?{query}")
+            elif route == "embed":
+                shapes = [{"input": random_json(rng)}, {"input": [random_json(rng)], "model": random_json(rng)}]
+                body = rng.choice([*shapes, random_json(rng)])
+                response = client.post("/embed", content=json.dumps(body), headers={"Content-Type": "application/json"})
+            elif route == "form":
+                files = {"file": ("x" + rng.choice([".png", ".flac", "", ".é"]), rng.randbytes(rng.randint(0, 300)))}
+                fields = {k: v.encode("utf-8", "surrogatepass") for k, v in params}
+                response = client.post("/api/search", data=fields, files=files)
+            else:
+                response = client.get(f"/api/status?{query}")
+            assert response.status_code < 500, (route, params, response.status_code, response.text[:300])
+            if response.status_code >= 400:
+                assert set(response.json()) >= {"error", "message"}, response.text
