@@ -1,10 +1,50 @@
-"""mediasearch: local, offline search over your own pictures and sounds."""
+"""mediasearch: local, offline search over your own pictures, sounds and videos.
 
-import os
+    import mediasearch
+    with mediasearch.open(write=True) as library:
+        library.index("~/Media")
+        for hit in library.search("dog barking", limit=5):
+            print(hit.score, hit.path)
 
-# onnxruntime's Linux build starts a telemetry uploader that looks up an outside
-# host unless this is set before it is imported; mediasearch never goes online
-# once the model is on disk.
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+See docs/python-api.md.  Importing the package loads nothing heavy and changes
+nothing process-wide: the API is imported on first use of one of its names.
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
+__all__ = [
+    "DecodeError",
+    "Hit",
+    "Library",
+    "LibraryError",
+    "MediasearchError",
+    "UsageError",
+    "__version__",
+    "open",
+]
+
+_FROM = {
+    "open": "mediasearch.api",
+    "Library": "mediasearch.api",
+    "Hit": "mediasearch.search",
+    "MediasearchError": "mediasearch.errors",
+    "LibraryError": "mediasearch.errors",
+    "UsageError": "mediasearch.errors",
+    "DecodeError": "mediasearch.errors",
+}
+
+
+def __getattr__(name: str):
+    """The public names, imported when first asked for (the command line's start-up stays small)."""
+    if name in _FROM:
+        import importlib
+
+        value = getattr(importlib.import_module(_FROM[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mediasearch' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

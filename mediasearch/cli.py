@@ -9,20 +9,18 @@ completion do not pay for onnxruntime, FAISS or the decoders.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import signal
 import sqlite3
 import sys
-import threading
 from pathlib import Path
 
 import click
 
 from mediasearch import __version__, bundle, runtime
 from mediasearch.catalog import damaged_message
-from mediasearch.errors import MediasearchError
+from mediasearch.errors import MediasearchError, UsageError
 from mediasearch.params import KINDS, SCORE, WHEN, WHEN_HELP
 from mediasearch.terminal import Progress, Terminal, display, json_path, raw_path, to_json
 
@@ -33,6 +31,8 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except UsageError as exc:
+            raise click.UsageError(str(exc), ctx) from exc
         except MediasearchError as exc:
             raise click.ClickException(str(exc)) from exc
         except sqlite3.DatabaseError as exc:
@@ -218,7 +218,7 @@ def embed(model, precision, library, texts, files_from, texts_from, nul, files) 
     Example: mediasearch embed --text "a dog barking" photo.jpg bark.wav
              find ~/Pictures -name '*.jpg' -print0 | mediasearch embed --files-from - -0
     """
-    from mediasearch import media
+    from mediasearch.api import embed_files
     from mediasearch.model import Embedder
 
     if nul and not (files_from or texts_from):
@@ -234,9 +234,7 @@ def embed(model, precision, library, texts, files_from, texts_from, nul, files) 
     failed = 0
     for i in range(0, len(files), 16):  # a few files at a time, so pictures share model batches
         group = [str(f) for f in files[i : i + 16]]
-        decoded = [media.decode_or_error(path) for path in group]
-        decoded = [d if isinstance(d, MediasearchError) else d.read_all() for d in decoded]
-        for path, item, result in zip(group, decoded, embedder.embed_each(group, decoded), strict=True):
+        for path, result in zip(group, embed_files(embedder, group), strict=True):
             if isinstance(result, MediasearchError):
                 failed += 1
                 warn(f"skipping {display(path)}: {display(result.reason)}")
@@ -244,7 +242,7 @@ def embed(model, precision, library, texts, files_from, texts_from, nul, files) 
                     json_path(path, "input") | {"modality": None, "start": None, "end": None, "error": result.reason}
                 )
                 continue
-            for (start, end), modality, vector in zip(item.spans, item.modalities, result, strict=True):
+            for (start, end), modality, vector in zip(result.spans, result.modalities, result.vectors, strict=True):
                 emit_json(
                     json_path(path, "input")
                     | {"modality": modality, "start": start, "end": end, "embedding": _floats(vector)}
@@ -303,26 +301,13 @@ def walk_options(command):
     )(command)
 
 
-def _folders(library, paths, hidden, excludes, clear_excludes, follow_links):
-    """The folders to work on: those given (added, or their remembered options changed), else all."""
-    if not paths:
-        if hidden is not None or excludes or clear_excludes or follow_links is not None:
-            raise click.UsageError("name the folders whose --hidden, --exclude or --follow-links should change")
-        roots = library.catalog.roots()
-        if not roots:
-            raise click.UsageError("give a folder (the library has none yet)")
-        return roots
-    return library.add_folders(
-        [os.path.abspath(os.path.expanduser(p)) for p in paths], hidden, excludes, clear_excludes, follow_links
-    )
-
-
 class StopOnSignal:
     """SIGINT and SIGTERM ask the indexer to stop after its model batch (within about a second);
     a second signal stops at once."""
 
-    def __init__(self, indexer):
-        self.indexer = indexer
+    def __init__(self, library, quiet: bool = False):
+        self.library = library
+        self.quiet = quiet
         self.previous = {}
 
     def __enter__(self):
@@ -331,10 +316,11 @@ class StopOnSignal:
         return self
 
     def _handle(self, *_args) -> None:
-        if self.indexer.stopping:
+        if self.library.stopping:
             raise KeyboardInterrupt
-        self.indexer.stopping = True
-        warn("stopping: committing what is finished (press Ctrl-C again to stop at once)")
+        self.library.stop()
+        if not self.quiet:
+            warn("stopping: committing what is finished (press Ctrl-C again to stop at once)")
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self.previous.items():
@@ -375,38 +361,17 @@ def index(
 
     Example: mediasearch index ~/Pictures ~/Recordings --exclude '*.tmp'
     """
-    from mediasearch.ingest import Indexer
-    from mediasearch.library import open_for_writing
-
     _quiet_hub_when_piped()
-    lib, found = open_for_writing(library, model, precision, reembed, warn)
-    with lib:
-        from mediasearch.model import Embedder
-
-        if store:
-            left = lib.bind_store(store)
-            if left:
-                warn(f"this library now lives in {lib.store.address}; {left} keeps the documents it was sent")
-        bound = lib.store
-
-        folders = [p for p in paths if p.is_dir()]
-        files = [os.path.abspath(os.path.expanduser(p)) for p in paths if not p.is_dir()]
-        roots = _folders(lib, folders, hidden, excludes, clear_excludes, follow_links) if folders or not files else []
-        owners = _owners(lib, files)
-        progress = Progress(terminal(), "segment", quiet=as_json)
-        indexer = Indexer(lib, lambda: Embedder(found), warn=warn, max_duration=_seconds(max_duration))
+    progress = Progress(terminal(), "segment", quiet=as_json)
+    with _open(library, model=model, precision=precision, write=True) as lib, StopOnSignal(lib):
         try:
-            with StopOnSignal(indexer):
-                summary = indexer.scan(roots, progress) if roots else None
-                if files:
-                    summary = indexer.sync_paths(files, owners).plus(summary)
-        except BaseException:
+            summary = lib.index(
+                *paths, hidden=hidden, excludes=excludes, clear_excludes=clear_excludes, follow_links=follow_links,
+                max_duration=_seconds(max_duration), reembed=reembed, store=store, progress=progress,
+            )  # fmt: skip
+        finally:
             progress.close()
-            with contextlib.suppress(Exception):
-                lib.save_index()  # keep what was committed, if the disk lets us; the first error is the one to tell
-            raise
-        progress.close()
-        lib.save_index()
+        bound = lib.store_address
     if summary.stopped:
         warn("stopped: what was finished is kept; run the same command again to carry on")
         sys.exit(130)
@@ -424,16 +389,16 @@ def index(
         f"{s.unchanged} unchanged, {s.failed} failed, {s.ignored} ignored in {s.seconds:.1f}s"
     )
     if sent:
-        _tell_sent(sent, bound.address)
+        _tell_sent(sent, bound)
     if s.failed:
         warn("see `mediasearch status --failures` for the reasons")
     if s.failed:
         sys.exit(3)
 
 
-def _sent_json(sent, store) -> dict:
+def _sent_json(sent, address: str | None) -> dict:
     """What reached the shared store, for --json ({} for a library without one)."""
-    return {"store": sent.as_dict() | {"url": str(store.address)}} if sent else {}
+    return {"store": sent.as_dict() | {"url": address}} if sent else {}
 
 
 def _tell_sent(sent, address) -> None:
@@ -443,20 +408,6 @@ def _tell_sent(sent, address) -> None:
         warn(f"  ({sent.error})")
     else:
         warn(f"store: {sent.written} sent, {sent.deleted} deleted ({address})")
-
-
-def _owners(library, files: list[str]):
-    """The library's folders, once every file given is known to lie inside one of them."""
-    from mediasearch.walk import root_of
-
-    roots = library.catalog.roots()
-    for file in files:
-        if root_of(file, roots) is None:
-            raise click.UsageError(
-                f"{display(file)} is not inside a library folder: index its folder "
-                f"(`mediasearch index {display(os.path.dirname(file))}`)"
-            )
-    return roots
 
 
 def _seconds(hours: float | None) -> float | None:
@@ -512,9 +463,6 @@ def query(words, likes, literal, nots, kinds, within, after, before, limit, min_
     Example: mediasearch query dog barking --not puppy --type sounds -n 5
              mediasearch query ./beach.jpg --after 2w --in ~/Pictures
     """
-    from mediasearch.library import Library
-    from mediasearch.search import Filters, example_hashes, query_vector, search
-
     if nul and not paths_only:
         raise click.UsageError("-0 ends each path of --paths with NUL: add --paths")
     if as_json and (paths_only or preview):
@@ -522,43 +470,22 @@ def query(words, likes, literal, nots, kinds, within, after, before, limit, min_
     if paths_only and preview:
         raise click.UsageError("--preview shows pictures in the table: it cannot go with --paths")
     texts, examples = _read_words(words, literal)
-    examples += list(likes)
-    with Library(library) as lib:
-        if lib.store is None and lib.is_empty():
-            raise MediasearchError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
-        make = lib.embedder_factory(model, precision, warn, one_shot=True)
+    text = " ".join([*texts, *(f'-"{n.replace(chr(34), " ")}"' for n in nots)])  # --not TEXT is -"TEXT"
+    with _open(library, model=model, precision=precision, one_shot=True) as lib:
         if model or precision:
-            make()  # an explicit model must match the library's even if no text needs it
-        warming = None
-        words = ([" ".join(texts)] if texts else []) + list(nots)
-        if words:  # the model is found and the text tower loads in a thread while the index opens
-            warming = threading.Thread(target=_warm, args=(make, words), daemon=True)
-            warming.start()
-        if lib.store is None:
-            lib.vectors  # noqa: B018 - opens (maps) the index meanwhile
-        if warming is not None:
-            warming.join()
-        vector = query_vector(lib, make, [" ".join(texts)] if texts else [], examples, nots)
-        filters = Filters(
-            tuple(k for group in kinds for k in group),
-            [os.path.abspath(os.path.expanduser(p)) for p in within],
-            after,
-            before,
-            min_score,
-            frozenset() if include_examples else example_hashes(lib, examples),
-        )
-        hits = search(lib, vector, limit, filters)
+            lib.embedder  # noqa: B018 - an explicit model must match the library's even if no text needs it
+        hits = lib.search(
+            text, like=[*examples, *likes], kinds=[k for group in kinds for k in group], within=within,
+            after=after, before=before, limit=limit, min_score=min_score, include_examples=include_examples,
+        )  # fmt: skip
     print_hits(hits, as_json, paths_only, nul, preview)
 
 
-def _warm(make, words: list[str]) -> None:
-    """Load the text tower ahead unless every text is remembered; any error is raised again, in
-    order, by the query itself."""
-    try:
-        if not make().knows(words):
-            make().warm_text()
-    except Exception:
-        pass
+def _open(library, **options):
+    """The library, through the Python API (warnings go to stderr)."""
+    import mediasearch
+
+    return mediasearch.open(library, log=warn, **options)
 
 
 def _read_words(words: tuple[str, ...], literal: bool) -> tuple[list[str], list[Path]]:
@@ -642,11 +569,8 @@ def status(library, failures, list_ignored, as_json) -> None:
 
     Example: mediasearch status --failures
     """
-    from mediasearch.library import Library
-    from mediasearch.status import library_status
-
-    with Library(library) as lib:
-        data = library_status(lib, list_ignored)
+    with _open(library) as lib:
+        data = lib.status(list_ignored)
     if as_json:
         emit_json(data)
         return
@@ -729,12 +653,10 @@ def _forget_queries(as_json: bool) -> None:
 
 
 def _forget_folder(path: Path, library: Path | None, as_json: bool) -> None:
-    from mediasearch.library import Library
-
     target = os.path.abspath(os.path.expanduser(path))
-    with Library(library, write=True) as lib:
+    with _open(library, write=True) as lib:
         removed, heir = lib.forget(target)
-        bound = lib.store
+        bound = lib.store_address
     sent = lib.sent if bound is not None else None
     if as_json:
         emit_json(json_path(target, "forgotten") | {"segments": removed} | _sent_json(sent, bound))
@@ -744,7 +666,7 @@ def _forget_folder(path: Path, library: Path | None, as_json: bool) -> None:
     else:
         warn(f"forgot {display(target)} ({removed} segments)")
     if sent:
-        _tell_sent(sent, bound.address)
+        _tell_sent(sent, bound)
 
 
 def _seconds_option(flag: str, default: float, text: str):
@@ -791,32 +713,29 @@ def watch(
 
     Example: mediasearch watch ~/Media --exclude '*.part'
     """
-    from mediasearch.ingest import Indexer
-    from mediasearch.library import open_for_writing
-    from mediasearch.model import Embedder
-    from mediasearch.watch import Settings, Watcher, print_change
+    from mediasearch.watch import print_change
 
+    if not paths and (hidden is not None or excludes or clear_excludes or follow_links is not None):
+        raise click.UsageError("name the folders whose --hidden, --exclude or --follow-links should change")
     _quiet_hub_when_piped()
-    lib, found = open_for_writing(library, model, precision, log=warn)
-    with lib:
-        roots = _folders(lib, paths, hidden, excludes, clear_excludes, follow_links)
 
-        def echo(line: str) -> None:
-            click.echo(line)
-            sys.stdout.flush()
+    def echo(line: str) -> None:
+        click.echo(line)
+        sys.stdout.flush()
 
-        def on_change(change) -> None:
-            if not quiet:
-                print_change(change, as_json, echo)
+    def on_change(change) -> None:
+        if not quiet:
+            print_change(change, as_json, echo)
 
-        def log(message: str) -> None:
-            if not quiet:
-                warn(message)
+    def log(message: str) -> None:
+        if not quiet:
+            warn(message)
 
-        indexer = Indexer(
-            lib, lambda: Embedder(found), warn=warn, on_change=on_change, max_duration=_seconds(max_duration)
-        )
-        Watcher(indexer, roots, Settings(settle=settle, rescan=rescan), log).run_until_signalled()
+    with _open(library, model=model, precision=precision, write=True) as lib, StopOnSignal(lib, quiet=True):
+        lib.watch(
+            *paths, hidden=hidden, excludes=excludes, clear_excludes=clear_excludes, follow_links=follow_links,
+            max_duration=_seconds(max_duration), settle=settle, rescan=rescan, on_change=on_change, log=log,
+        )  # fmt: skip
 
 
 @cli.command()

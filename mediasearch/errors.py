@@ -9,6 +9,10 @@ class MediasearchError(Exception):
     """Base of every error that is the user's to fix (bad input, missing model, ...)."""
 
 
+class UsageError(MediasearchError):
+    """The call itself is wrong (a missing query, a file outside the library): the CLI exits 2."""
+
+
 class BundleError(MediasearchError):
     """The model bundle is missing, partial, damaged or cannot be downloaded."""
 

@@ -147,6 +147,10 @@ class Indexer:
         self.summary = Summary()  # of the pass in flight
         self.stopping = False  # set (e.g. by a signal handler) to stop after the model batch in flight
 
+    def stop(self) -> None:
+        """Stop after the model batch in flight (safe from a signal handler or another thread)."""
+        self.stopping = True
+
     @property
     def embedder(self):
         if self._embedder is None:

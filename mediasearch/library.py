@@ -205,6 +205,23 @@ class Library:
 
     # ------------------------------------------------------------------ the model
 
+    def writer_embedder(self, model: str | None, precision: str | None, reembed: bool, log=lambda m: None):
+        """A writer's first step: settle the model (this library's own, or a new one with reembed,
+        which drops every vector) and return the factory that loads it on first need."""
+        if reembed:
+            found = with_precision(bundles.resolve(model or self.catalog.get("model_source")), precision, log)
+        else:
+            found = self.model(model, precision, log)
+        self.bind(found, reembed)
+        made: list = []
+
+        def make():
+            if not made:
+                made.append(Embedder(found))
+            return made[0]
+
+        return make
+
     def model(self, model: str | None = None, precision: str | None = None, log=lambda message: None):
         """The bundle to use: --model, else the one this library was built with, else the default;
         --precision, else the library's, else fp32.  It must be the library's own model."""
@@ -311,16 +328,3 @@ def _take_lock(folder: Path):
     return handle
 
 
-def open_for_writing(folder, model: str | None, precision: str | None, reembed: bool = False, log=lambda m: None):
-    """A writer's library with its model settled: (library, bundle)."""
-    library = Library(folder, write=True)
-    try:
-        if reembed:
-            found = with_precision(bundles.resolve(model or library.catalog.get("model_source")), precision, log)
-        else:
-            found = library.model(model, precision, log)
-        library.bind(found, reembed)
-    except BaseException:
-        library.close()
-        raise
-    return library, found

@@ -45,6 +45,9 @@ TOWERS = {
 
 
 def _ort():
+    # onnxruntime's Linux build starts a telemetry uploader that looks up an outside host unless this
+    # is set before its import; mediasearch never goes online once the model is on disk.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import onnxruntime as ort  # ~0.3 s: only commands that run a tower pay for it
 
     ort.disable_telemetry_events()

@@ -24,8 +24,19 @@ def library_dir(override: str | os.PathLike | None = None) -> Path:
     return _xdg("XDG_DATA_HOME", ".local/share") / "mediasearch"
 
 
+_cache: Path | None = None  # mediasearch.open(cache=...) names it for the process
+
+
+def use_cache(folder: str | os.PathLike) -> None:
+    """The cache folder for this process's mediasearch calls, before MEDIASEARCH_CACHE."""
+    global _cache
+    _cache = Path(folder).expanduser()
+
+
 def cache_dir() -> Path:
-    """Downloaded model bundles and derived files: MEDIASEARCH_CACHE, XDG cache."""
+    """Downloaded model bundles and derived files: as opened, MEDIASEARCH_CACHE, XDG cache."""
+    if _cache is not None:
+        return _cache
     if os.environ.get("MEDIASEARCH_CACHE"):
         return Path(os.environ["MEDIASEARCH_CACHE"]).expanduser()
     return _xdg("XDG_CACHE_HOME", ".cache") / "mediasearch"

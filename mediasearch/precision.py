@@ -49,6 +49,7 @@ def with_precision(bundle: Bundle, precision: str | None, log=lambda message: No
 
 
 def _quantize(source: Path, folder: Path, log) -> None:
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")  # before onnxruntime's import, as model._ort does
     from onnxruntime.quantization import QuantType, quantize_dynamic  # heavy; needed once per bundle
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 from mediasearch import media
 from mediasearch.catalog import INDEXED
-from mediasearch.errors import DecodeError, MediasearchError
+from mediasearch.errors import LibraryError, MediasearchError, UsageError
 from mediasearch.index import DamagedIndex
 from mediasearch.library import Library
 from mediasearch.model import normalize
@@ -84,22 +84,16 @@ class Filters:
         return self.min_score is None or score >= self.min_score
 
 
-def example_vector(library: Library, embedder_factory, path: Path) -> np.ndarray:
-    """The vector of an example file: stored if the file is indexed and unchanged, else embedded now."""
-    absolute = os.path.abspath(os.path.expanduser(path))
-    row = library.catalog.file(absolute)
+def stored_vector_of(library: Library, path: str) -> np.ndarray | None:
+    """A file's own vector if it is indexed and unchanged on disk (an example needs no model then)."""
+    row = library.catalog.file(path)
     try:
-        st = os.stat(absolute)
+        st = os.stat(path)
     except OSError as exc:
         raise MediasearchError(f"example file {path} cannot be read ({exc.strerror or exc})") from exc
     if row and row.status == INDEXED and row.matches(st):
         return mean_vector(library.catalog.segment_vectors(row.id))
-    result = media.decode_or_error(absolute)
-    if not isinstance(result, DecodeError):
-        result = embedder_factory().embed_each([absolute], [result.read_all()])[0]
-    if isinstance(result, DecodeError):
-        raise MediasearchError(f"example file {path} cannot be used: {result.reason}")
-    return mean_vector(result)
+    return None
 
 
 def example_hashes(library: Library, paths: Sequence[Path]) -> frozenset[str]:
@@ -128,22 +122,10 @@ def mean_vector(vectors: np.ndarray) -> np.ndarray:
     return normalize(vectors.mean(axis=0, keepdims=True))[0]
 
 
-def query_vector(
-    library: Library, embedder_factory, texts: Sequence[str], likes: Sequence[Path], nots: Sequence[str]
-) -> np.ndarray:
-    """Average the positive terms, subtract half the average of the negative ones, normalise."""
-    positives = [example_vector(library, embedder_factory, p) for p in likes]
-    texts = [t for t in texts if t and t.strip()]
-    if texts:
-        positives += list(embedder_factory().embed_texts(list(texts)))
-    negatives = list(embedder_factory().embed_texts(list(nots))) if nots else []
-    return combine(positives, negatives)
-
-
 def combine(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray]) -> np.ndarray:
     """The query: the mean of the positive terms less half the mean of the negative ones, unit length."""
     if not len(positives):
-        raise MediasearchError("give a query: some words, or --like FILE")
+        raise UsageError("give a query: some words, or an example file")
     vector = np.mean(positives, axis=0)
     if len(negatives):
         vector = vector - NEGATIVE_WEIGHT * np.mean(negatives, axis=0)
@@ -158,61 +140,91 @@ SELECTIVE = 50_000
 
 def search(library: Library, query: np.ndarray, limit: int = 10, filters: Filters | None = None) -> list[Hit]:
     """Files ranked by their best segment, best first, after filters; copies of one content are one hit."""
-    filters = filters or Filters()
-    if library.store is not None:
-        return _from_store(library, query, limit, filters)
-    vectors = library.vectors
-    vectors.refresh()
-    if vectors.count == 0:
-        raise MediasearchError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
-    chosen = None
-    if filters.on_facts:
-        chosen = library.catalog.matching_segments(
-            filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before), SELECTIVE
-        )
-        if chosen is not None and not len(chosen):
-            return []  # nothing matches: answer at once
-    try:
-        return _ranked(library, query, limit, filters, chosen)
-    except DamagedIndex:
-        vectors.rebuild()  # the saved file was damaged: answer from the catalog's own vectors
-        return _ranked(library, query, limit, filters, chosen)
+    return backend_for(library).search(query, limit, filters or Filters())
+
+
+def backend_for(library: Library) -> LocalIndex | SharedIndex:
+    """Where a library's vectors are searched: its shared store if it is bound to one, else its own index.
+    A new filter is a field of Filters plus one clause in each backend's query."""
+    return SharedIndex(library.store) if library.store is not None else LocalIndex(library)
 
 
 def _stamp(when: datetime | None) -> float | None:
     return None if when is None else when.timestamp()
 
 
-def _ranked(library: Library, query: np.ndarray, limit: int, filters: Filters, chosen) -> list[Hit]:
-    vectors = library.vectors
-    pool = vectors.count if chosen is None else len(chosen)
-    k = min(pool, max(limit * 20, 200))
-    while True:
-        scores, ids = vectors.search(query, k, chosen)
-        facts = library.catalog.hits([int(i) for i in ids])
-        found = [(score, facts.get(sid)) for score, sid in zip(scores.tolist(), ids.tolist(), strict=True)]
-        exhausted = k >= pool or (filters.min_score is not None and scores.size and scores[-1] < filters.min_score)
-        hits = _best_files(found, filters, limit, complete=bool(exhausted))
-        if hits is not None:
-            return hits
-        k = min(pool, k * 4)
+class LocalIndex:
+    """The library's own FAISS index over the catalog's segments; filters on facts are answered by the
+    catalog first, and a selective one is ranked exactly over just the segments it picks."""
+
+    def __init__(self, library: Library):
+        self.library = library
+
+    def open(self) -> None:
+        self.library.vectors  # noqa: B018 - maps the saved index (a query does it while the text tower loads)
+
+    def is_empty(self) -> bool:
+        return self.library.is_empty()
+
+    def search(self, query: np.ndarray, limit: int, filters: Filters) -> list[Hit]:
+        vectors = self.library.vectors
+        vectors.refresh()
+        if vectors.count == 0:
+            raise LibraryError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
+        chosen = None
+        if filters.on_facts:
+            chosen = self.library.catalog.matching_segments(
+                filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before), SELECTIVE
+            )
+            if chosen is not None and not len(chosen):
+                return []  # nothing matches: answer at once
+        try:
+            return self._ranked(query, limit, filters, chosen)
+        except DamagedIndex:
+            vectors.rebuild()  # the saved file was damaged: answer from the catalog's own vectors
+            return self._ranked(query, limit, filters, chosen)
+
+    def _ranked(self, query: np.ndarray, limit: int, filters: Filters, chosen) -> list[Hit]:
+        vectors = self.library.vectors
+        pool = vectors.count if chosen is None else len(chosen)
+        k = min(pool, max(limit * 20, 200))
+        while True:
+            scores, ids = vectors.search(query, k, chosen)
+            facts = self.library.catalog.hits([int(i) for i in ids])
+            found = [(score, facts.get(sid)) for score, sid in zip(scores.tolist(), ids.tolist(), strict=True)]
+            exhausted = k >= pool or (filters.min_score is not None and scores.size and scores[-1] < filters.min_score)
+            hits = _best_files(found, filters, limit, complete=bool(exhausted))
+            if hits is not None:
+                return hits
+            k = min(pool, k * 4)
 
 
-def _from_store(library: Library, query: np.ndarray, limit: int, filters: Filters) -> list[Hit]:
-    """The same ranking over the shared store, with the filters applied by Antfly before its k-NN.
-    It starts from 100 candidates, not 200: Antfly slows steeply with the limit under a date filter
-    (100k items: 58 ms at 40, 311 at 80, 920 at 200), while recall@10 after exact re-scoring needs
-    about 80 there (0.65 at 40, 0.97 at 80, 0.99 at 200; measured with benchmarks/store.py's data)."""
-    k = max(limit * 10, 100)
-    while True:
-        found = library.store.nearest(
-            query, k, filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before),
-            filters.min_score, filters.exclude_hashes,
-        )  # fmt: skip
-        hits = _best_files(found, filters, limit, complete=len(found) < k)
-        if hits is not None:
-            return hits
-        k *= 4
+class SharedIndex:
+    """The same ranking over the shared store (Antfly), with the filters applied by Antfly before its
+    k-NN.  It starts from 100 candidates, not 200: Antfly slows steeply with the limit under a date
+    filter (100k items: 58 ms at 40, 311 at 80, 920 at 200), while recall@10 after exact re-scoring
+    needs about 80 there (0.65 at 40, 0.97 at 80, 0.99 at 200; measured with benchmarks/store.py)."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def open(self) -> None:
+        """Nothing to map: the store is asked per query."""
+
+    def is_empty(self) -> bool:
+        return False  # the table may hold other libraries' files: ask it
+
+    def search(self, query: np.ndarray, limit: int, filters: Filters) -> list[Hit]:
+        k = max(limit * 10, 100)
+        while True:
+            found = self.store.nearest(
+                query, k, filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before),
+                filters.min_score, filters.exclude_hashes,
+            )  # fmt: skip
+            hits = _best_files(found, filters, limit, complete=len(found) < k)
+            if hits is not None:
+                return hits
+            k *= 4
 
 
 def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit: int, complete: bool = False):

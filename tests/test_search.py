@@ -1,4 +1,4 @@
-"""Queries over a real indexed folder: ranking, examples, filters."""
+"""Queries over a real indexed folder, through the Python API: ranking, examples, filters."""
 
 from __future__ import annotations
 
@@ -10,78 +10,100 @@ import numpy as np
 import pytest
 from conftest import open_library
 
+import mediasearch
 from mediasearch.errors import MediasearchError
-from mediasearch.ingest import Indexer
 from mediasearch.library import Library
-from mediasearch.search import Filters, query_vector, search
+from mediasearch.search import Filters, search
 
 
 @pytest.fixture
 def indexed(tmp_path, media_dir, embedder):
-    with open_library(tmp_path / "lib", embedder.bundle) as writer:
-        Indexer(writer, lambda: embedder).scan(writer.add_folders([str(media_dir.resolve())]))
-        writer.save_index()
-    with Library(tmp_path / "lib") as reader:
+    with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as writer:
+        writer.index(media_dir)
+    with mediasearch.open(tmp_path / "lib", model=embedder) as reader:
         yield reader, media_dir.resolve()
+
+
+def storage(library: mediasearch.Library) -> Library:
+    """The catalog and index under a public Library, for checking its answers against them."""
+    return Library(library.folder)
 
 
 def brute_force(library: Library, query: np.ndarray) -> list[tuple[str, float]]:
     """Best segment per file by plain numpy cosine over every stored vector."""
-    rows = library.catalog.conn.execute(
-        "SELECT f.path, s.vector FROM segments s JOIN files f ON f.id = s.file_id"
-    ).fetchall()
     best: dict[str, float] = {}
-    for path, blob in rows:
-        score = float(np.frombuffer(blob, "<f4") @ query)
-        best[os.fsdecode(path)] = max(best.get(os.fsdecode(path), -2.0), score)
+    for row in library.catalog.files_under("/"):
+        if row.status == "indexed":
+            best[row.path] = float((library.catalog.segment_vectors(row.id) @ query).max())
     return sorted(best.items(), key=lambda kv: -kv[1])
 
 
 def test_ranking_equals_brute_force(indexed, embedder):
     library, _ = indexed
-    for text in ["a dog barking", "a cat", "rain"]:
-        query = query_vector(library, lambda: embedder, [text], [], [])
-        hits = search(library, query, limit=20)
-        expected = brute_force(library, query)
-        assert [h.path for h in hits] == [p for p, _ in expected]
-        assert np.allclose([h.score for h in hits], [s for _, s in expected], atol=1e-5)
+    with storage(library) as under:
+        for text in ["a dog barking", "a cat", "rain"]:
+            hits = library.search(text, limit=20)
+            expected = brute_force(under, embedder.embed_texts([text])[0])
+            assert [h.path for h in hits] == [p for p, _ in expected]
+            assert np.allclose([h.score for h in hits], [s for _, s in expected], atol=1e-5)
 
 
-def test_indexed_example_file_finds_itself_first(indexed, embedder):
+def test_indexed_example_file_finds_itself_first(indexed):
     library, folder = indexed
     for name in ("cat-chelsea.jpg", "chirp.wav"):
-        query = query_vector(library, lambda: embedder, [], [folder / name], [])
-        hits = search(library, query, limit=3)
+        hits = library.search(like=[folder / name], limit=3, include_examples=True)
         assert hits[0].path == str(folder / name) and hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert str(folder / name) not in [h.path for h in library.search(like=[folder / name], limit=3)]
 
 
-def test_unindexed_example_is_embedded(indexed, embedder, tmp_path):
+def test_unindexed_example_is_embedded(indexed, tmp_path):
     library, folder = indexed
     outside = tmp_path / "copy.jpg"
     outside.write_bytes((folder / "rocket-launch.jpg").read_bytes())
-    hits = search(library, query_vector(library, lambda: embedder, [], [outside], []), limit=1)
+    hits = library.search(like=[outside], limit=1, include_examples=True)
     assert hits[0].path == str(folder / "rocket-launch.jpg") and hits[0].score > 0.9999
 
 
-def test_long_recording_hit_names_its_window(indexed, embedder):
+def test_long_recording_hit_names_its_window(indexed):
     library, folder = indexed
-    row = library.catalog.file(str(folder / "long-recording.flac"))
-    second_window = library.catalog.segment_vectors(row.id)[1]
-    hits = search(library, second_window, limit=1)
+    with storage(library) as under:
+        row = under.catalog.file(str(folder / "long-recording.flac"))
+        second_window = under.catalog.segment_vectors(row.id)[1]
+        hits = search(under, second_window, limit=1)
     assert (hits[0].path, hits[0].start, hits[0].end) == (str(folder / "long-recording.flac"), 8.0, 18.0)
+
+
+def expected_scores(library, embedder, positive: str, negative: str) -> list[tuple[str, float]]:
+    pos, neg = embedder.embed_texts([positive, negative])
+    query = pos - 0.5 * neg
+    with storage(library) as under:
+        return brute_force(under, query / np.linalg.norm(query))
 
 
 def test_negative_terms_are_subtracted_at_half_weight(indexed, embedder):
     library, _ = indexed
-    q = query_vector(library, lambda: embedder, ["a dog"], [], ["a puppy"])
-    pos, neg = embedder.embed_texts(["a dog", "a puppy"])
-    expected = pos - 0.5 * neg
-    assert np.allclose(q, expected / np.linalg.norm(expected), atol=1e-6)
+    expected = expected_scores(library, embedder, "a dog", "a puppy")
+    for text in ('a dog -"a puppy"', '"a dog" -"a puppy"'):
+        hits = library.search(text, limit=50)
+        assert [h.path for h in hits] == [p for p, _ in expected]
+        assert np.allclose([h.score for h in hits], [s for _, s in expected], atol=1e-5)
+
+
+def test_a_minus_word_pushes_away_and_unlike_files_too(indexed, embedder):
+    library, folder = indexed
+    expected = expected_scores(library, embedder, "dog", "barking")
+    assert [h.path for h in library.search("dog -barking", limit=50)] == [p for p, _ in expected]
+    unlike = folder / "chirp.wav"
+    plain = {h.path: h.score for h in library.search("dog", limit=50)}
+    pushed = {h.path: h.score for h in library.search("dog", unlike=[unlike], limit=50)}
+    assert str(unlike) not in pushed  # an example, pushed or pulled, is left out
+    assert any(abs(pushed[p] - plain[p]) > 1e-4 for p in pushed)
 
 
 def test_filters(indexed, embedder):
     library, folder = indexed
-    query = query_vector(library, lambda: embedder, ["anything"], [], [])
+    query = embedder.embed_texts(["anything"])[0]
+    library = storage(library)
     assert {h.kind for h in search(library, query, 50, Filters(kinds=["audio"]))} == {"audio"}
     assert len(search(library, query, 3)) == 3
     os.utime(folder / "chirp.wav", (1e9, 1e9))  # 2001
@@ -105,13 +127,21 @@ def test_filters(indexed, embedder):
 
 def test_empty_library_says_so(tmp_path, embedder):
     open_library(tmp_path / "empty", embedder.bundle).close()
-    with Library(tmp_path / "empty") as library, pytest.raises(MediasearchError, match="library is empty"):
-        search(library, embedder.embed_texts(["x"])[0])
+    with mediasearch.open(tmp_path / "empty", model=embedder) as library:
+        with pytest.raises(MediasearchError, match="library is empty"):
+            library.search("x")
 
 
-def test_undecodable_example_says_so(indexed, embedder, tmp_path):
+def test_a_query_needs_something_to_look_for(indexed):
+    library, _ = indexed
+    for text in (None, "", "   ", "-dog", '""'):
+        with pytest.raises(mediasearch.UsageError, match="give a query"):
+            library.search(text)
+
+
+def test_undecodable_example_says_so(indexed, tmp_path):
     library, _ = indexed
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     with pytest.raises(MediasearchError, match="example file .* cannot be used"):
-        query_vector(library, lambda: embedder, [], [bad], [])
+        library.search(like=[bad])

@@ -1,0 +1,458 @@
+"""The Python API: `mediasearch.open()` and the `Library` it returns.
+
+Every capability is a call here; the command line, the server and the MCP face
+only parse, call and print.  A Library is safe to use from several threads:
+reads of the catalog and the vector index take turns under one lock, while the
+model's towers (onnxruntime sessions serve threads at once) run outside it, so a
+slow embedding never holds up another caller's search.  Writing (index, forget,
+watch) needs `write=True`, which takes the library's writer lock.
+
+    >>> import mediasearch
+    >>> with mediasearch.open(write=True, model="tests/fixtures/bundle") as library:
+    ...     summary = library.index("sample_media")
+    ...     hits = library.search("a dog barking", kinds=["audio"], limit=3)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from mediasearch import paths as places
+from mediasearch import search as ranking
+from mediasearch.errors import DecodeError, LibraryError, MediasearchError, UsageError
+from mediasearch.library import Library as Storage
+from mediasearch.query import parse
+from mediasearch.search import Filters, Hit
+from mediasearch.walk import root_of
+
+PathLike = str | os.PathLike
+Log = Callable[[str], None]
+
+__all__ = ["Hit", "Library", "open"]
+
+
+class Embedded(NamedTuple):
+    """A file's segments and their vectors (one row each), as embed_file gives them."""
+
+    kind: str
+    spans: list[tuple[float | None, float | None]]
+    modalities: list[str]
+    vectors: np.ndarray
+
+
+def _quiet(message: str) -> None:
+    """Where a caller gives no log: the API prints nothing of its own."""
+
+
+def _absolute(path: PathLike) -> str:
+    return os.path.abspath(os.path.expanduser(os.fspath(path)))
+
+
+class Library:
+    """One library of pictures, sounds and videos: index folders into it, search it.
+
+    Open it with `mediasearch.open()`.  `model` and `precision` default to the
+    ones the library was built with (then `antflydb/clipclap`, fp32).
+    """
+
+    def __init__(
+        self,
+        library: PathLike | None = None,
+        *,
+        model=None,
+        precision: str | None = None,
+        write: bool = False,
+        one_shot: bool = False,
+        log: Log = _quiet,
+    ):
+        self._storage = Storage(library, write=write)
+        self.folder: Path = self._storage.folder
+        self.writable = write
+        self._model, self._precision, self._log = model, precision, log
+        self._lock = threading.RLock()  # catalog and index take turns; the towers run outside it
+        if model is None or isinstance(model, str | os.PathLike):
+            self._make_embedder = self._storage.embedder_factory(model, precision, log, one_shot=one_shot)
+        else:  # a model.Embedder made by the caller (tests share one; a program may too)
+            self._make_embedder = lambda: model
+        self._indexer = None  # the pass in flight, so stop() can reach it
+        self._watcher = None
+        self._stop_asked = False
+        self._backend = ranking.backend_for(self._storage)  # the local index or the shared store, chosen once
+
+    # ------------------------------------------------------------------ life
+
+    def close(self) -> None:
+        self._storage.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def stop(self) -> None:
+        """Ask a running `index` or `watch` (in another thread, or a signal handler) to stop after the
+        model batch in flight, keeping what is finished (about a second)."""
+        self._stop_asked = True
+        for running in (self._indexer, self._watcher):
+            if running is not None:
+                running.stop()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether stop() was asked (a second Ctrl-C then stops at once)."""
+        return self._stop_asked
+
+    def _started(self, indexer, watcher=None) -> None:
+        self._indexer, self._watcher = indexer, watcher
+        if self._stop_asked:
+            self.stop()
+
+    # ------------------------------------------------------------------ searching
+
+    def search(
+        self,
+        text: str | None = None,
+        *,
+        like: Sequence[PathLike] = (),
+        unlike: Sequence[PathLike] = (),
+        kinds: Iterable[str] = (),
+        within: Iterable[PathLike] = (),
+        after: datetime | None = None,
+        before: datetime | None = None,
+        limit: int = 10,
+        min_score: float | None = None,
+        include_examples: bool = False,
+    ) -> list[Hit]:
+        """The files nearest to `text` (the query language: words, `-word`, "a phrase") and the
+        example files in `like`, away from `unlike`; best first, copies of one content as one hit.
+
+        Example files are left out of the results unless include_examples.
+        """
+        query = parse(text)
+        if not query.positive and not like:
+            raise UsageError("give a query: some words, or an example file")
+        self._check_not_empty()
+        texts = [query.text] if query.text else []
+        warming = self._warm(texts + query.negative_texts)
+        with self._lock:
+            self._backend.open()  # maps the index while the text tower loads
+        if warming is not None:
+            warming.join()
+        positives = [self.vector_of(p) for p in like]
+        negatives = [self.vector_of(p) for p in unlike]
+        if texts:
+            positives += list(self.embed_texts(texts))
+        if query.negative:
+            negatives += list(self.embed_texts(query.negative_texts))
+        vector = ranking.combine(positives, negatives)
+        with self._lock:
+            exclude = frozenset() if include_examples else ranking.example_hashes(self._storage, [*like, *unlike])
+        return self._rank(vector, self._filters(kinds, within, after, before, min_score, exclude), limit)
+
+    def similar(
+        self,
+        file: PathLike | int,
+        *,
+        kinds: Iterable[str] = (),
+        within: Iterable[PathLike] = (),
+        after: datetime | None = None,
+        before: datetime | None = None,
+        limit: int = 10,
+        min_score: float | None = None,
+    ) -> list[Hit]:
+        """More like an indexed file (its id from a Hit, or its path), from its stored vectors: no model
+        is loaded.  The file and its copies are left out."""
+        with self._lock:
+            if isinstance(file, int):
+                vector, digest = ranking.stored_vector(self._storage, file)
+            else:
+                row = self._storage.catalog.file(_absolute(file))
+                if row is None:
+                    raise UsageError(f"{file} is not in the library: index it first")
+                vector, digest = ranking.stored_vector(self._storage, row.id)
+        exclude = frozenset({digest} if digest else ())
+        return self._rank(vector, self._filters(kinds, within, after, before, min_score, exclude), limit)
+
+    def _filters(self, kinds, within, after, before, min_score, exclude) -> Filters:
+        return Filters(tuple(kinds), [_absolute(p) for p in within], after, before, min_score, exclude)
+
+    def _rank(self, vector: np.ndarray, filters: Filters, limit: int) -> list[Hit]:
+        if limit < 1:
+            raise UsageError("limit must be at least 1")
+        with self._lock:
+            return self._backend.search(vector, limit, filters)
+
+    def _check_not_empty(self) -> None:
+        with self._lock:
+            if self._backend.is_empty():
+                raise LibraryError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
+
+    def _warm(self, texts: list[str]) -> threading.Thread | None:
+        """Find the model and load the text tower in a thread while the index opens, unless every text
+        is remembered; any error is raised again, in order, by the embedding itself."""
+        if not texts:
+            return None
+
+        def warm() -> None:
+            with contextlib.suppress(Exception):
+                embedder = self._make_embedder()
+                if not embedder.knows(texts):
+                    embedder.warm_text()
+
+        thread = threading.Thread(target=warm, daemon=True)
+        thread.start()
+        return thread
+
+    # ------------------------------------------------------------------ vectors
+
+    @property
+    def embedder(self):
+        """The model's towers (loaded on first need; a search of remembered texts never loads them)."""
+        return self._make_embedder()
+
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit vector per text, [N, 512]."""
+        return self.embedder.embed_texts(list(texts))
+
+    def embed_file(self, path: PathLike, max_duration: float | None = None):
+        """The segments of one picture, sound or video and their vectors (an Embedded), or a
+        DecodeError saying why it cannot be used."""
+        return self.embed_files([path], max_duration)[0]
+
+    def embed_files(self, paths: Sequence[PathLike], max_duration: float | None = None) -> list:
+        """embed_file for several files at once (pictures share the image tower's batches)."""
+        return embed_files(self.embedder, paths, max_duration)
+
+    def vector_of(self, path: PathLike) -> np.ndarray:
+        """One unit vector for a whole file (the mean of its segments): stored if the file is indexed
+        and unchanged, else embedded now.  An example for `search(like=...)`."""
+        with self._lock:
+            stored = ranking.stored_vector_of(self._storage, _absolute(path))
+        if stored is not None:
+            return stored
+        result = self.embed_file(path)
+        if isinstance(result, DecodeError):
+            raise MediasearchError(f"example file {path} cannot be used: {result.reason}")
+        return ranking.mean_vector(result.vectors)
+
+    # ------------------------------------------------------------------ keeping in step
+
+    def index(
+        self,
+        *paths: PathLike,
+        hidden: bool | None = None,
+        excludes: Sequence[str] = (),
+        clear_excludes: bool = False,
+        follow_links: bool | None = None,
+        max_duration: float | None = None,
+        reembed: bool = False,
+        store: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        on_change: Callable | None = None,
+    ):
+        """Add folders (or bring single files in step) and index what changed; with no path, rescan
+        every folder the library has.  Returns the pass's ingest.Summary.
+
+        Folder options given are remembered by the folder.  max_duration is in seconds.  store binds
+        the library to an Antfly table (http://HOST:PORT/TABLE).  The saved index and the store are
+        brought in step at the end, also when the pass fails or is stopped.
+        """
+        from mediasearch.ingest import Indexer
+
+        self._require_writer()
+        folders = [_absolute(p) for p in paths if os.path.isdir(p)]
+        files = [_absolute(p) for p in paths if not os.path.isdir(p)]
+        if not folders and not files and (hidden is not None or excludes or clear_excludes or follow_links is not None):
+            raise UsageError("name the folders whose --hidden, --exclude or --follow-links should change")
+        make = self._writer_embedder(reembed)
+        if store:
+            left = self._storage.bind_store(store)
+            self._backend = ranking.backend_for(self._storage)
+            if left:
+                self._log(f"this library now lives in {self._storage.store.address}; {left} keeps its documents")
+        with self._lock:
+            roots = self._roots(folders, hidden, excludes, clear_excludes, follow_links) if folders or not files else []
+            owners = self._owners(files)
+        indexer = Indexer(self._storage, make, warn=self._log, on_change=on_change or (lambda c: None),
+                          max_duration=max_duration)  # fmt: skip
+        self._started(indexer)
+        try:
+            summary = indexer.scan(roots, progress) if roots else None
+            if files:
+                summary = indexer.sync_paths(files, owners).plus(summary)
+        finally:
+            self._indexer = None
+            self._save(quietly=True)
+        if self._stop_asked:
+            summary.stopped = True
+        return summary
+
+    def _writer_embedder(self, reembed: bool):
+        """Settle the model a pass writes with (binding the library to it) and return its factory."""
+        with self._lock:
+            if self._model is None or isinstance(self._model, str | os.PathLike):
+                return self._storage.writer_embedder(self._model, self._precision, reembed, self._log)
+            self._storage.bind(self._model.bundle, reembed)
+            return self._make_embedder
+
+    def _roots(self, folders, hidden, excludes, clear_excludes, follow_links):
+        if folders:
+            return self._storage.add_folders(folders, hidden, excludes, clear_excludes, follow_links)
+        roots = self._storage.catalog.roots()
+        if not roots:
+            raise UsageError("give a folder (the library has none yet)")
+        return roots
+
+    def _owners(self, files: list[str]):
+        """The library's folders, once every file given is known to lie inside one of them."""
+        roots = self._storage.catalog.roots()
+        for file in files:
+            if root_of(file, roots) is None:
+                raise UsageError(
+                    f"{file} is not inside a library folder: index its folder (`mediasearch index "
+                    f"{os.path.dirname(file)}`)"
+                )
+        return roots
+
+    def watch(
+        self,
+        *folders: PathLike,
+        hidden: bool | None = None,
+        excludes: Sequence[str] = (),
+        clear_excludes: bool = False,
+        follow_links: bool | None = None,
+        max_duration: float | None = None,
+        settle: float = 1.0,
+        rescan: float = 0.0,
+        on_change: Callable | None = None,
+        log: Log | None = None,
+        observer_factory: Callable | None = None,
+    ) -> None:
+        """Keep the library in step with its folders (or these) until stop() is called: the same pass as
+        index() first, then filesystem events.  on_change receives each ingest.Change; log the
+        watcher's own lines (default: the library's log; per-file warnings always go there)."""
+        from mediasearch.ingest import Indexer
+        from mediasearch.watch import Settings, Watcher
+
+        self._require_writer()
+        make = self._writer_embedder(False)
+        with self._lock:
+            roots = self._roots([_absolute(p) for p in folders], hidden, excludes, clear_excludes, follow_links)
+        indexer = Indexer(self._storage, make, warn=self._log, on_change=on_change or (lambda c: None),
+                          max_duration=max_duration)  # fmt: skip
+        watcher = Watcher(indexer, roots, Settings(settle=settle, rescan=rescan), log or self._log, observer_factory)
+        self._started(indexer, watcher)
+        try:
+            watcher.run()
+        finally:
+            self._indexer = self._watcher = None
+
+    def forget(self, folder: PathLike):
+        """Drop a folder and its files' vectors from the library (the files on disk are untouched).
+        A folder inside another library folder hands its files back to it.  Returns (segments removed,
+        the folder that keeps its files or None)."""
+        self._require_writer()
+        with self._lock:
+            try:
+                return self._storage.forget(_absolute(folder))
+            finally:
+                self._save(quietly=True)
+
+    def _save(self, quietly: bool = False) -> None:
+        with self._lock:
+            if quietly:
+                with contextlib.suppress(Exception):
+                    self._storage.save_index()
+            else:
+                self._storage.save_index()
+
+    def _require_writer(self) -> None:
+        if not self.writable:
+            raise UsageError("open the library with write=True to change it")
+
+    # ------------------------------------------------------------------ reporting
+
+    def status(self, list_ignored: bool = False) -> dict:
+        """What `mediasearch status --json` prints: folders, counts, failures, model, index, store."""
+        from mediasearch.status import library_status
+
+        with self._lock:
+            return library_status(self._storage, list_ignored)
+
+    @property
+    def sent(self):
+        """What this Library sent to its shared store and what waits (store.Sent), if it is bound."""
+        return self._storage.sent
+
+    @property
+    def store_address(self) -> str | None:
+        store = self._storage.store
+        return None if store is None else str(store.address)
+
+    def file(self, file_id: int):
+        """An indexed file's catalog row by its id (a Hit's file_id), or None."""
+        with self._lock:
+            return self._storage.catalog.file_by_id(file_id)
+
+    def folder_of(self, root_id: int):
+        with self._lock:
+            return self._storage.catalog.root_by_id(root_id)
+
+    def folders(self) -> list:
+        """The library's folders (catalog.Root), with their options and state."""
+        with self._lock:
+            return self._storage.catalog.roots()
+
+    def model_name(self) -> str:
+        """The model this library's vectors come from (a hub id, or a bundle folder)."""
+        return self._storage.catalog.get("model_source") or "antflydb/clipclap"
+
+
+def embed_files(embedder, paths: Sequence[PathLike], max_duration: float | None = None) -> list:
+    """Decode each file and embed its segments with this model.Embedder: for each file an Embedded, or
+    a DecodeError saying why it cannot be used.  The one
+    path from a file to its vectors outside indexing (examples, uploads, `embed`, the embeddings API)."""
+    from mediasearch import media
+
+    decoded = [media.decode_or_error(p, max_duration) for p in paths]
+    decoded = [d if isinstance(d, DecodeError) else d.read_all() for d in decoded]
+    results = embedder.embed_each([os.fspath(p) for p in paths], decoded)
+    return [
+        r if isinstance(r, DecodeError) else Embedded(d.kind, d.spans, d.modalities, r)
+        for d, r in zip(decoded, results, strict=True)
+    ]
+
+
+def open(
+    library: PathLike | None = None,
+    *,
+    model=None,
+    precision: str | None = None,
+    write: bool = False,
+    cache: PathLike | None = None,
+    one_shot: bool = False,
+    log: Log = _quiet,
+) -> Library:
+    """Open a library: `library` is its folder (default: $MEDIASEARCH_HOME, else XDG data).
+
+    model: a bundle folder or hub repo id (default: the library's own model, else antflydb/clipclap),
+    or a model.Embedder already loaded (its bundle is the library's model).
+
+    write=True creates it if needed and takes the writer lock (index, forget, watch); readers never
+    create anything.  one_shot: this process answers a query or two and ends (the command line):
+    query texts are remembered in the cache and the towers load for one run.  cache names the cache
+    folder (models, int8 copies, thumbnails) for this process, instead of $MEDIASEARCH_CACHE.  log
+    receives the library's warnings, one line each.
+    """
+    if cache is not None:
+        places.use_cache(cache)
+    return Library(library, model=model, precision=precision, write=write, one_shot=one_shot, log=log)
