@@ -1,0 +1,90 @@
+"""The Python API as a programmer meets it: the package's surface, and docs/python-api.md's examples run."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import BUNDLE
+
+import mediasearch
+
+DOC = Path(__file__).parent.parent / "docs" / "python-api.md"
+
+
+def test_importing_the_package_changes_nothing_process_wide():
+    code = (
+        "import os, sys, logging; before = dict(os.environ); level = logging.getLogger().level\n"
+        "import mediasearch\n"
+        "assert dict(os.environ) == before, set(os.environ) ^ set(before)\n"
+        "assert logging.getLogger().level == level\n"
+        "assert 'PIL.Image' not in sys.modules and 'onnxruntime' not in sys.modules and 'numpy' not in sys.modules\n"
+        "assert callable(mediasearch.open) and 'open' in mediasearch.__all__\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_public_name_is_there():
+    for name in mediasearch.__all__:
+        assert getattr(mediasearch, name) is not None
+    with pytest.raises(AttributeError):
+        mediasearch.no_such_thing  # noqa: B018
+
+
+def test_the_documented_examples_run(tmp_path, media_dir):
+    names = {
+        "LIBRARY": tmp_path / "library",
+        "BUNDLE": str(BUNDLE),
+        "MEDIA": media_dir,
+        "EXAMPLE": media_dir / "chirp.wav",
+    }
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    assert len(blocks) >= 5
+    scope: dict = dict(names)
+    for block in blocks:
+        exec(compile(block, str(DOC), "exec"), scope)  # noqa: S102 - the documentation's own examples
+    assert scope["summary"].added == len([p for p in media_dir.iterdir() if p.is_file()])
+
+
+def test_a_writer_needs_write(tmp_path, media_dir, embedder):
+    with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as library:
+        library.index(media_dir)
+    with mediasearch.open(tmp_path / "lib", model=embedder) as library:
+        with pytest.raises(mediasearch.UsageError, match="write=True"):
+            library.index(media_dir)
+
+
+def test_searches_from_many_threads_agree(tmp_path, media_dir, embedder):
+    with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as library:
+        library.index(media_dir)
+    with mediasearch.open(tmp_path / "lib", model=embedder) as library:
+        expected = [h.path for h in library.search("a dog barking", limit=5)]
+        results, errors = [], []
+
+        def ask() -> None:
+            try:
+                results.append([h.path for h in library.search("a dog barking", limit=5)])
+            except Exception as exc:  # pragma: no cover - the assertion below shows it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=ask) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors and results == [expected] * 8
+
+
+def test_stop_from_another_thread_ends_a_watch(tmp_path, media_dir, embedder):
+    with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as library:
+        timer = threading.Timer(1.0, library.stop)
+        timer.start()
+        library.watch(media_dir, settle=0.1)  # returns once stopped
+        assert library.status()["counts"]["indexed"] > 0
