@@ -47,14 +47,65 @@ def test_transparent_pixels_are_laid_on_white(tmp_path):
     )
 
 
+# Four patches side by side: a red, a mid grey, white and black, each 16 px wide.
+PATCHES = [(200, 30, 30), (128, 128, 128), (255, 255, 255), (0, 0, 0)]
+GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "F"}
+
+
+def _patches(width: int = 64, height: int = 40) -> Image.Image:
+    arr = np.zeros((height, width, 3), np.uint8)
+    for i, colour in enumerate(PATCHES):
+        arr[:, i * width // 4 : (i + 1) * width // 4] = colour
+    return Image.fromarray(arr)
+
+
+def _in_mode(img: Image.Image, mode: str) -> Image.Image:
+    """The patches in a Pillow mode; 16-bit grey holds the full 0-65535 range, as a 16-bit file does."""
+    if mode == "I;16":
+        grey = np.asarray(img.convert("L"), np.uint16) * 257
+        return Image.fromarray(grey)  # uint16: mode I;16
+    return img.convert("RGBA").convert(mode)
+
+
+def _assert_patches(rgb: Image.Image, mode: str, tolerance: float = 24) -> None:
+    """Each patch's mean colour is the original's (grey modes: its luminance), within the mode's rounding."""
+    arr = np.asarray(rgb, np.float64)
+    width = arr.shape[1]
+    for i, colour in enumerate(PATCHES):
+        patch = arr[2:-2, i * width // 4 + 2 : (i + 1) * width // 4 - 2].reshape(-1, 3).mean(axis=0)
+        want = np.array(colour, np.float64)
+        if mode in GREY_MODES:
+            want = np.full(3, 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2])
+        assert np.abs(patch - want).max() <= tolerance, (mode, i, patch.round(), want)
+
+
 @pytest.mark.parametrize(
     "mode", ["1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV", "I", "I;16", "F", "RGBa"]
 )
-def test_every_pillow_mode_becomes_rgb(tmp_path, mode):
-    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)).convert("RGBA")
-    converted = img.convert(mode) if mode not in ("I;16",) else img.convert("L").convert("I;16")
-    rgb = media.to_rgb(converted)
-    assert rgb.mode == "RGB" and rgb.size == (30, 40)
+def test_every_pillow_mode_becomes_rgb(mode):
+    rgb = media.to_rgb(_in_mode(_patches(), mode))
+    assert rgb.mode == "RGB" and rgb.size == (64, 40)
+    _assert_patches(rgb, mode, tolerance=128 if mode == "1" else 24)  # bilevel: dithered black and white
+
+
+@pytest.mark.parametrize(
+    "mode, name, options",
+    [
+        ("I;16", "deep.png", {}),
+        ("I;16", "deep.tif", {}),
+        ("P", "palette.gif", {}),
+        ("P", "palette.png", {}),
+        ("1", "scan.tif", {"compression": "group4"}),
+    ],
+)
+def test_large_pictures_of_every_mode_are_reduced(tmp_path, monkeypatch, mode, name, options):
+    """Pictures over REDUCE_ABOVE are box-reduced after decoding, whatever their mode (16-bit grey, palette,
+    a bilevel fax scan); the threshold is lowered so that a 1,800 x 1,000 picture stands for a 25 MP one."""
+    monkeypatch.setattr(media.pictures, "REDUCE_ABOVE", 1_000_000)
+    _in_mode(_patches(1800, 1000), mode).save(tmp_path / name, **options)
+    img, size = media.load_image(tmp_path / name)
+    assert size == (1800, 1000) and img.mode == "RGB" and img.size == (900, 500), "reduced by 2"
+    _assert_patches(img, mode, tolerance=128 if mode == "1" else 24)
 
 
 def test_sixteen_bit_grey_is_scaled_not_clipped():

@@ -131,9 +131,7 @@ def load_image(path: Path, reduced: bool = True):
             img.draft(img.mode, (int(size[0] / scale), int(size[1] / scale)))
         img.load()
         if reduced and img.width * img.height > REDUCE_ABOVE:
-            factor = min(img.size) // DRAFT_SHORT_SIDE
-            if factor >= 2:
-                img = img.reduce(factor)
+            img = _reduce(img, min(img.size) // DRAFT_SHORT_SIDE)
         if img.getexif().get(0x0112, 1) in (5, 6, 7, 8):
             size = size[::-1]
         img = ImageOps.exif_transpose(img)
@@ -146,6 +144,20 @@ def load_image(path: Path, reduced: bool = True):
         raise
     except Exception as exc:
         raise DecodeError(path, f"not a readable image ({first_line(exc)})") from exc
+
+
+# Modes Pillow's reduce() refuses ("image has wrong mode"): bilevel, palette and 16-bit grey.
+_UNREDUCIBLE = {"1", "P", "I;16", "I;16B", "I;16L", "I;16N"}
+
+
+def _reduce(img, factor: int):
+    """Box-reduce by `factor` (when at least 2), first making RGB of the modes reduce() cannot average:
+    a palette's indices or a bilevel scan's bits are not values to average."""
+    if factor < 2:
+        return img
+    if img.mode in _UNREDUCIBLE:
+        img = to_rgb(img)
+    return img.reduce(factor)
 
 
 def to_rgb(img):
