@@ -140,7 +140,9 @@ def test_sound_only_and_picture_only_files(tmp_path):
 
 
 @pytest.mark.parametrize("cut", ["head", "middle"])
-def test_damaged_videos_index_what_decodes_or_say_why(tmp_path, cut):
+def test_damaged_videos_index_what_decodes(tmp_path, cut):
+    """A copy cut short keeps its first frame and the sound before the cut; a scratch in the middle loses
+    what it covers, and the frames and sound on either side of it still index."""
     path = make_video(tmp_path / "clip.mkv", seconds=10, fmt="matroska")
     data = bytearray(path.read_bytes())
     if cut == "head":
@@ -149,12 +151,45 @@ def test_damaged_videos_index_what_decodes_or_say_why(tmp_path, cut):
         middle = len(data) // 2
         data[middle : middle + 20_000] = bytes(20_000)  # a scratched disc
         path.write_bytes(bytes(data))
-    result = media.decode_or_error(path)
-    if isinstance(result, DecodeError):
-        assert "read" in result.reason
-        return
-    result.read_all()
-    assert result.spans, "what decodes is indexed"
+    decoded = media.decode(path).read_all()
+    frames = [start for (start, _), kind in zip(decoded.spans, decoded.modalities, strict=True) if kind == "image"]
+    sound = [span for span, kind in zip(decoded.spans, decoded.modalities, strict=True) if kind == "audio"]
+    assert decoded.kind == "video" and frames[0] == 0.0 and sound and sound[0][0] == 0.0
+    if cut == "head":
+        assert frames == [0.0] and sound[-1][1] < 1.0, "only what came before the cut"
+    else:
+        assert frames[-1] == 8.0 and len(frames) >= 4, "the frames after the scratch are kept"
+        assert sound[-1][1] > 5.0, "the sound goes on past the scratch"
+
+
+def _odd_rate_video(path: Path, rate: int, samples: int) -> Path:
+    """Two seconds of picture with a PCM soundtrack at any sample rate the muxer takes (H.264 + PCM in MKV)."""
+    container = av.open(str(path), "w", format="matroska")
+    video = container.add_stream("libx264", rate=25)
+    video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+    audio = container.add_stream("pcm_s16le", rate=rate)
+    audio.layout = "mono"
+    for i in range(50):
+        arr = np.zeros((48, 64, 3), np.uint8)
+        arr[..., (i // 25) % 3], arr[10:20, i : i + 10] = 180, 255
+        frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
+        frame.pts, frame.time_base = i, Fraction(1, 25)
+        container.mux(video.encode(frame))
+    container.mux(video.encode())
+    wave = (np.random.default_rng(0).standard_normal(samples) * 3000).astype(np.int16).reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(wave, format="s16", layout="mono")
+    frame.sample_rate, frame.pts = rate, 0
+    container.mux(audio.encode(frame))
+    container.mux(audio.encode())
+    container.close()
+    return path
+
+
+@pytest.mark.parametrize("rate, samples", [(1, 3600), (2_000_000, 200_000)])
+def test_a_soundtrack_at_an_impossible_rate_is_refused_and_the_frames_stay(tmp_path, rate, samples):
+    decoded = media.decode(_odd_rate_video(tmp_path / "odd.mkv", rate, samples)).read_all()
+    assert set(decoded.modalities) == {"image"}, "no window of the soundtrack"
+    assert f"a sample rate of {rate} Hz is not one anybody records at" in decoded.note
 
 
 def test_an_mp4_without_its_index_is_one_clear_failure(tmp_path):

@@ -90,6 +90,12 @@ def _open_sound(path: Path):
             reason = _sndfile_reason(exc)
             message = other.reason if "pipe" in reason else f"not a readable sound file ({reason})"
             raise DecodeError(path, message) from exc
+    return checked_rate(path, snd)
+
+
+def checked_rate(path: Path, snd):
+    """The reader, if its sample rate is one anybody records at (a sound file's or a soundtrack's alike);
+    else it is closed and the sound refused."""
     if not MIN_RATE <= snd.samplerate <= MAX_RATE:
         snd.close()
         raise DecodeError(path, f"a sample rate of {snd.samplerate} Hz is not one anybody records at: refused")

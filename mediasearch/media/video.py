@@ -8,7 +8,7 @@ from mediasearch.errors import DecodeError
 from mediasearch.media import ffmpeg
 from mediasearch.media.decoded import Decoded, Segment
 from mediasearch.media.pictures import image_tensor, to_rgb
-from mediasearch.media.sound import MAX_DURATION_S, decode_audio, read_ahead, read_windows
+from mediasearch.media.sound import MAX_DURATION_S, checked_rate, decode_audio, read_ahead, read_windows
 
 FRAME_INTERVAL_S = 10.0  # within one long scene, a frame at least this often
 MAX_FRAMES = 600  # frames of one video at most; a longer video spaces them out
@@ -43,7 +43,7 @@ def _video_segments(path: Path, decoded: Decoded, has_audio: bool, interval: flo
         yield Segment((round(seconds, 3), round(seconds, 3)), image_tensor(to_rgb(picture)), "image")
     if has_audio:
         try:
-            for segment in read_windows(path, ffmpeg.AvAudio(path), decoded, max_duration):
+            for segment in read_windows(path, checked_rate(path, ffmpeg.AvAudio(path)), decoded, max_duration):
                 count += 1
                 yield segment
         except DecodeError as exc:
