@@ -27,6 +27,9 @@ N_FFT, HOP, N_MELS, F_MIN, F_MAX = 1024, 480, 64, 50.0, 14_000.0
 MIN_RATE, MAX_RATE = 4_000, 768_000
 MAX_DURATION_S = 12 * 3600.0  # the default cap on what one recording contributes (`--max-duration`)
 READ_AHEAD = 16  # windows a decoder thread reads before handing a recording over
+# One read holds at most this many bytes of float32 samples: 8 s of stereo at 48 kHz is 3 MB, but 8 s of
+# 255 channels at 192 kHz would be 1.5 GB, so wide recordings are read a fraction of a second at a time.
+READ_BYTES = 16 * 1024 * 1024
 
 
 def expected_segments(path: str | Path, kind: str | None) -> int:
@@ -125,11 +128,12 @@ def read_windows(path: Path, snd, decoded: Decoded, max_duration: float) -> Iter
     """
     rate = snd.samplerate
     win, hop, limit = int(round(WINDOW_S * rate)), int(round(HOP_S * rate)), int(max_duration * rate)
+    step = max(1, min(hop, READ_BYTES // (4 * max(1, snd.channels))))  # frames a read: a hop, or less if wide
     buf, offset, total, start, emitted = np.zeros(0, np.float32), 0, 0, 0, 0
     try:
         while total < limit:
             try:
-                block = snd.read(min(hop, limit - total), dtype="float32", always_2d=True)
+                block = snd.read(min(step, limit - total), dtype="float32", always_2d=True)
             except Exception as exc:
                 decoded.note = f"read up to {total / rate:.1f} s: the rest is damaged ({_sndfile_reason(exc)})"
                 break
