@@ -124,6 +124,7 @@ def test_local_revision_changes_with_the_weights(tmp_path):
     assert bundle.resolve(str(folder)).revision not in (before, changed)
 
 
+@pytest.mark.slow
 def test_int8_copies_are_made_once_and_measured(bundle):
     import json
 

@@ -116,6 +116,7 @@ def test_every_command_has_help_with_an_example():
 STRACE = shutil.which("strace")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(STRACE is None, reason="strace is not installed")
 def test_no_network_connection_once_the_model_is_on_disk(tmp_path, monkeypatch):
     """Run real commands under strace: no connect() may leave the machine."""
@@ -276,6 +277,7 @@ def test_deleted_index_file_is_rebuilt_by_query_without_writing(indexed_cli):
     assert (library_dir() / "vectors.faiss").exists(), "the next writer saves it"
 
 
+@pytest.mark.slow
 def test_int8_library_keeps_its_precision(media_dir):
     result = run("index", str(media_dir), "--model", str(BUNDLE), "--precision", "int8", "--json")
     assert json.loads(result.stdout)["added"] == 12
@@ -433,6 +435,7 @@ def test_shell_completion_scripts(shell):
     assert done.returncode == 0 and "_MEDIASEARCH_COMPLETE" in done.stdout
 
 
+@pytest.mark.slow
 def test_making_int8_copies_says_nothing_but_what_it_does(tmp_path):
     env = dict(os.environ, MEDIASEARCH_CACHE=str(tmp_path / "cache"))
     cmd = [sys.executable, "-m", "mediasearch", "model", "info", "--model", str(BUNDLE), "--precision", "int8"]
@@ -456,6 +459,7 @@ def test_a_repeated_query_text_does_not_load_the_text_tower(indexed_cli, monkeyp
         run("query", "words never asked", "--json")
 
 
+@pytest.mark.slow
 def test_the_real_entry_point_keeps_output_and_exit_status(media_dir, tmp_path):
     """`mediasearch` ends its process without the libraries' teardown (runtime.leave): every byte
     of output and every exit status must still come out as the command meant."""

@@ -310,6 +310,7 @@ def test_a_single_frame_video_has_one_frame(tmp_path):
     assert decoded.spans == [(0.0, 0.0)]
 
 
+@pytest.mark.slow
 def test_an_8k_video_decodes_its_frames(tmp_path):
     decoded = media.decode(_frames_video(tmp_path / "8k.mp4", [0.0, 2.0], size=(7680, 4320))).read_all()
     assert decoded.facts["width"] == 7680 and len(decoded.spans) == 2

@@ -195,6 +195,7 @@ def _many_pictures(folder: Path, count: int) -> None:
         Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)).save(folder / f"p{i:04}.png")
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume(tmp_path):
     """A real `mediasearch index` killed with SIGKILL loses at most its batch in flight."""
     folder = tmp_path / "many"

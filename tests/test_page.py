@@ -13,9 +13,12 @@ from conftest import INPUTS
 from test_server import Server, cli_json, library  # noqa: F401 - the module's fixture, shared
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None, reason="Debian's chromium and chromium-driver are not installed"
-)
+pytestmark = [
+    pytest.mark.slow,  # a browser and a server process
+    pytest.mark.skipif(
+        CHROMIUM is None or CHROMEDRIVER is None, reason="Debian's chromium and chromium-driver are not installed"
+    ),
+]
 SHOTS = Path(__file__).parent / "screenshots"
 
 

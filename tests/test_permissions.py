@@ -15,9 +15,12 @@ from conftest import BUNDLE, INPUTS
 
 NOBODY = 65534
 SETPRIV = shutil.which("setpriv")
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or SETPRIV is None, reason="needs root to run commands as another user (setpriv)"
-)
+pytestmark = [
+    pytest.mark.slow,  # a process per command, as another user
+    pytest.mark.skipif(
+        os.geteuid() != 0 or SETPRIV is None, reason="needs root to run commands as another user (setpriv)"
+    ),
+]
 
 
 @pytest.fixture

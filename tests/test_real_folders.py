@@ -250,6 +250,7 @@ def test_bytes_that_merely_start_like_mp3_are_not_taken_for_sound():
 # ----------------------------------------------------------------------------- stopping
 
 
+@pytest.mark.slow
 def test_sigint_stops_within_two_seconds_and_a_long_recording_resumes(tmp_path):
     folder = tmp_path / "media"
     folder.mkdir()
@@ -278,6 +279,7 @@ def test_sigint_stops_within_two_seconds_and_a_long_recording_resumes(tmp_path):
     assert [s for (s,) in spans] == [s for s, _ in media.windows(600.0)]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/usr/bin/time").exists(), reason="GNU time measures the peak RSS")
 def test_pictures_near_the_pixel_limit_keep_index_under_the_memory_bound(tmp_path):
     """Several pictures just under the limit, decoded by four threads at once, used to take 9 GB."""
@@ -308,6 +310,7 @@ def test_max_duration_bounds_one_recording(tmp_path):
     assert "--max-duration" in decoded.note
 
 
+@pytest.mark.slow
 def test_c_libraries_chatter_never_reaches_the_terminal(tmp_path):
     folder = tmp_path / "media"
     folder.mkdir()
@@ -323,6 +326,7 @@ def test_c_libraries_chatter_never_reaches_the_terminal(tmp_path):
     assert len(done.stderr.splitlines()) <= 2, done.stderr  # the summary (and a note), nothing from C
 
 
+@pytest.mark.slow
 def test_two_processes_creating_one_library_at_once(tmp_path):
     folder = tmp_path / "media"
     folder.mkdir()

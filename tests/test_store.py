@@ -71,6 +71,7 @@ def test_store_addresses():
     assert authorization("") is None
 
 
+@pytest.mark.slow
 def test_table_is_created_once_and_a_foreign_table_is_refused(antfly):
     first, second = Store(antfly.url("made_once"), "lib-a"), Store(antfly.url("made_once"), "lib-b")
     first.ensure_table()
@@ -105,6 +106,7 @@ def twin_libraries(tmp_path, media_dir, embedder, antfly):
         yield local, shared, media_dir.resolve()
 
 
+@pytest.mark.slow
 def test_store_answers_as_faiss_does_with_and_without_filters(twin_libraries, embedder):
     local, shared, folder = twin_libraries
     mtimes = sorted(os.stat(p).st_mtime for p in folder.rglob("*") if p.is_file())
@@ -134,6 +136,7 @@ def test_store_answers_as_faiss_does_with_and_without_filters(twin_libraries, em
     assert compared >= len(QUERIES) * 5
 
 
+@pytest.mark.slow
 def test_two_libraries_share_one_table(antfly, tmp_path, media_dir):
     """Two processes (two machines) index different folders into one table; each sees both; moves and
     deletions on one side reach the table; forget takes one library's documents only."""
@@ -202,6 +205,7 @@ def own_antfly(tmp_path):
     server.stop()
 
 
+@pytest.mark.slow
 def test_store_killed_mid_index_loses_nothing(own_antfly, tmp_path, media_dir, monkeypatch):
     url = own_antfly.url("killed")
     monkeypatch.setattr(library_module, "SEND_EVERY", 1)  # send after every commit, so the kill lands mid-pass
@@ -238,6 +242,7 @@ def test_store_killed_mid_index_loses_nothing(own_antfly, tmp_path, media_dir, m
     assert "all sent" in CliRunner().invoke(cli, ["status"]).output
 
 
+@pytest.mark.slow
 def test_token_comes_from_the_environment(tmp_path, media_dir, monkeypatch):
     from antfly_server import AntflyServer, Unavailable
 
@@ -271,6 +276,7 @@ def test_token_comes_from_the_environment(tmp_path, media_dir, monkeypatch):
         server.stop()
 
 
+@pytest.mark.slow
 def test_the_watcher_keeps_the_table_in_step(antfly, tmp_path, media_dir):
     from conftest import INPUTS
     from test_watch import WatchProcess
@@ -298,6 +304,7 @@ def test_the_watcher_keeps_the_table_in_step(antfly, tmp_path, media_dir):
     assert sorted(doc["_id"] for doc in table_docs(url, library_id)) == sorted(keys)
 
 
+@pytest.mark.slow
 def test_a_library_of_another_model_is_refused(antfly, tmp_path, media_dir):
     """Vectors of two models cannot share a table: the second library's sends are refused, with why."""
     other = tmp_path / "other-bundle"

@@ -96,6 +96,7 @@ def watcher(media_dir, tmp_path):
     assert_consistent(tmp_path / "lib")
 
 
+@pytest.mark.slow
 def test_create_modify_delete_rename(watcher, media_dir):
     new = media_dir / "new.png"
     shutil.copy(INPUTS / "portrait.png", new)
@@ -111,6 +112,7 @@ def test_create_modify_delete_rename(watcher, media_dir):
     assert {"action": "removed", "path": str(media_dir / "chirp.wav")} in watcher.changes()
 
 
+@pytest.mark.slow
 def test_moving_a_folder_keeps_vectors(watcher, media_dir):
     album = media_dir / "album"
     album.mkdir()
@@ -126,6 +128,7 @@ def test_moving_a_folder_keeps_vectors(watcher, media_dir):
     assert len([c for c in watcher.changes() if c["action"] == "moved"]) == 3
 
 
+@pytest.mark.slow
 def test_atomic_save_is_one_change(watcher, media_dir):
     target = media_dir / "coffee-cup.png"
     tmp = media_dir / ".coffee-cup.png.swp"
@@ -138,6 +141,7 @@ def test_atomic_save_is_one_change(watcher, media_dir):
     assert touching == [{"action": "updated", "path": str(target)}]
 
 
+@pytest.mark.slow
 def test_slowly_written_file_is_indexed_once_and_complete(watcher, media_dir):
     target = media_dir / "slow.jpg"
     write_slowly(target, INPUTS / "landscape.jpg", chunks=10, pause=0.2)  # about two seconds of appending
@@ -148,6 +152,7 @@ def test_slowly_written_file_is_indexed_once_and_complete(watcher, media_dir):
     assert rows[0]["path"] == str(target) and rows[0]["score"] > 0.9999
 
 
+@pytest.mark.slow
 def test_changes_while_stopped_are_caught_on_restart(media_dir, tmp_path):
     first = WatchProcess(media_dir, tmp_path / "lib")
     assert first.stop() == 0
@@ -170,6 +175,7 @@ def _burst(folder: Path, count: int) -> None:
         os.rename(entry, folder / entry.name)  # each file appears at once, complete
 
 
+@pytest.mark.slow
 def test_burst_of_2000_files(watcher, media_dir):
     started = time.monotonic()
     burst = media_dir / "burst"
@@ -184,6 +190,7 @@ def test_burst_of_2000_files(watcher, media_dir):
     assert batches <= 2000 / 8, "files must share model batches (16 pictures per batch at best)"
 
 
+@pytest.mark.slow
 def test_sigterm_mid_burst_then_restart(media_dir, tmp_path):
     watcher = WatchProcess(media_dir, tmp_path / "lib")
     burst = media_dir / "burst"
@@ -240,6 +247,7 @@ def test_falls_back_to_polling_at_the_inotify_limit(tmp_path, media_dir, embedde
     library.close()
 
 
+@pytest.mark.slow
 def test_file_written_in_chunks_under_settle_is_embedded_once(media_dir, tmp_path):
     watcher = WatchProcess(media_dir, tmp_path / "lib", "--settle", "1")
     target = media_dir / "chunky.jpg"
@@ -250,6 +258,7 @@ def test_file_written_in_chunks_under_settle_is_embedded_once(media_dir, tmp_pat
     assert watcher.stop() == 0
 
 
+@pytest.mark.slow
 def test_root_deleted_and_recreated_is_watched_again(tmp_path):
     root = tmp_path / "card"
     root.mkdir()
