@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -56,6 +57,46 @@ def media_dir(tmp_path) -> Path:
     folder = tmp_path / "media"
     shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md", *PHONE_AND_CAMERA))
     return folder
+
+
+class Built(NamedTuple):
+    """A library indexed once per session, and where its media lie while a test uses it."""
+
+    library: Path  # the library folder as the indexer left it
+    pristine: Path  # the media as indexed, kept untouched
+    media: Path  # the one path the catalog knows them by, restored for each test
+    summary: dict  # what `index --json` printed
+
+
+@pytest.fixture(scope="session")
+def built_library(tmp_path_factory) -> Built:
+    """media_dir's files indexed once, by the command a user runs: copying the result costs
+    milliseconds where indexing costs a second or two in every test that needs a library."""
+    from click.testing import CliRunner
+
+    from mediasearch.cli import cli
+
+    base = tmp_path_factory.mktemp("built")
+    media = base / "media"
+    shutil.copytree(SAMPLES, media, ignore=shutil.ignore_patterns("*.md", *PHONE_AND_CAMERA))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDIASEARCH_HOME", str(base / "library"))
+        patch.setenv("MEDIASEARCH_CACHE", str(base / "cache"))
+        patch.delenv("MEDIASEARCH_MODEL", raising=False)
+        result = CliRunner().invoke(cli, ["index", str(media), "--model", str(BUNDLE), "--json"])
+    assert result.exit_code == 0, result.output
+    shutil.copytree(media, base / "pristine")  # copy2 keeps the mtimes the catalog compares against
+    return Built(base / "library", base / "pristine", media.resolve(), json.loads(result.stdout))
+
+
+@pytest.fixture
+def indexed_library(built_library, isolated) -> tuple[Path, dict]:
+    """This test's own copy of the built library (at $MEDIASEARCH_HOME) and of its media, at the
+    path the catalog names them by; returns (media folder, the index summary)."""
+    shutil.rmtree(built_library.media, ignore_errors=True)
+    shutil.copytree(built_library.pristine, built_library.media)
+    shutil.copytree(built_library.library, isolated / "library")
+    return built_library.media, built_library.summary
 
 
 def index_ids(index) -> list[int]:

@@ -157,10 +157,9 @@ def test_no_network_connection_once_the_model_is_on_disk(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def indexed_cli(media_dir):
-    result = run("index", str(media_dir), "--model", str(BUNDLE), "--json")
-    assert result.exit_code == 0, result.output
-    return media_dir.resolve(), json.loads(result.stdout)
+def indexed_cli(indexed_library):
+    """(media folder, `index --json` summary): sample media indexed once per session, copied per test."""
+    return indexed_library
 
 
 def test_index_json_summary(indexed_cli):
