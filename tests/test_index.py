@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import index_ids
@@ -34,11 +37,22 @@ def fill(catalog: Catalog, vectors: np.ndarray) -> None:
             catalog.put_file(record, [(None, None, to_blob(vec))])
 
 
-@pytest.fixture
-def big(tmp_path):
-    catalog = Catalog(tmp_path / "lib", write=True)
+@pytest.fixture(scope="module")
+def big_built(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """A catalog of 12,000 clustered vectors, written once (it takes seconds) and copied per test."""
+    folder = tmp_path_factory.mktemp("big") / "lib"
     data = clustered(12_000)
+    catalog = Catalog(folder, write=True)
     fill(catalog, data)
+    catalog.close()
+    return folder, data
+
+
+@pytest.fixture
+def big(big_built, tmp_path):
+    folder, data = big_built
+    shutil.copytree(folder, tmp_path / "lib")
+    catalog = Catalog(tmp_path / "lib", write=True)
     yield catalog, data
     catalog.close()
 
