@@ -63,13 +63,8 @@ def library(tmp_path_factory):
     folder = home / "media"
     shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
     env = dict(os.environ, MEDIASEARCH_HOME=str(home / "lib"), MEDIASEARCH_CACHE=str(home / "cache"))
-    done = subprocess.run(
-        [sys.executable, "-m", "mediasearch", "index", str(folder), "--model", str(BUNDLE)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 0, done.stderr
+    done = CliRunner().invoke(cli, ["index", str(folder), "--model", str(BUNDLE)], env=env)
+    assert done.exit_code == 0, done.output
     return home / "lib", folder, env
 
 
@@ -82,8 +77,9 @@ def server(library):
 
 
 def cli_json(env, *args):
-    done = subprocess.run([sys.executable, "-m", "mediasearch", *args], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    """What the command prints with --json, run in this process (the server is the process under test)."""
+    done = CliRunner().invoke(cli, list(args), env=env)
+    assert done.exit_code == 0, done.output
     return json.loads(done.stdout)
 
 
