@@ -8,14 +8,19 @@ touches the test runner or another test.
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 import textwrap
+import zlib
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import soundfile as sf
+from test_ffmpeg import make_video
 
 from mediasearch import media
 
@@ -35,23 +40,105 @@ def make_wide_vorbis(path: Path, seconds: int = 9) -> Path:
     return path
 
 
+def run_capped(body: str, cap_bytes: int, timeout: float = 300) -> dict:
+    """Run `body` (which sets `out`, a dict) in a child process under an address-space cap; `out` comes back
+    with the child's peak resident memory in MB."""
+    script = "import json, resource\n"
+    script += f"resource.setrlimit(resource.RLIMIT_AS, ({cap_bytes}, {cap_bytes}))\n"
+    script += textwrap.dedent(body)
+    script += "\nout['peak_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\nprint(json.dumps(out))\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def decode_capped(path: Path, cap_bytes: int) -> dict:
     """Decode one file in a child process under an address-space cap: its windows, reason and peak RSS."""
-    script = textwrap.dedent(
-        f"""
-        import json, resource, sys
-        resource.setrlimit(resource.RLIMIT_AS, ({cap_bytes}, {cap_bytes}))
+    body = f"""
         from mediasearch import media
         result = media.decode_or_error({str(path)!r})
         out = {{"reason": result.reason}} if isinstance(result, media.DecodeError) else {{
             "spans": result.read_all().spans, "facts": result.facts, "note": result.note}}
-        out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(out))
         """
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.splitlines()[-1])
+    return run_capped(body, cap_bytes)
+
+
+def zeros_zlib(size: int, chunk: int = 1 << 24) -> bytes:
+    """A zlib stream of `size` zero bytes, made in a fraction of a second: one compressed chunk of zeros,
+    flushed to a byte boundary, repeated (the checksum of n zeros is known: a = 1, b = n mod 65521)."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = comp.compress(bytes(chunk)) + comp.flush(zlib.Z_FULL_FLUSH)
+    again = comp.compress(bytes(chunk)) + comp.flush(zlib.Z_FULL_FLUSH)
+    whole, rest = divmod(size, chunk)
+    tail = comp.compress(bytes(rest)) + comp.flush()
+    return b"\x78\xda" + first + again * (whole - 1) + tail + struct.pack(">I", ((size % 65521) << 16) | 1)
+
+
+def black_png(width: int, height: int) -> bytes:
+    """A black RGB PNG of any size; 16000 x 16000 (768 MB of pixels) is 750 KB."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    pixels = zeros_zlib(height * (1 + 3 * width))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def giant_frame_video(path: Path, side: int = 16000, header_side: int | None = None) -> Path:
+    """A QuickTime file whose one frame is a side x side PNG (its header may claim another size)."""
+    with av.open(str(path), "w", format="mov") as container:
+        stream = container.add_stream("png", rate=1)
+        stream.width = stream.height = header_side or side
+        stream.pix_fmt, stream.time_base = "rgb24", Fraction(1, 25)
+        packet = av.Packet(black_png(side, side))
+        packet.stream, packet.pts, packet.dts, packet.time_base = stream, 0, 0, stream.time_base
+        container.mux(packet)
+    return path
+
+
+# ----------------------------------------------------------------------------- video frames
+
+
+@pytest.mark.parametrize("header_side", [16000, 64])
+def test_a_giant_video_frame_is_refused_without_decoding_it(tmp_path, header_side):
+    """One 16000 x 16000 PNG frame in a 750 KB video (its header honest, or claiming 64 x 64): refused as a
+    picture that size is, under a 2 GB cap and without the 0.8-3.4 GB its decoding took."""
+    path = giant_frame_video(tmp_path / "giant.mov", 16000, header_side)
+    result = decode_capped(path, 2 * GB)
+    assert "refused as a decompression bomb" in result.get("reason", ""), result
+    assert result["peak_mb"] < 400, result
+
+
+def test_the_server_thumbnail_of_a_giant_frame_is_refused(tmp_path):
+    """The server's thumbnail calls the same frame picker: refused with a reason, within the same memory."""
+    path = giant_frame_video(tmp_path / "giant.mov")
+    body = f"""
+        from mediasearch.errors import DecodeError
+        from mediasearch.server import _thumbnail_of
+        try:
+            out = {{"thumbnail": str(_thumbnail_of({str(path)!r}, "video"))}}
+        except DecodeError as exc:
+            out = {{"reason": exc.reason}}
+        """
+    result = run_capped(body, 2 * GB)
+    assert "refused as a decompression bomb" in result.get("reason", "") and result["peak_mb"] < 400, result
+
+
+def test_frames_over_the_pixel_limit_are_refused_by_the_header(tmp_path, monkeypatch):
+    """A stream whose header announces frames over the pictures' limit is refused before any frame is
+    decoded (the limit is lowered here so that a small video stands for a 16000 x 16000 one)."""
+    path = make_video(tmp_path / "clip.mp4", seconds=2, sound=False)
+    monkeypatch.setattr(media.ffmpeg, "MAX_PIXELS", 320 * 240 - 1)
+    decoded = media.decode_or_error(path)
+    assert isinstance(decoded, media.DecodeError) and "320x240 pixels is over" in decoded.reason
+
+
+def test_a_soundtrack_still_indexes_when_the_frames_are_refused(tmp_path, monkeypatch):
+    path = make_video(tmp_path / "clip.mp4", seconds=2)
+    monkeypatch.setattr(media.ffmpeg, "MAX_PIXELS", 320 * 240 - 1)
+    decoded = media.decode(path).read_all()
+    assert set(decoded.modalities) == {"audio"} and "refused as a decompression bomb" in decoded.note
 
 
 # ----------------------------------------------------------------------------- wide sound

@@ -19,10 +19,18 @@ from pathlib import Path
 import numpy as np
 
 from mediasearch.errors import DecodeError
+from mediasearch.media.pictures import IMAGE_BUDGET, MAX_PIXELS, bomb_reason
 
 SCENE_CHANGE = 0.25  # share of the thumbnail's colour histogram that moved: a cut, not motion
 BLANK = 4.0  # a thumbnail whose standard deviation (0-255) is below this is black, white or blank
 MIN_GAP_S = 1.0  # never two frames closer than this
+# Frames FFmpeg may decode while it opens a file (to learn a stream's format): a 4K UHD frame at most.
+# A larger frame is sized from the stream's header alone, and decoded, if within the pictures' pixel
+# limit, only with its share of the decoding budget reserved.
+PROBE_PIXELS = 3840 * 2160
+# Bytes a pixel of a frame holds at its peak: the decoder's frame (up to 8, rgba64), the RGB picture
+# made of it (3) and its upright copy (3), rounded up.
+FRAME_BYTES_PER_PIXEL = 16
 
 
 def _av():
@@ -30,6 +38,11 @@ def _av():
 
     av.logging.set_level(av.logging.PANIC)  # FFmpeg's own complaints: one reason per file is given instead
     return av
+
+
+def _open(av, path: str | Path):
+    """A container opened with FFmpeg's decoders held to PROBE_PIXELS a frame while it looks inside."""
+    return av.open(str(path), options={"max_pixels": str(PROBE_PIXELS)})
 
 
 def _reason(exc: Exception) -> str:
@@ -50,7 +63,7 @@ def probe(path: str | Path) -> VideoInfo:
     """What a container holds, or DecodeError when FFmpeg cannot read it at all."""
     av = _av()
     try:
-        with av.open(str(path)) as container:
+        with _open(av, path) as container:
             video = container.streams.video[0] if container.streams.video else None
             duration = container.duration / 1_000_000 if container.duration else None
             width = height = None
@@ -67,7 +80,7 @@ class AvAudio:
     def __init__(self, path: str | Path):
         av = _av()
         try:
-            self.container = av.open(str(path))
+            self.container = _open(av, path)
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
             raise DecodeError(path, f"not a readable sound file ({_reason(exc)})") from exc
         if not self.container.streams.audio:
@@ -113,48 +126,88 @@ class AvAudio:
 
 
 def pick_frames(path: str | Path, interval: float, cap: int) -> Iterator[tuple[float, object]]:
-    """(seconds, upright RGB PIL image) for the key frames worth embedding, in order."""
+    """(seconds, upright RGB PIL image) for the key frames worth embedding, in order.
+
+    A stream whose header announces frames over the pictures' pixel limit is refused before any frame
+    is decoded; the decoder itself refuses frames larger than the header said (or than PROBE_PIXELS
+    when the header does not say), and each frame is decoded within the pictures' memory budget.
+    """
     av = _av()
     try:
-        container = av.open(str(path))
+        container = _open(av, path)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(path, f"not a readable video ({_reason(exc)})") from exc
     try:
         if not container.streams.video:
             return
         stream = container.streams.video[0]
+        allowed = _frame_pixels(path, stream.codec_context.width or 0, stream.codec_context.height or 0)
+        stream.codec_context.options = {"max_pixels": str(allowed)}
         stream.codec_context.skip_frame = "NONKEY"  # the decoder itself drops every other frame
-        last_colours, last_time, kept = None, float("-inf"), 0
-        for frame in _frames(av, container, stream):
-            seconds = float(frame.time or 0.0)
-            small = frame.reformat(width=64, height=36, format="rgb24").to_ndarray()
-            if small.std() < BLANK:
-                continue
-            colours = _colours(small)
-            changed = last_colours is None or 0.5 * float(np.abs(colours - last_colours).sum()) > SCENE_CHANGE
-            gap = seconds - last_time
-            if (changed and gap >= MIN_GAP_S) or gap >= interval:
-                yield seconds, upright(frame.to_image(), frame.rotation)
-                last_colours, last_time, kept = colours, seconds, kept + 1
-                if kept >= cap:
-                    return
+        picker, refused = _Picker(interval, cap), 0
+        for packet in container.demux(stream):
+            with IMAGE_BUDGET.reserve(allowed * FRAME_BYTES_PER_PIXEL):
+                frames = _decode(av, packet)
+                kept = [picked for frame in frames or () if (picked := picker.take(frame))]
+            refused += frames is None
+            yield from kept  # the budget is never held while the caller works on a frame
+            if picker.full:
+                return
+        if refused and not picker.kept:
+            raise DecodeError(path, f"its frames are larger than {allowed} pixels: refused as a decompression bomb")
     finally:
         container.close()
+
+
+def _frame_pixels(path: str | Path, width: int, height: int) -> int:
+    """The most pixels a frame of this stream may have: what its header says, refused over MAX_PIXELS."""
+    if width * height > MAX_PIXELS:
+        raise DecodeError(path, bomb_reason(width, height))
+    return max(width * height, PROBE_PIXELS)
+
+
+def _decode(av, packet) -> list | None:
+    """A packet's frames: none for a packet that does not decode (damage in the middle of a file),
+    None for a frame the decoder refused to allocate (over its max_pixels, or a size it finds invalid)."""
+    try:
+        return packet.decode()
+    except av.error.InvalidDataError:
+        return []
+    except av.error.ArgumentError:
+        return None
+
+
+class _Picker:
+    """Keeps a frame at a scene change or after `interval` seconds without one; skips blank frames."""
+
+    def __init__(self, interval: float, cap: int):
+        self.interval, self.cap = interval, cap
+        self.last_colours, self.last_time, self.kept = None, float("-inf"), 0
+
+    @property
+    def full(self) -> bool:
+        return self.kept >= self.cap
+
+    def take(self, frame) -> tuple[float, object] | None:
+        if self.full:
+            return None
+        seconds = float(frame.time or 0.0)
+        small = frame.reformat(width=64, height=36, format="rgb24").to_ndarray()
+        if small.std() < BLANK:
+            return None
+        colours = _colours(small)
+        changed = self.last_colours is None or 0.5 * float(np.abs(colours - self.last_colours).sum()) > SCENE_CHANGE
+        gap = seconds - self.last_time
+        if not ((changed and gap >= MIN_GAP_S) or gap >= self.interval):
+            return None
+        self.last_colours, self.last_time, self.kept = colours, seconds, self.kept + 1
+        return seconds, upright(frame.to_image(), frame.rotation)
 
 
 def _colours(small: np.ndarray) -> np.ndarray:
     """A thumbnail's colour histogram (16 bins a channel), summing to 1."""
     counts = np.concatenate([np.bincount(small[..., c].ravel() >> 4, minlength=16) for c in range(3)])
     return counts / counts.sum()
-
-
-def _frames(av, container, stream) -> Iterator:
-    """Decoded frames, skipping packets that do not decode (damage in the middle of a file)."""
-    for packet in container.demux(stream):
-        try:
-            yield from packet.decode()
-        except av.error.InvalidDataError:
-            continue
 
 
 def upright(image, rotation: int | float | None):

@@ -28,6 +28,11 @@ DRAFT_SHORT_SIDE = 448  # reduced-scale decoding keeps at least twice the model'
 REDUCE_ABOVE = 16_000_000  # pictures larger than this are box-reduced right after decoding
 
 
+def bomb_reason(width: int, height: int) -> str:
+    """Why a picture (or a video's frame) this large is refused."""
+    return f"{width}x{height} pixels is over the {MAX_PIXELS // 1_000_000} MP limit: refused as a decompression bomb"
+
+
 class MemoryBudget:
     """Decoder threads reserve the bytes a decode will hold before starting it.
 
@@ -120,11 +125,7 @@ def load_image(path: Path, reduced: bool = True):
     try:
         img = Image.open(path)
         if img.width * img.height > MAX_PIXELS:
-            raise DecodeError(
-                path,
-                f"{img.width}x{img.height} pixels is over the {MAX_PIXELS // 1_000_000} MP limit: "
-                "refused as a decompression bomb",
-            )
+            raise DecodeError(path, bomb_reason(img.width, img.height))
         size = img.size
         if reduced and img.format == "JPEG" and min(size) >= 2 * DRAFT_SHORT_SIDE:
             scale = min(size) / DRAFT_SHORT_SIDE

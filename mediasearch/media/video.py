@@ -34,13 +34,18 @@ def decode_video(path: Path, max_duration: float = MAX_DURATION_S) -> Decoded:
 
 
 def _video_segments(path: Path, decoded: Decoded, has_audio: bool, interval: float, max_duration: float):
-
+    """Frames first, then the soundtrack's windows; either may fail alone (with a note) if the other reads."""
     count = 0
-    for seconds, picture in ffmpeg.pick_frames(path, interval, MAX_FRAMES):
-        if seconds > max_duration:
-            break
-        count += 1
-        yield Segment((round(seconds, 3), round(seconds, 3)), image_tensor(to_rgb(picture)), "image")
+    try:
+        for seconds, picture in ffmpeg.pick_frames(path, interval, MAX_FRAMES):
+            if seconds > max_duration:
+                break
+            count += 1
+            yield Segment((round(seconds, 3), round(seconds, 3)), image_tensor(to_rgb(picture)), "image")
+    except DecodeError as exc:
+        if not has_audio:
+            raise
+        decoded.note = f"its pictures could not be read ({exc.reason})"  # the soundtrack still counts
     if has_audio:
         try:
             for segment in read_windows(path, checked_rate(path, ffmpeg.AvAudio(path)), decoded, max_duration):
