@@ -414,6 +414,10 @@ class Catalog:
     def segment_spans(self, file_id: int) -> list[tuple[float | None, float | None]]:
         return self.conn.execute("SELECT start, end FROM segments WHERE file_id = ? ORDER BY id", (file_id,)).fetchall()
 
+    def segment_ids(self, file_id: int) -> list[int]:
+        """One file's segment ids, in order."""
+        return self._segment_ids([file_id])
+
     def _segment_ids(self, file_ids: list[int]) -> list[int]:
         out: list[int] = []
         for chunk in _chunks(file_ids):

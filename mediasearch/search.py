@@ -117,6 +117,18 @@ def stored_vector(library: Library, file_id: int) -> tuple[np.ndarray, str | Non
     return mean_vector(library.catalog.segment_vectors(file_id)), row.hash
 
 
+def example_hit(library: Library, file_id: int, vector: np.ndarray) -> Hit | None:
+    """The example file itself as a hit (its best segment against the example's vector), so a
+    "more like this" answer can show what it started from beside what it found."""
+    ids = library.catalog.segment_ids(file_id)
+    vectors = library.catalog.vectors_of(ids) if ids else {}
+    found = sorted(
+        ((float(vectors[sid] @ vector), row) for sid, row in library.catalog.hits(ids).items()), key=lambda p: -p[0]
+    )
+    hits = _best_files(found, Filters(), 1, complete=True)
+    return hits[0] if hits else None
+
+
 def mean_vector(vectors: np.ndarray) -> np.ndarray:
     """One vector for a file's segments (a long recording used as an example): their unit mean."""
     return normalize(vectors.mean(axis=0, keepdims=True))[0]

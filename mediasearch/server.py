@@ -41,7 +41,15 @@ from mediasearch.library import Library
 from mediasearch.media.sniff import SNIFF_BYTES
 from mediasearch.params import parse_kinds, parse_score, parse_when
 from mediasearch.paths import cache_dir
-from mediasearch.search import Filters, combine, example_hashes, mean_vector, search, stored_vector
+from mediasearch.search import (
+    Filters,
+    combine,
+    example_hashes,
+    example_hit,
+    mean_vector,
+    search,
+    stored_vector,
+)
 from mediasearch.status import library_status
 from mediasearch.terminal import json_path
 
@@ -223,7 +231,11 @@ async def similar(request: Request) -> JSONResponse:
         except MediasearchError as exc:
             raise ApiError(404, "not_found", str(exc)) from exc
         filters, limit = _filters(request.query_params, frozenset({digest} if digest else ()))
-        return JSONResponse(_hits(search(library, vector, limit, filters)))
+        hits = _hits(search(library, vector, limit, filters))
+        if request.query_params.get("example") in ("1", "true", "yes"):
+            itself = example_hit(library, int(request.path_params["file_id"]), vector)
+            hits = [row | {"example": True} for row in _hits([itself] if itself else [])] + hits
+        return JSONResponse(hits)
 
 
 # ----------------------------------------------------------------------------- files and thumbnails
@@ -580,7 +592,12 @@ OPENAPI = {
             "get": _op("Search by words: the hits of `query --json`, plus id, file and thumb", SEARCH_PARAMS),
             "post": _op("Search by uploaded example files (multipart: file, repeatable; and the same fields)"),
         },
-        "/api/similar/{file_id}": {"get": _op("More like an indexed file, by its stored vectors", [FILE_ID])},
+        "/api/similar/{file_id}": {
+            "get": _op(
+                "More like an indexed file, by its stored vectors (example=1: the file itself first, marked example)",
+                [FILE_ID, *SEARCH_PARAMS[2:], *_query_params("example")],
+            )
+        },
         "/api/files/{file_id}": {"get": _op("The original file (HTTP Range supported)", [FILE_ID], "the file")},
         "/api/thumbs/{file_id}": {"get": _op("A JPEG thumbnail (pictures and videos)", [FILE_ID], "image/jpeg")},
         "/api/status": {"get": _op("Folders (and offline ones), counts, failures, model")},

@@ -3,7 +3,10 @@
 
 const $ = (id) => document.getElementById(id);
 const FIELDS = ["q", "type", "in", "after", "before"];
+const PAGE = 24; // results a search shows first; "Show more" asks for this many more
+const MAX_LIMIT = 500; // the API's own bound
 let current = [];
+let more = null; // what "Show more" does for the results shown, or null when there are no more
 
 function clock(seconds) {
   const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60), s = (seconds % 60).toFixed(1);
@@ -14,15 +17,6 @@ function clock(seconds) {
 function span(hit) {
   if (hit.start === null || hit.start === undefined) return "";
   return hit.start === hit.end ? clock(hit.start) : `${clock(hit.start)}–${clock(hit.end)}`;
-}
-
-function splitWords(text) {
-  // "-word" leaves a word out (a --not term); the rest is the query.
-  const words = text.split(/\s+/).filter(Boolean);
-  return {
-    q: words.filter((w) => !w.startsWith("-") || w.length === 1).join(" "),
-    not: words.filter((w) => w.startsWith("-") && w.length > 1).map((w) => w.slice(1)),
-  };
 }
 
 function paramsFromForm() {
@@ -39,17 +33,24 @@ function fillForm(params) {
 }
 
 function apiQuery(params) {
+  // The text goes as typed: the server reads words, -word and "a phrase" with the core's one parser.
   const api = new URLSearchParams();
   for (const [key, value] of params) {
-    if (key === "q") {
-      const words = splitWords(value);
-      if (words.q) api.set("q", words.q);
-      for (const word of words.not) api.append("not", word);
-    } else if (key !== "view" && key !== "similar") {
-      api.set(key, value);
-    }
+    if (key !== "view" && key !== "similar") api.set(key, value);
   }
   return api;
+}
+
+function limitOf(params) {
+  const limit = parseInt(params.get("limit") || "", 10);
+  return Number.isFinite(limit) && limit > 0 ? Math.min(limit, MAX_LIMIT) : PAGE;
+}
+
+function folderText(folder) {
+  // A line may break after a slash (and at spaces), never inside a folder's name.
+  const parts = folder.split("/");
+  const last = parts.pop();
+  return [...parts.flatMap((part) => [document.createTextNode(part + "/"), document.createElement("wbr")]), last];
 }
 
 async function call(url, options) {
@@ -94,19 +95,41 @@ function card(hit, index) {
   const meta = document.createElement("div");
   meta.className = "meta";
   const matched = hit.kind === "video" && hit.matched ? (hit.matched === "audio" ? " · sound" : " · frame") : "";
-  meta.textContent = `${hit.score.toFixed(3)} · ${hit.kind}${matched}${span(hit) ? " · " + span(hit) : ""} · ${hit.folder}`;
-  if (hit.copies && hit.copies.length) meta.textContent += ` · +${hit.copies.length} copies`;
+  const folder = document.createElement("span");
+  folder.className = "folder";
+  folder.append(...folderText(hit.folder));
+  meta.append(`${hit.score.toFixed(3)} · ${hit.kind}${matched}${span(hit) ? " · " + span(hit) : ""} · `, folder);
+  if (hit.copies && hit.copies.length) meta.append(` · +${hit.copies.length} ${hit.copies.length === 1 ? "copy" : "copies"}`);
+  if (hit.example) {
+    item.classList.add("example");
+    const badge = document.createElement("div");
+    badge.className = "badge";
+    badge.textContent = "the example";
+    item.prepend(badge);
+  }
   item.append(open, meta);
   return item;
 }
 
-function show(hits, what) {
+function show(hits, what, limit, onMore) {
   current = hits;
   $("status").hidden = true;
   const grid = $("results");
   grid.hidden = false;
   grid.replaceChildren(...hits.map(card));
-  say(hits.length ? `${hits.length} results${what ? " " + what : ""}` : "no results");
+  const found = hits.filter((hit) => !hit.example).length;
+  // A full page may have more behind it; the API gives at most MAX_LIMIT.
+  more = onMore && found >= limit && limit < MAX_LIMIT ? () => onMore(Math.min(limit + PAGE, MAX_LIMIT)) : null;
+  $("more-results").hidden = more === null;
+  say(found ? `${found} results${what ? " " + what : ""}` : "no results");
+}
+
+function showMore(limit) {
+  // The longer list replaces this entry in history: back still goes to the previous search.
+  const params = new URLSearchParams(location.search);
+  params.set("limit", String(limit));
+  history.replaceState(null, "", `/?${params}`);
+  return run(params);
 }
 
 function browserShows(name) {
@@ -176,16 +199,21 @@ async function run(params) {
   fillForm(params);
   try {
     if (params.get("view") === "status") return await showStatus();
+    const limit = limitOf(params);
+    const query = apiQuery(params);
+    query.set("limit", String(limit));
     if (params.get("similar")) {
-      const query = apiQuery(params);
-      return show(await call(`/api/similar/${encodeURIComponent(params.get("similar"))}?${query}`), "like that one");
+      query.set("example", "1"); // the item it started from comes first, marked as the example
+      const hits = await call(`/api/similar/${encodeURIComponent(params.get("similar"))}?${query}`);
+      return show(hits, "like that one", limit, showMore);
     }
     if (!params.get("q")) {
       $("results").replaceChildren();
+      $("more-results").hidden = true;
       return say("Type some words, or drop a picture or a sound on the page.");
     }
     say("searching…");
-    show(await call(`/api/search?${apiQuery(params)}`));
+    show(await call(`/api/search?${query}`), "", limit, showMore);
   } catch (error) {
     say(error.message);
   }
@@ -196,13 +224,15 @@ function navigate(params) {
   run(params);
 }
 
-async function searchByExample(file) {
+async function searchByExample(file, limit = PAGE) {
   const form = new FormData();
   form.append("file", file);
   for (const [key, value] of apiQuery(paramsFromForm())) form.append(key, value);
+  form.set("limit", String(limit));
   say("searching…");
   try {
-    show(await call("/api/search", { method: "POST", body: form }), `like ${file.name}`);
+    const hits = await call("/api/search", { method: "POST", body: form });
+    show(hits, `like ${file.name}`, limit, (next) => searchByExample(file, next));
   } catch (error) {
     say(error.message);
   }
@@ -217,6 +247,7 @@ document.addEventListener("DOMContentLoaded", () => {
     if ($("example").files.length) searchByExample($("example").files[0]);
   });
   $("close").addEventListener("click", () => $("detail").close());
+  $("more-results").addEventListener("click", () => more && more());
   $("status-link").addEventListener("click", (event) => {
     event.preventDefault();
     navigate(new URLSearchParams({ view: "status" }));

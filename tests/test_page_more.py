@@ -1,0 +1,116 @@
+"""The page as a careful user meets it (issue 22): more than 24 results, "like that one" showing its example,
+folder names that wrap between names, sound cards that draw the sound, one query language for every face.
+Real headless Chromium against a real `mediasearch serve`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import BUNDLE
+from test_page import CHROMEDRIVER, CHROMIUM, browser, cards, names, page, wait  # noqa: F401 - shared fixtures
+from test_server import Server, cli_json, library  # noqa: F401 - the module's fixture, shared
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="Debian's chromium is not installed"),
+]
+DEEP = ("Holiday photographs", "Summer in Lisbon with the grandparents")
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory):
+    """A library of 30 different pictures, in folders with long names of several words."""
+    from PIL import Image
+
+    home = tmp_path_factory.mktemp("many")
+    folder = home.joinpath(*DEEP)
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    for i in range(30):
+        base = rng.integers(0, 255, (1, 1, 3)) + np.linspace(0, 60, 64)[:, None, None]
+        pixels = np.clip(base + rng.normal(0, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"picture-{i:02}.png")
+    env = dict(os.environ, MEDIASEARCH_HOME=str(home / "lib"), MEDIASEARCH_CACHE=str(home / "cache"))
+    run = [sys.executable, "-m", "mediasearch", "index", str(home), "--model", str(BUNDLE)]
+    done = subprocess.run(run, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    served = Server(home / "lib", env={"MEDIASEARCH_CACHE": env["MEDIASEARCH_CACHE"]})
+    yield served
+    served.stop()
+
+
+def test_more_than_24_results_can_be_seen(browser, many):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    browser.get(many.url + "/?q=a+picture")
+    wait(lambda: len(cards(browser)) == 24, "the first 24 results")
+    first = names(browser)
+    assert first == [h["name"] for h in many.get("/api/search", params={"q": "a picture", "limit": 24}).json()]
+    button = browser.find_element(By.ID, "more-results")
+    assert button.is_displayed() and button.text == "Show more"
+    button.click()
+    wait(lambda: len(cards(browser)) == 30, "all 30 results")
+    assert names(browser)[:24] == first, "the first page stays as it was, the rest follow"
+    assert names(browser) == [h["name"] for h in many.get("/api/search", params={"q": "a picture", "limit": 48}).json()]
+    assert not browser.find_element(By.ID, "more-results").is_displayed(), "30 < 48: nothing more to show"
+    assert "limit=48" in browser.current_url, "a reload shows as many"
+
+
+# Where the lines of an element end: the last character drawn on a line, anything not drawn (a space), and the
+# first of the next. A line may end after a slash, a hyphen, a "·" or at a space: never inside a name.
+LINE_ENDS = """
+let text = "";
+const drawn = [];  // [index in text, top] of every character drawn (a space ending a line is not)
+const walker = document.createTreeWalker(arguments[0], NodeFilter.SHOW_TEXT);
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  for (let i = 0; i < node.data.length; i++) {
+    const range = document.createRange();
+    range.setStart(node, i);
+    range.setEnd(node, i + 1);
+    const rect = range.getClientRects()[0];
+    if (rect && rect.width > 0) drawn.push([text.length, rect.top]);
+    text += node.data[i];
+  }
+}
+const ends = [];
+for (let i = 1; i < drawn.length; i++) {
+  if (drawn[i][1] > drawn[i - 1][1] + 2) ends.push(text.slice(drawn[i - 1][0], drawn[i][0] + 1));
+}
+return ends;
+"""
+
+
+def test_folder_names_do_not_break_mid_word(browser, many):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    browser.get(many.url + "/?q=a+picture")
+    wait(lambda: len(cards(browser)) == 24, "results")
+    for meta in browser.find_elements(By.CSS_SELECTOR, "#results .card .meta")[:6]:
+        assert DEEP[1] in meta.text
+        ends = browser.execute_script(LINE_ENDS, meta)
+        assert len(ends) >= 2, "the folder is long enough to take several lines"
+        inside = [end for end in ends if end[0] not in "/-·" and " " not in end]
+        assert not inside, f"lines break inside a name: {ends}"
+
+
+def test_like_that_one_shows_the_example_first(browser, page, library):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    _, folder, env = library
+    for name in ("cat-chelsea.jpg", "long-recording.flac"):
+        item = next(h for h in page.get("/api/search", params={"q": "x", "limit": 50}).json() if h["name"] == name)
+        browser.get(page.url + f"/?similar={item['id']}")
+        wait(lambda: len(names(browser)) > 1 and "like that one" in browser.find_element(By.ID, "message").text,
+             "more like that one")  # fmt: skip
+        shown = names(browser)
+        top = cards(browser)[0]
+        assert shown[0] == name and "example" in top.get_attribute("class").split()
+        assert top.find_element(By.CSS_SELECTOR, ".badge").text == "the example"
+        want = cli_json(env, "query", "--like", str(folder / name), "--json", "-n", "24")
+        assert shown[1:] == [os.path.basename(h["path"]) for h in want], "then what the CLI finds like it"
+        message = browser.find_element(By.ID, "message").text
+        assert message.startswith(f"{len(want)} results"), "the example is not counted as a result"
