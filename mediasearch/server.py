@@ -41,6 +41,7 @@ from mediasearch.library import Library
 from mediasearch.media.sniff import SNIFF_BYTES
 from mediasearch.params import parse_kinds, parse_score, parse_when
 from mediasearch.paths import cache_dir
+from mediasearch.query import parse
 from mediasearch.search import (
     Filters,
     combine,
@@ -193,17 +194,24 @@ def _example_decoded(path: Path):
     return result if isinstance(result, DecodeError) else result.read_all()
 
 
+def _terms(q, nots: list[str]) -> tuple[list[str], list[str]]:
+    """q read in the query language by the core's one parser (words, -word, "a phrase"), as the command
+    line reads it; each `not` parameter is one more term to push away, as --not is."""
+    query = parse(str(q or ""))
+    return ([query.text] if query.text else []), [*query.negative_texts, *nots]
+
+
 async def search_get(request: Request) -> JSONResponse:
     params = request.query_params
-    texts = [params["q"]] if params.get("q", "").strip() else []
-    return JSONResponse(_run_search(request.app.state.service, texts, [], _all(params, "not"), params))
+    texts, nots = _terms(params.get("q"), _all(params, "not"))
+    return JSONResponse(_run_search(request.app.state.service, texts, [], nots, params))
 
 
 async def search_post(request: Request) -> JSONResponse:
     """Search by uploaded example files (form field `file`, repeatable) and the same parameters."""
     _require_type(request, "multipart/form-data")
     form = await request.form(max_files=8, max_fields=64)
-    texts = [form["q"]] if str(form.get("q", "")).strip() else []
+    texts, nots = _terms(form.get("q"), _all(form, "not"))
     with tempfile.TemporaryDirectory(prefix="mediasearch-upload-") as folder:
         examples, sent = [], {}
         for i, upload in enumerate(form.getlist("file")):
@@ -213,7 +221,7 @@ async def search_post(request: Request) -> JSONResponse:
             path.write_bytes(await upload.read())
             examples.append(path)
             sent[path] = _sent_name(upload.filename, i)
-        hits = _run_search(request.app.state.service, texts, examples, _all(form, "not"), form, sent)
+        hits = _run_search(request.app.state.service, texts, examples, nots, form, sent)
     return JSONResponse(hits)
 
 

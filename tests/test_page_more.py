@@ -114,3 +114,20 @@ def test_like_that_one_shows_the_example_first(browser, page, library):  # noqa:
         assert shown[1:] == [os.path.basename(h["path"]) for h in want], "then what the CLI finds like it"
         message = browser.find_element(By.ID, "message").text
         assert message.startswith(f"{len(want)} results"), "the example is not counted as a result"
+
+
+@pytest.mark.parametrize("typed", ["dog -barking", '"rain on a roof" -thunder -"a car"'])
+def test_one_query_language_for_the_page_the_api_and_the_cli(browser, page, library, typed):  # noqa: F811
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _, _, env = library
+    cli = cli_json(env, "query", "--json", "-n", "24", "--", *typed.split())  # the words as typed, quotes kept
+    if typed.startswith("dog"):  # -word pushes away, as --not does: not the text "dog -barking"
+        assert cli == cli_json(env, "query", "dog", "--not", "barking", "--json", "-n", "24")
+    api = page.get("/api/search", params={"q": typed, "limit": 24}).json()
+    browser.get(page.url + "/")
+    browser.find_element(By.ID, "q").send_keys(typed, Keys.ENTER)
+    wait(lambda: "q=" in browser.current_url and names(browser), "the page's results")
+    assert [(h["path"], h["score"]) for h in api] == [(h["path"], h["score"]) for h in cli]
+    assert names(browser) == [h["name"] for h in api]
