@@ -27,7 +27,8 @@ import numpy as np
 
 from mediasearch import paths as places
 from mediasearch import search as ranking
-from mediasearch.errors import DecodeError, LibraryError, MediasearchError, UsageError
+from mediasearch.bundle import DEFAULT_MODEL
+from mediasearch.errors import DecodeError, EmptyLibrary, MediasearchError, UsageError
 from mediasearch.library import Library as Storage
 from mediasearch.query import parse
 from mediasearch.search import Filters, Hit
@@ -168,9 +169,11 @@ class Library:
         before: datetime | None = None,
         limit: int = 10,
         min_score: float | None = None,
+        include_example: bool = False,
     ) -> list[Hit]:
         """More like an indexed file (its id from a Hit, or its path), from its stored vectors: no model
-        is loaded.  The file and its copies are left out."""
+        is loaded.  The file and its copies are left out, unless include_example: then the file itself
+        comes first (its best segment's score), so an answer can show what it started from."""
         with self._lock:
             if isinstance(file, int):
                 vector, digest = ranking.stored_vector(self._storage, file)
@@ -179,8 +182,11 @@ class Library:
                 if row is None:
                     raise UsageError(f"{file} is not in the library: index it first")
                 vector, digest = ranking.stored_vector(self._storage, row.id)
+                file = row.id
+            itself = ranking.example_hit(self._storage, file, vector) if include_example else None
         exclude = frozenset({digest} if digest else ())
-        return self._rank(vector, self._filters(kinds, within, after, before, min_score, exclude), limit)
+        hits = self._rank(vector, self._filters(kinds, within, after, before, min_score, exclude), limit)
+        return ([itself] if itself else []) + hits
 
     def _filters(self, kinds, within, after, before, min_score, exclude) -> Filters:
         return Filters(tuple(kinds), [_absolute(p) for p in within], after, before, min_score, exclude)
@@ -194,7 +200,7 @@ class Library:
     def _check_not_empty(self) -> None:
         with self._lock:
             if self._backend.is_empty():
-                raise LibraryError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
+                raise EmptyLibrary("the library is empty: index a folder first (`mediasearch index FOLDER`)")
 
     def _warm(self, texts: list[str]) -> threading.Thread | None:
         """Find the model and load the text tower in a thread while the index opens, unless every text
@@ -414,7 +420,7 @@ class Library:
 
     def model_name(self) -> str:
         """The model this library's vectors come from (a hub id, or a bundle folder)."""
-        return self._storage.catalog.get("model_source") or "antflydb/clipclap"
+        return self._storage.catalog.get("model_source") or DEFAULT_MODEL
 
 
 def embed_files(embedder, paths: Sequence[PathLike], max_duration: float | None = None) -> list:

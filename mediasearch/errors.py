@@ -21,6 +21,10 @@ class LibraryError(MediasearchError):
     """The library is absent, damaged, read-only, on a full disk, or bound to another model."""
 
 
+class EmptyLibrary(LibraryError):
+    """A search of a library that holds nothing yet."""
+
+
 class LibraryBusy(LibraryError):
     """Another process is writing to the library."""
 

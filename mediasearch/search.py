@@ -19,7 +19,7 @@ import numpy as np
 
 from mediasearch import media
 from mediasearch.catalog import INDEXED
-from mediasearch.errors import LibraryError, MediasearchError, UsageError
+from mediasearch.errors import EmptyLibrary, MediasearchError, UsageError
 from mediasearch.index import DamagedIndex
 from mediasearch.library import Library
 from mediasearch.model import normalize
@@ -182,7 +182,7 @@ class LocalIndex:
         vectors = self.library.vectors
         vectors.refresh()
         if vectors.count == 0:
-            raise LibraryError("the library is empty: index a folder first (`mediasearch index FOLDER`)")
+            raise EmptyLibrary("the library is empty: index a folder first (`mediasearch index FOLDER`)")
         chosen = None
         if filters.on_facts:
             chosen = self.library.catalog.matching_segments(

@@ -21,7 +21,6 @@ import re
 import sys
 import tempfile
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,22 +35,13 @@ from starlette.routing import Route
 
 from mediasearch import media
 from mediasearch.bundle import DEFAULT_MODEL
-from mediasearch.errors import DecodeError, MediasearchError
-from mediasearch.library import Library
+from mediasearch.catalog import DIM
+from mediasearch.errors import DecodeError, EmptyLibrary, MediasearchError
 from mediasearch.media.sniff import SNIFF_BYTES
 from mediasearch.params import parse_kinds, parse_score, parse_when
 from mediasearch.paths import cache_dir
 from mediasearch.query import parse
-from mediasearch.search import (
-    Filters,
-    combine,
-    example_hashes,
-    example_hit,
-    mean_vector,
-    search,
-    stored_vector,
-)
-from mediasearch.status import library_status
+from mediasearch.search import mean_vector
 from mediasearch.terminal import json_path
 
 MAX_BODY = 64 * 1024 * 1024  # an upload or an embedding request, whole
@@ -107,31 +97,20 @@ class Settings:
 
 
 class Service:
-    """The library, read-only, shared by the request threads (searches take turns on it)."""
+    """The library, read-only, through the Python API (which owns the concurrency of core work)."""
 
     def __init__(self, settings: Settings):
+        import mediasearch
+
         self.settings = settings
-        self.library = Library(settings.library)
-        self.lock = threading.Lock()
-        self._embedder = None
-        self._embedder_lock = threading.Lock()
-
-    def embedder(self):
-        with self._embedder_lock:
-            if self._embedder is None:
-                self._embedder = self.library.embedder_factory(self.settings.model)()
-            return self._embedder
-
-    @contextmanager
-    def reading(self):
-        with self.lock:
-            yield self.library
+        self.library = mediasearch.open(settings.library, model=settings.model)
 
 
 # ----------------------------------------------------------------------------- search
 
 
-def _filters(params, exclude: frozenset[str] = frozenset()) -> tuple[Filters, int]:
+def _filters(params) -> dict:
+    """The search parameters every route takes, as the API's keyword arguments."""
     try:
         kinds = parse_kinds(params.get("type", "")) if params.get("type") else ()
         after = parse_when(params["after"]) if params.get("after") else None
@@ -142,8 +121,8 @@ def _filters(params, exclude: frozenset[str] = frozenset()) -> tuple[Filters, in
         raise ApiError(400, "bad_parameter", str(exc)) from exc
     if not 1 <= limit <= 500:
         raise ApiError(400, "bad_parameter", "limit must be between 1 and 500")
-    folders = [os.path.abspath(os.path.expanduser(p)) for p in _all(params, "in")]
-    return Filters(kinds, folders, after, before, min_score, exclude), limit
+    within = _all(params, "in")
+    return {"kinds": kinds, "within": within, "after": after, "before": before, "min_score": min_score, "limit": limit}
 
 
 def _all(params, key: str) -> list[str]:
@@ -164,54 +143,36 @@ def _hits(hits) -> list[dict]:
     return out
 
 
-def _run_search(service: Service, texts, examples, nots, params, sent: dict | None = None) -> list[dict]:
-    """sent: an uploaded example's name as the user sent it, by the temporary path it was saved under."""
-    if not texts and not examples:
+def _run_search(service: Service, text: str, examples, nots, params, sent: dict | None = None) -> list[dict]:
+    """text: the query language (words, -word, "a phrase"); nots: more texts to push away (`not=`);
+    sent: an uploaded example's name as the user sent it, by the temporary path it was saved under."""
+    text = " ".join([text, *(f'-"{n.replace(chr(34), " ")}"' for n in nots)]).strip()
+    if not parse(text).positive and not examples:
         raise ApiError(400, "no_query", "give some words (q) or an example file")
-    # The towers run outside the library's lock (onnxruntime sessions serve threads at once);
-    # only catalog and index reads take turns.
-    embedder = service.embedder()
-    words = list(embedder.embed_texts(texts)) if texts else []
-    negatives = list(embedder.embed_texts(nots)) if nots else []
-    pictures = [_example_decoded(path) for path in examples]
-    with service.reading() as library:
-        if library.store is None and library.is_empty():
-            raise ApiError(409, "empty_library", "the library is empty: index a folder first")
-        exclude = example_hashes(library, examples)
-    vectors = [embedder.embed_each([str(p)], [d])[0] for p, d in zip(examples, pictures, strict=True)]
-    for path, result in zip(examples, vectors, strict=True):
-        if isinstance(result, DecodeError):
-            name = (sent or {}).get(path, path.name)
-            raise ApiError(422, "bad_example", f"{name}: {result.reason.replace(str(path), name)}")
-    vector = combine([*map(mean_vector, vectors), *words], negatives)
-    filters, limit = _filters(params, exclude)
-    with service.reading() as library:
-        return _hits(search(library, vector, limit, filters))
-
-
-def _example_decoded(path: Path):
-    result = media.decode_or_error(path)
-    return result if isinstance(result, DecodeError) else result.read_all()
-
-
-def _terms(q, nots: list[str]) -> tuple[list[str], list[str]]:
-    """q read in the query language by the core's one parser (words, -word, "a phrase"), as the command
-    line reads it; each `not` parameter is one more term to push away, as --not is."""
-    query = parse(str(q or ""))
-    return ([query.text] if query.text else []), [*query.negative_texts, *nots]
+    try:
+        return _hits(service.library.search(text, like=examples, **_filters(params)))
+    except EmptyLibrary as exc:
+        raise ApiError(409, "empty_library", "the library is empty: index a folder first") from exc
+    except MediasearchError as exc:
+        if not examples or "example file" not in str(exc):
+            raise
+        message = str(exc)
+        for path, name in (sent or {}).items():
+            message = message.replace(str(path), name)
+        raise ApiError(422, "bad_example", message) from exc
 
 
 async def search_get(request: Request) -> JSONResponse:
     params = request.query_params
-    texts, nots = _terms(params.get("q"), _all(params, "not"))
-    return JSONResponse(_run_search(request.app.state.service, texts, [], nots, params))
+    text = params.get("q", "")
+    return JSONResponse(_run_search(request.app.state.service, text, [], _all(params, "not"), params))
 
 
 async def search_post(request: Request) -> JSONResponse:
     """Search by uploaded example files (form field `file`, repeatable) and the same parameters."""
     _require_type(request, "multipart/form-data")
     form = await request.form(max_files=8, max_fields=64)
-    texts, nots = _terms(form.get("q"), _all(form, "not"))
+    text = str(form.get("q", ""))
     with tempfile.TemporaryDirectory(prefix="mediasearch-upload-") as folder:
         examples, sent = [], {}
         for i, upload in enumerate(form.getlist("file")):
@@ -221,7 +182,7 @@ async def search_post(request: Request) -> JSONResponse:
             path.write_bytes(await upload.read())
             examples.append(path)
             sent[path] = _sent_name(upload.filename, i)
-        hits = _run_search(request.app.state.service, texts, examples, nots, form, sent)
+        hits = _run_search(request.app.state.service, text, examples, _all(form, "not"), form, sent)
     return JSONResponse(hits)
 
 
@@ -233,17 +194,15 @@ def _sent_name(filename: str | None, index: int) -> str:
 
 async def similar(request: Request) -> JSONResponse:
     service: Service = request.app.state.service
-    with service.reading() as library:
-        try:
-            vector, digest = stored_vector(library, _file_id(request))
-        except MediasearchError as exc:
-            raise ApiError(404, "not_found", str(exc)) from exc
-        filters, limit = _filters(request.query_params, frozenset({digest} if digest else ()))
-        hits = _hits(search(library, vector, limit, filters))
-        if request.query_params.get("example") in ("1", "true", "yes"):
-            itself = example_hit(library, int(request.path_params["file_id"]), vector)
-            hits = [row | {"example": True} for row in _hits([itself] if itself else [])] + hits
-        return JSONResponse(hits)
+    file_id, filters = _file_id(request), _filters(request.query_params)
+    example = request.query_params.get("example") in ("1", "true", "yes")
+    try:
+        hits = _hits(service.library.similar(file_id, **filters, include_example=example))
+    except MediasearchError as exc:
+        raise ApiError(404, "not_found", str(exc)) from exc
+    if example and hits and hits[0]["id"] == file_id:
+        hits[0]["example"] = True
+    return JSONResponse(hits)
 
 
 # ----------------------------------------------------------------------------- files and thumbnails
@@ -260,9 +219,8 @@ def _file_id(request: Request) -> int:
 def _catalog_file(service: Service, file_id: int) -> tuple[str, str]:
     """The path of an indexed file, checked now: still under its library folder, not a link
     swapped in since, the same size and time as indexed.  Returns (path, kind)."""
-    with service.reading() as library:
-        row = library.catalog.file_by_id(file_id)
-        root = library.catalog.root_by_id(row.root_id) if row else None
+    row = service.library.file(file_id)
+    root = service.library.folder_of(row.root_id) if row else None
     if row is None or root is None or row.status != "indexed":
         raise ApiError(404, "not_found", "no such file")
     follows = bool(root.options.get("follow_links"))
@@ -347,8 +305,7 @@ async def thumbnail(request: Request) -> Response:
     service: Service = request.app.state.service
     file_id = _file_id(request)
     path, kind = _catalog_file(service, file_id)
-    with service.reading() as library:
-        digest = library.catalog.file_by_id(file_id).hash
+    digest = service.library.file(file_id).hash
     cached = cache_dir() / "thumbs" / f"{digest}-{THUMB_SIZE}.jpg"
     if not cached.exists():
         image = _thumbnail_of(path, kind)
@@ -392,8 +349,7 @@ def _trim(folder: Path) -> None:
 
 
 async def status(request: Request) -> JSONResponse:
-    with request.app.state.service.reading() as library:
-        return JSONResponse(library_status(library))
+    return JSONResponse(request.app.state.service.library.status())
 
 
 # ----------------------------------------------------------------------------- Termite-compatible embeddings
@@ -477,23 +433,21 @@ def _data_uri(url: str, index: int) -> bytes:
 
 def _embed_inputs(service: Service, inputs: list) -> np.ndarray:
     parts = [_part_bytes(p, i) for i, p in enumerate(inputs)]
-    embedder = service.embedder()
-    out = np.zeros((len(parts), 512), np.float32)
+    library = service.library
+    out = np.zeros((len(parts), DIM), np.float32)
     texts = [(i, v) for i, (k, v) in enumerate(parts) if k == "text"]
     if texts:
-        out[[i for i, _ in texts]] = embedder.embed_texts([v for _, v in texts])
+        out[[i for i, _ in texts]] = library.embed_texts([v for _, v in texts])
     with tempfile.TemporaryDirectory(prefix="mediasearch-embed-") as folder:
         for i, (kind, value) in enumerate(parts):
             if kind != "media":
                 continue
             path = Path(folder) / f"part-{i}"
             path.write_bytes(value)
-            result = media.decode_or_error(path)
-            if not isinstance(result, DecodeError):
-                result = embedder.embed_each([str(path)], [result.read_all()])[0]
+            result = library.embed_file(path)
             if isinstance(result, DecodeError):
                 raise ApiError(422, "undecodable_input", f"input {i}: {result.reason}")
-            out[i] = mean_vector(result)
+            out[i] = mean_vector(result.vectors)
     return out
 
 
@@ -529,7 +483,7 @@ def _text_tokens(service: Service, inputs: list) -> int:
     texts = [value for kind, value in (_part_bytes(p, i) for i, p in enumerate(inputs)) if kind == "text"]
     if not texts:
         return 0
-    return int(service.embedder().tokenize(texts)["attention_mask"].sum())
+    return int(service.library.embedder.tokenize(texts)["attention_mask"].sum())
 
 
 def _model_name(service: Service) -> str:
@@ -537,7 +491,7 @@ def _model_name(service: Service) -> str:
 
     Never the folder's absolute path: a path tells a client where the user keeps things.
     """
-    source = service.library.catalog.get("model_source") or DEFAULT_MODEL
+    source = service.library.model_name()
     return os.path.basename(source.rstrip("/")) if os.path.isabs(source) else source
 
 
