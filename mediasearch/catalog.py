@@ -491,6 +491,18 @@ class Catalog:
             return 0
         return self.conn.execute("SELECT count(*) FROM segments").fetchone()[0]
 
+    def count_by(self, column: str, status: str | None = None) -> dict:
+        """How many files have each value of column (status, kind, root_id), among files in a state."""
+        assert column in ("status", "kind", "root_id")  # a column name, never the user's text
+        where, args = ("WHERE status = ?", (status,)) if status else ("", ())
+        rows = self.conn.execute(f"SELECT {column}, count(*) FROM files {where} GROUP BY {column}", args)
+        return dict(rows.fetchall())
+
+    def files_in_state(self, status: str) -> list[tuple[str, str | None]]:
+        """(path, error or note) of every file in a state, by path."""
+        rows = self.conn.execute("SELECT path, error FROM files WHERE status = ? ORDER BY path", (status,))
+        return [(decode(path), error) for path, error in rows]
+
     def hits(self, segment_ids: list[int]) -> dict[int, dict]:
         """File facts for segment ids, keyed by segment id."""
         out: dict[int, dict] = {}

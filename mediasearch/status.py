@@ -4,48 +4,35 @@ from __future__ import annotations
 
 import os
 
-from mediasearch.antfly import StoreError
+from mediasearch.antfly import Antfly, StoreError
 from mediasearch.catalog import FAILED, IGNORED, INDEXED
 from mediasearch.index import VectorIndex
 from mediasearch.library import Library
 from mediasearch.paths import cache_dir
 from mediasearch.terminal import json_path
 
+PROBE_TIMEOUT = 3.0  # status asks whether the store answers now; a query or a send waits longer
+
 
 def library_status(library: Library, list_ignored: bool = False) -> dict:
-    db = library.catalog.db
+    catalog = library.catalog
     counts = {"indexed": 0, "failed": 0, "ignored": 0, "partial": 0, "image": 0, "audio": 0, "video": 0}
-    for row in db.query("SELECT status, count(*) AS n FROM files GROUP BY status"):
-        counts[row["status"]] = row["n"]
-    for row in db.query("SELECT kind, count(*) AS n FROM files WHERE status = ? GROUP BY kind", (INDEXED,)):
-        counts[row["kind"]] = row["n"]
-    files = {
-        row["root_id"]: row["n"]
-        for row in db.query("SELECT root_id, count(*) AS n FROM files WHERE status = ? GROUP BY root_id", (INDEXED,))
-    }
+    counts |= catalog.count_by("status") | catalog.count_by("kind", INDEXED)
+    files = catalog.count_by("root_id", INDEXED)
     roots = [
         json_path(root.path)
         | {"files": files.get(root.id, 0), "state": root.state, "reason": root.reason, "options": root.options}
-        for root in library.catalog.roots()
+        for root in catalog.roots()
     ]
-    failures = [
-        json_path(library.catalog.decode_path(row["path"])) | {"error": row["error"]}
-        for row in db.query("SELECT path, error FROM files WHERE status = ? ORDER BY path", (FAILED,))
-    ]
-    notes = [
-        json_path(library.catalog.decode_path(row["path"])) | {"note": row["error"]}
-        for row in db.query(
-            "SELECT path, error FROM files WHERE status = ? AND error IS NOT NULL ORDER BY path", (INDEXED,)
-        )
-    ]
+    failures = [json_path(path) | {"error": error} for path, error in catalog.files_in_state(FAILED)]
+    notes = [json_path(path) | {"note": error} for path, error in catalog.files_in_state(INDEXED) if error]
     by_extension: dict[str, int] = {}
     ignored = []
-    for row in db.query("SELECT path, error FROM files WHERE status = ? ORDER BY path", (IGNORED,)):
-        path = library.catalog.decode_path(row["path"])
+    for path, error in catalog.files_in_state(IGNORED):
         extension = os.path.splitext(path)[1].lower()
         by_extension[extension] = by_extension.get(extension, 0) + 1
         if list_ignored:
-            ignored.append(json_path(path) | {"reason": row["error"]})
+            ignored.append(json_path(path) | {"reason": error})
     vectors = VectorIndex(library.catalog)
     stamp = vectors.stamp()
     return {
@@ -77,12 +64,14 @@ def store_status(library: Library) -> dict | None:
     store = library.store
     if store is None:
         return None
-    store.client.timeout = 3.0
+    probe = Antfly(store.address, timeout=PROBE_TIMEOUT)  # its own client: the library's keeps its timeout
     try:
-        found = store.client.table()
+        found = probe.table()
         error = None if found else "the table does not exist yet: the next `mediasearch index` creates it"
     except StoreError as exc:
         error = str(exc)
+    finally:
+        probe.close()
     return {
         "url": str(store.address),
         "library_id": store.library_id,
