@@ -30,6 +30,7 @@ from mediasearch import search as ranking
 from mediasearch.bundle import DEFAULT_MODEL
 from mediasearch.errors import DecodeError, EmptyLibrary, MediasearchError, UsageError
 from mediasearch.library import Library as Storage
+from mediasearch.places import Near, parse_near
 from mediasearch.query import parse
 from mediasearch.search import Filters, Hit
 from mediasearch.walk import root_of
@@ -51,6 +52,16 @@ class Embedded(NamedTuple):
 
 def _quiet(message: str) -> None:
     """Where a caller gives no log: the API prints nothing of its own."""
+
+
+def _place(near: str | Near | None) -> Near | None:
+    """A place filter from its text (the command line's --near forms); UsageError saying them if it is none."""
+    if near is None or isinstance(near, Near):
+        return near
+    try:
+        return parse_near(near)
+    except ValueError as exc:
+        raise UsageError(f"near: {exc}") from exc
 
 
 def _absolute(path: PathLike) -> str:
@@ -129,6 +140,7 @@ class Library:
         within: Iterable[PathLike] = (),
         after: datetime | None = None,
         before: datetime | None = None,
+        near: str | Near | None = None,
         limit: int = 10,
         min_score: float | None = None,
         include_examples: bool = False,
@@ -136,8 +148,11 @@ class Library:
         """The files nearest to `text` (the query language: words, `-word`, "a phrase") and the
         example files in `like`, away from `unlike`; best first, copies of one content as one hit.
 
-        Example files are left out of the results unless include_examples.
+        after/before are capture times (the file's own, else its mtime); near is where it was taken:
+        "LAT,LON[,KM]", a city ("Porto, Portugal"), a region or a country.  Example files are left
+        out of the results unless include_examples.
         """
+        place = _place(near)
         query = parse(text)
         if not query.positive and not like:
             raise UsageError("give a query: some words, or an example file")
@@ -157,7 +172,7 @@ class Library:
         vector = ranking.combine(positives, negatives)
         with self._lock:
             exclude = frozenset() if include_examples else ranking.example_hashes(self._storage, [*like, *unlike])
-        return self._rank(vector, self._filters(kinds, within, after, before, min_score, exclude), limit)
+        return self._rank(vector, self._filters(kinds, within, after, before, min_score, exclude, place), limit)
 
     def similar(
         self,
@@ -167,6 +182,7 @@ class Library:
         within: Iterable[PathLike] = (),
         after: datetime | None = None,
         before: datetime | None = None,
+        near: str | Near | None = None,
         limit: int = 10,
         min_score: float | None = None,
         include_example: bool = False,
@@ -174,6 +190,7 @@ class Library:
         """More like an indexed file (its id from a Hit, or its path), from its stored vectors: no model
         is loaded.  The file and its copies are left out, unless include_example: then the file itself
         comes first (its best segment's score), so an answer can show what it started from."""
+        place = _place(near)
         with self._lock:
             if isinstance(file, int):
                 vector, digest = ranking.stored_vector(self._storage, file)
@@ -185,11 +202,11 @@ class Library:
                 file = row.id
             itself = ranking.example_hit(self._storage, file, vector) if include_example else None
         exclude = frozenset({digest} if digest else ())
-        hits = self._rank(vector, self._filters(kinds, within, after, before, min_score, exclude), limit)
+        hits = self._rank(vector, self._filters(kinds, within, after, before, min_score, exclude, place), limit)
         return ([itself] if itself else []) + hits
 
-    def _filters(self, kinds, within, after, before, min_score, exclude) -> Filters:
-        return Filters(tuple(kinds), [_absolute(p) for p in within], after, before, min_score, exclude)
+    def _filters(self, kinds, within, after, before, min_score, exclude, near=None) -> Filters:
+        return Filters(tuple(kinds), [_absolute(p) for p in within], after, before, min_score, exclude, near)
 
     def _rank(self, vector: np.ndarray, filters: Filters, limit: int) -> list[Hit]:
         if limit < 1:

@@ -27,6 +27,7 @@ import numpy as np
 import sqlite_utils
 
 from mediasearch.errors import LibraryError
+from mediasearch.places import Near, distance_km
 
 DIM = 512
 PAGE_SIZE = 16_384
@@ -101,12 +102,38 @@ def _m005_store_outbox(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE store_sent (segment_id INTEGER PRIMARY KEY, version INTEGER NOT NULL)")
 
 
+CAPTURE_COLUMNS = ("taken", "taken_source", "latitude", "longitude", "city", "region", "country")
+
+
+def _m006_capture_and_place(db: sqlite_utils.Database) -> None:
+    """When and where each file was taken: its capture time (seconds since the epoch) and where that
+    came from (exif, quicktime, tag, mtime), its coordinates and their place.  `taken` starts as the
+    mtime, so the date filter answers at once; a NULL source means the file's own metadata is not read
+    yet, which the next pass does without embedding anything again.  The date filter and the
+    coordinates get indexes (covering, as files_kind_mtime; partial where most files have none), and
+    the version trigger counts the new columns so a bound store receives them."""
+    for name, kind in zip(CAPTURE_COLUMNS, (float, str, float, float, str, str, str), strict=True):
+        db["files"].add_column(name, kind)
+    db.execute("DROP TRIGGER files_version")
+    db.execute("UPDATE files SET taken = mtime")
+    db.execute("CREATE INDEX files_taken ON files(taken, kind, status)")
+    db.execute("CREATE INDEX files_kind_taken ON files(kind, taken, status)")
+    db.execute("CREATE INDEX files_coordinates ON files(latitude, longitude, status) WHERE latitude IS NOT NULL")
+    db.execute("CREATE INDEX files_country ON files(country, region, status) WHERE country IS NOT NULL")
+    db.execute(
+        "CREATE TRIGGER files_version AFTER UPDATE OF path, root_id, kind, size, mtime, hash, width, height, "
+        f"duration, status, {', '.join(CAPTURE_COLUMNS)} ON files "
+        "BEGIN UPDATE files SET version = OLD.version + 1 WHERE id = NEW.id; END"
+    )
+
+
 MIGRATIONS = [
     _m001_first_schema,
     _m002_byte_paths_and_folder_state,
     _m003_filter_indexes,
     _m004_segment_modality,
     _m005_store_outbox,
+    _m006_capture_and_place,
 ]
 
 # File states: indexed (has segments), failed (error recorded), ignored (not media, or video for now),
@@ -136,6 +163,7 @@ class FileRow:
     hash: str | None
     kind: str | None
     error: str | None = None
+    taken_source: str | None = None  # None: the file's own capture time and place are not read yet
 
     @classmethod
     def of(cls, row: dict) -> FileRow:
@@ -157,7 +185,7 @@ class Root:
     reason: str | None = None
 
 
-_FILE_COLUMNS = "id, path, root_id, size, mtime, status, hash, kind, error"
+_FILE_COLUMNS = "id, path, root_id, size, mtime, status, hash, kind, error, taken_source"
 
 
 class Catalog:
@@ -175,6 +203,7 @@ class Catalog:
         try:
             conn = self._connect(write)
             self.db = sqlite_utils.Database(conn)
+            conn.create_function("distance_km", 4, _distance_or_null, deterministic=True)
             if write:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -373,6 +402,7 @@ class Catalog:
         Returns (removed segment ids, added segment ids) for the vector index.
         """
         record = dict(record, path=encode(record["path"]), rel=encode(record["rel"]))
+        record.setdefault("taken", record["mtime"])  # never NULL: the date filter reads it alone
         old = self.conn.execute("SELECT id FROM files WHERE path = ?", (record["path"],)).fetchone()
         removed: list[int] = []
         if old:
@@ -437,9 +467,18 @@ class Catalog:
         return removed
 
     def move_file(self, file_id: int, path: str, rel: str, root_id: int, mtime: float) -> None:
-        """A rename: same content, same vectors, new path."""
+        """A rename: same content, same vectors, same capture time and place, new path (and a capture
+        time that was only the mtime follows the mtime)."""
         self.conn.execute("DELETE FROM files WHERE path = ? AND id != ?", (encode(path), file_id))
         self.db["files"].update(file_id, {"path": encode(path), "rel": encode(rel), "root_id": root_id, "mtime": mtime})
+        self.conn.execute(
+            "UPDATE files SET taken = ? WHERE id = ? AND coalesce(taken_source, 'mtime') = 'mtime'", (mtime, file_id)
+        )
+
+    def set_captures(self, captures: dict[int, dict]) -> None:
+        """Record capture times and places by file id (inside the caller's transaction): no vector changes."""
+        for file_id, fields in captures.items():
+            self.db["files"].update(file_id, fields)
 
     def forget_vectors(self) -> None:
         """Drop every vector and mark every file changed, so the next pass embeds all again."""
@@ -510,7 +549,8 @@ class Catalog:
             marks = ",".join("?" * len(chunk))
             rows = self.db.query(
                 f"""SELECT s.id AS segment_id, s.start, s.end, s.modality AS matched, f.id AS file_id, f.path,
-                           f.kind, f.size, f.mtime, f.width, f.height, f.duration, f.hash
+                           f.kind, f.size, f.mtime, f.width, f.height, f.duration, f.hash,
+                           f.taken, f.taken_source, f.latitude, f.longitude, f.city, f.region, f.country
                     FROM segments s JOIN files f ON f.id = s.file_id WHERE s.id IN ({marks})""",
                 chunk,
             )
@@ -520,9 +560,11 @@ class Catalog:
         return out
 
     def matching_segments(
-        self, kinds, within, after: float | None, before: float | None, at_most: int
+        self, kinds, within, after: float | None, before: float | None, at_most: int, near: Near | None = None
     ) -> np.ndarray | None:
-        """Ids of the segments whose files pass these filters, or None when more than at_most do."""
+        """Ids of the segments whose files pass these filters, or None when more than at_most do.
+        Dates are capture times; a place is a box of coordinates on their index, then the exact
+        distance, or named regions and countries on theirs."""
         where, args = ["f.status IN (?, ?)"], [INDEXED, PARTIAL]
         if kinds:
             # With a folder too, the unary + keeps SQLite on the path index (a folder is usually the
@@ -537,11 +579,15 @@ class Catalog:
                 args += [encode(folder.rstrip("/") or "/"), low, low[:-1] + b"0"]
             where.append("(" + " OR ".join(ranges) + ")")
         if after is not None:
-            where.append("f.mtime >= ?")
+            where.append("f.taken >= ?")
             args.append(after)
         if before is not None:
-            where.append("f.mtime < ?")
+            where.append("f.taken < ?")
             args.append(before)
+        if near is not None:
+            clause, more = _near_clause(near)
+            where.append(clause)
+            args += more
         sql = f"SELECT s.id FROM files f JOIN segments s ON s.file_id = f.id WHERE {' AND '.join(where)} LIMIT ?"
         ids = np.array([r[0] for r in self.conn.execute(sql, [*args, at_most + 1])], np.int64)
         return None if len(ids) > at_most else ids
@@ -560,7 +606,8 @@ class Catalog:
         for chunk in _chunks([r[0] for r in ids]):
             out += self.db.query(
                 f"""SELECT s.id, s.start, s.end, s.modality AS matched, s.vector, f.id AS file_id, f.version,
-                           f.path, f.kind, f.size, f.mtime, f.hash, f.width, f.height, f.duration, r.path AS folder
+                           f.path, f.kind, f.size, f.mtime, f.hash, f.width, f.height, f.duration, r.path AS folder,
+                           f.taken, f.taken_source, f.latitude, f.longitude, f.city, f.region, f.country
                     FROM segments s JOIN files f ON f.id = s.file_id JOIN roots r ON r.id = f.root_id
                     WHERE s.id IN ({",".join("?" * len(chunk))}) ORDER BY s.id""",
                 chunk,
@@ -598,6 +645,29 @@ class Catalog:
         """A new table knows nothing yet: everything is sent again."""
         with self.transaction():
             self.conn.execute("DELETE FROM store_sent")
+
+
+def _distance_or_null(lat1, lon1, lat2, lon2) -> float | None:
+    """The exact distance for SQL's place filter (NULL for a file without coordinates)."""
+    if None in (lat1, lon1, lat2, lon2):
+        return None
+    return distance_km(lat1, lon1, lat2, lon2)
+
+
+def _near_clause(near: Near) -> tuple[str, list]:
+    """SQL for a place filter: boxes on the coordinates index and the exact distance, or named areas."""
+    if near.circle:
+        boxes, args = [], []
+        for south, north, west, east in near.boxes():
+            boxes.append("(f.latitude BETWEEN ? AND ? AND f.longitude BETWEEN ? AND ?)")
+            args += [south, north, west, east]
+        exact = "distance_km(f.latitude, f.longitude, ?, ?) <= ?"
+        return f"(({' OR '.join(boxes)}) AND {exact})", [*args, near.latitude, near.longitude, near.km]
+    areas, args = [], []
+    for country, region in near.areas:
+        areas.append("(f.country = ?" + (" AND f.region = ?)" if region is not None else ")"))
+        args += [country] + ([region] if region is not None else [])
+    return "(" + " OR ".join(areas) + ")", args
 
 
 def _chunks(ids: list[int], size: int = 900) -> Iterator[list[int]]:

@@ -14,6 +14,7 @@ import os
 import signal
 import sqlite3
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -21,7 +22,7 @@ import click
 from mediasearch import __version__, bundle, runtime
 from mediasearch.catalog import damaged_message
 from mediasearch.errors import MediasearchError, UsageError
-from mediasearch.params import KINDS, SCORE, WHEN, WHEN_HELP
+from mediasearch.params import KINDS, NEAR_HELP, SCORE, WHEN, WHEN_HELP, parse_near
 from mediasearch.terminal import Progress, Terminal, display, json_path, raw_path, to_json
 
 
@@ -435,8 +436,9 @@ def _seconds(hours: float | None) -> float | None:
 @click.option(
     "--in", "within", multiple=True, type=click.Path(path_type=Path), help="Only files under this folder (repeatable)."
 )
-@click.option("--after", type=WHEN, metavar="WHEN", help=f"Only files modified at or after WHEN: {WHEN_HELP}.")
-@click.option("--before", type=WHEN, metavar="WHEN", help="Only files modified before WHEN (same forms).")
+@click.option("--after", type=WHEN, metavar="WHEN", help=f"Only files taken at or after WHEN: {WHEN_HELP}.")
+@click.option("--before", type=WHEN, metavar="WHEN", help="Only files taken before WHEN (same forms).")
+@click.option("--near", metavar="PLACE", help=f"Only files taken at PLACE: {NEAR_HELP}.")
 @click.option("--limit", "-n", default=10, show_default=True, type=click.IntRange(1), help="How many files.")
 @click.option("--min-score", type=SCORE, help="Only results with at least this cosine score (-1 to 1).")
 @click.option("--include-examples", is_flag=True, help="Keep the example files (and their copies) among the results.")
@@ -447,7 +449,7 @@ def _seconds(hours: float | None) -> float | None:
 @precision_option
 @library_option
 @json_option
-def query(words, likes, literal, nots, kinds, within, after, before, limit, min_score, include_examples,
+def query(words, likes, literal, nots, kinds, within, after, before, near, limit, min_score, include_examples,
           paths_only, nul, preview, model, precision, library, as_json) -> None:  # fmt: skip
     """Find the pictures and sounds nearest to some words and/or example files.
 
@@ -462,6 +464,7 @@ def query(words, likes, literal, nots, kinds, within, after, before, limit, min_
     \b
     Example: mediasearch query dog barking --not puppy --type sounds -n 5
              mediasearch query ./beach.jpg --after 2w --in ~/Pictures
+             mediasearch query beach --near "Porto, Portugal" --after 2019-07-01 --before 2019-08-01
     """
     if nul and not paths_only:
         raise click.UsageError("-0 ends each path of --paths with NUL: add --paths")
@@ -469,6 +472,7 @@ def query(words, likes, literal, nots, kinds, within, after, before, limit, min_
         raise click.UsageError("--json is an output of its own: leave out --paths and --preview")
     if paths_only and preview:
         raise click.UsageError("--preview shows pictures in the table: it cannot go with --paths")
+    near = _near(near)
     texts, examples = _read_words(words, literal)
     text = " ".join([*texts, *(f'-"{n.replace(chr(34), " ")}"' for n in nots)])  # --not TEXT is -"TEXT"
     with _open(library, model=model, precision=precision, one_shot=True) as lib:
@@ -476,9 +480,26 @@ def query(words, likes, literal, nots, kinds, within, after, before, limit, min_
             lib.embedder  # noqa: B018 - an explicit model must match the library's even if no text needs it
         hits = lib.search(
             text, like=[*examples, *likes], kinds=[k for group in kinds for k in group], within=within,
-            after=after, before=before, limit=limit, min_score=min_score, include_examples=include_examples,
+            after=after, before=before, near=near, limit=limit, min_score=min_score,
+            include_examples=include_examples,
         )  # fmt: skip
     print_hits(hits, as_json, paths_only, nul, preview)
+
+
+class UsageLine(click.ClickException):
+    """A value the user must change, said in one line (exit 2, as click's usage errors)."""
+
+    exit_code = 2
+
+
+def _near(text: str | None):
+    """--near's place, or one line saying the forms it takes (before the library or model loads)."""
+    if text is None:
+        return None
+    try:
+        return parse_near(text)
+    except ValueError as exc:
+        raise UsageLine(f"--near: {exc}") from exc
 
 
 def _open(library, **options):
@@ -526,16 +547,27 @@ def print_hits(hits, as_json: bool, paths_only: bool, nul: bool, preview: bool =
         return
     width = max(len(s) for s in spans)
     time_column = f"  {'time':<{width}}" if width else ""
-    click.echo(click.style(f"{'score':>6}  {'kind':<5}{time_column}  path", bold=True))
+    click.echo(click.style(f"{'score':>6}  {'kind':<5}  {'taken':<10}{time_column}  path", bold=True))
     for h, span in zip(hits, spans, strict=True):
         copies = f"  (+{len(h.copies)} {'copy' if len(h.copies) == 1 else 'copies'})" if h.copies else ""
         time_cell = f"  {span:<{width}}" if width else ""
         where = _host_prefix(h) + display(h.path) if h.host else display(term.tilde(h.path))
-        click.echo(f"{h.score:6.3f}  {h.kind:<5}{time_cell}  {where}{copies}")
+        place = f"  ({display(h.place)})" if h.place else ""
+        click.echo(f"{h.score:6.3f}  {h.kind:<5}  {_day(h.taken)}{time_cell}  {where}{copies}{place}")
         if preview and h.kind == "image" and not h.host:
             picture = term.picture(h.path)
             if picture:
                 click.echo(picture)
+
+
+def _day(taken: float | None) -> str:
+    """The capture day in this machine's local time (an EXIF time without a zone is local already)."""
+    if taken is None:
+        return " " * 10
+    try:
+        return datetime.fromtimestamp(taken).strftime("%Y-%m-%d")
+    except (OverflowError, OSError, ValueError):
+        return "?".ljust(10)
 
 
 def _host_prefix(hit) -> str:
@@ -748,9 +780,14 @@ def watch(
     "than 127.0.0.1 is given without one).",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in the web browser.")
+@click.option(
+    "--share-locations",
+    is_flag=True,
+    help="Put files' coordinates in the API's answers when listening beyond 127.0.0.1 (place names always are).",
+)
 @model_option
 @library_option
-def serve(host, port, token, open_browser, model, library) -> None:
+def serve(host, port, token, open_browser, share_locations, model, library) -> None:
     """Serve the search page, its JSON API and Termite-compatible embeddings.
 
     The page searches by words or by a dropped file and plays sounds and videos
@@ -771,7 +808,7 @@ def serve(host, port, token, open_browser, model, library) -> None:
     if host not in LOOPBACK and not token:
         token = secrets.token_urlsafe(24)
         warn(f"listening beyond this machine: every request needs the token {token}")
-    app = create_app(Settings(library, host, port, token, model))
+    app = create_app(Settings(library, host, port, token, model, share_locations=share_locations))
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     warn(f"mediasearch is serving {url} (Ctrl-C stops it)")

@@ -22,7 +22,7 @@ from itertools import islice
 
 import numpy as np
 
-from mediasearch import media
+from mediasearch import capture, media, places
 from mediasearch.catalog import FAILED, IGNORED, INDEXED, OFFLINE, ONLINE, PARTIAL, FileRow, Root, to_blob
 from mediasearch.errors import DecodeError
 from mediasearch.library import Library
@@ -182,7 +182,7 @@ class Indexer:
             for row in self.catalog.files_under(root.path):
                 known.setdefault(row.path, row)
         gone = [row for path, row in known.items() if path not in on_disk and not under_any(path, kept)]
-        todo = []
+        todo, unread = [], []
         for path, st in on_disk.items():
             row = known.get(path)
             if row and row.matches(st) and not _retry(row):
@@ -190,11 +190,30 @@ class Indexer:
                     self.summary.ignored += 1
                 else:
                     self.summary.unchanged += 1
+                    if row.status == INDEXED and row.taken_source is None:
+                        unread.append(row)
             else:
                 todo.append((_seen(path, st, owners), row))
         self._apply(todo, gone, progress)
+        if unread and not self.stopping:
+            self._read_captures(unread)
         self.summary.seconds = round(time.monotonic() - started, 3)
         return self.summary
+
+    def _read_captures(self, rows: list[FileRow]) -> None:
+        """Capture times and places of unchanged files indexed before they were read: from the files'
+        own metadata (in the decoder threads), committed a chunk at a time, never embedding again."""
+        self.warn(f"reading the capture dates and places of {len(rows)} files indexed before mediasearch read them")
+        with ThreadPoolExecutor(DECODERS) as pool:
+            for start in range(0, len(rows), 256):
+                if self.stopping:
+                    self.summary.stopped = True
+                    return
+                chunk = rows[start : start + 256]
+                found = pool.map(lambda row: when_and_where(row.path, row.kind, row.mtime), chunk)
+                captures = dict(zip((row.id for row in chunk), found, strict=True))
+                with self.catalog.transaction():
+                    self.catalog.set_captures(captures)
 
     def _reach(self, root: Root) -> Walk | None:
         """A walk of the folder, or None (and the folder marked offline) when it cannot be reached."""
@@ -466,7 +485,10 @@ class Indexer:
     def _record(
         self, item: Seen, kind: str | None, status: str, digest: str | None, facts: dict, error: str | None = None
     ) -> dict:
-        return {
+        """A file's row; an indexed one's capture time and place are read from it here (a failed or
+        ignored one has its mtime and no source, read again if it is ever indexed)."""
+        found = {"taken": item.mtime} if status in (FAILED, IGNORED) else when_and_where(item.path, kind, item.mtime)
+        return found | {
             "root_id": item.root_id,
             "path": item.path,
             "rel": item.rel,
@@ -529,6 +551,21 @@ def _next_batch(units: Iterator[Unit]) -> list[Unit]:
         if len(files) >= BATCH_FILES or any(n >= TOWERS[k].max_batch for k, n in ready.items()):
             break
     return batch
+
+
+def when_and_where(path: str, kind: str | None, mtime: float) -> dict:
+    """A file's capture columns: when it was taken and the source of that, its coordinates and place."""
+    found = capture.read(path, kind, mtime)
+    place = places.place_of(found.latitude, found.longitude)
+    return {
+        "taken": found.taken,
+        "taken_source": found.source,
+        "latitude": found.latitude,
+        "longitude": found.longitude,
+        "city": place.city if place else None,
+        "region": (place.region or None) if place else None,
+        "country": place.country if place else None,
+    }
 
 
 def _retry(row: FileRow) -> bool:

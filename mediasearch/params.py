@@ -94,4 +94,15 @@ class Parsed(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+def parse_near(text: str):
+    """A place filter: LAT,LON[,KM] or a city, region or country (the gazetteer loads only for this)."""
+    from mediasearch.places import parse_near as parse
+
+    return parse(text)
+
+
 WHEN, KINDS, SCORE = Parsed("when", parse_when), Parsed("kind", parse_kinds), Parsed("score", parse_score)
+NEAR_HELP = (
+    "LAT,LON[,KM] (a circle, 25 km unless given), a city (a circle of 25 km around it; the most populous "
+    "of the name unless qualified: 'Porto, Portugal'), or a region or country (files whose place lies in it)"
+)

@@ -23,6 +23,7 @@ from mediasearch.errors import EmptyLibrary, MediasearchError, UsageError
 from mediasearch.index import DamagedIndex
 from mediasearch.library import Library
 from mediasearch.model import normalize
+from mediasearch.places import Near, Place
 from mediasearch.walk import under_any
 
 NEGATIVE_WEIGHT = 0.5
@@ -46,12 +47,20 @@ class Hit:
     matched: str | None = None  # for a video: "image" (a frame) or "audio" (its soundtrack)
     file_id: int | None = None  # the catalog's id: the web page's handle on the file
     host: str | None = None  # another library's machine, for a hit from a shared store
+    taken: float | None = None  # capture time (seconds since the epoch): the file's own, else its mtime
+    taken_source: str | None = None  # exif, quicktime, tag or mtime
+    place: str | None = None  # 'Lisbon, Portugal', from its coordinates
+    latitude: float | None = None
+    longitude: float | None = None
 
-    def as_dict(self) -> dict:
+    def as_dict(self, locations: bool = True) -> dict:
+        """The hit as JSON gives it; without coordinates where they must not leave (a served API)."""
         data = asdict(self)
         del data["file_id"]
         if self.host is None:
             del data["host"]
+        if not locations:
+            del data["latitude"], data["longitude"]
         return data
 
 
@@ -65,19 +74,25 @@ class Filters:
     before: datetime | None = None
     min_score: float | None = None
     exclude_hashes: frozenset[str] = frozenset()
+    near: Near | None = None  # where it was taken: a circle, or named regions and countries
 
     @property
     def on_facts(self) -> bool:
-        return bool(self.kinds or self.within or self.after or self.before)
+        return bool(self.kinds or self.within or self.after or self.before or self.near)
 
     def accept(self, facts: dict, score: float) -> bool:
         if self.kinds and facts["kind"] not in self.kinds:
             return False
         if self.within and not under_any(facts["path"], [os.fspath(p) for p in self.within]):
             return False
-        if self.after and facts["mtime"] < self.after.timestamp():
+        taken = facts.get("taken") or facts["mtime"]  # the capture time; the mtime until it is read
+        if self.after and taken < self.after.timestamp():
             return False
-        if self.before and facts["mtime"] >= self.before.timestamp():
+        if self.before and taken >= self.before.timestamp():
+            return False
+        if self.near and not self.near.holds(
+            facts.get("latitude"), facts.get("longitude"), facts.get("region"), facts.get("country")
+        ):
             return False
         if facts.get("hash") in self.exclude_hashes:
             return False
@@ -186,7 +201,7 @@ class LocalIndex:
         chosen = None
         if filters.on_facts:
             chosen = self.library.catalog.matching_segments(
-                filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before), SELECTIVE
+                filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before), SELECTIVE, filters.near
             )
             if chosen is not None and not len(chosen):
                 return []  # nothing matches: answer at once
@@ -231,12 +246,18 @@ class SharedIndex:
         while True:
             found = self.store.nearest(
                 query, k, filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before),
-                filters.min_score, filters.exclude_hashes,
+                filters.min_score, filters.exclude_hashes, filters.near,
             )  # fmt: skip
             hits = _best_files(found, filters, limit, complete=len(found) < k)
             if hits is not None:
                 return hits
             k *= 4
+
+
+def _place_name(row: dict) -> str | None:
+    if not row.get("country"):
+        return None
+    return Place(row.get("city") or "", row.get("region") or "", row["country"]).name
 
 
 def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit: int, complete: bool = False):
@@ -254,6 +275,8 @@ def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit:
                 row["path"], row["kind"], round(score, 6), row["start"], row["end"], row["size"], row["mtime"],
                 row["width"], row["height"], row["duration"], [],
                 row["matched"] if row["kind"] == "video" else None, row["file_id"], row.get("host"),
+                row.get("taken") or row["mtime"], row.get("taken_source"), _place_name(row),
+                row.get("latitude"), row.get("longitude"),
             )  # fmt: skip
         elif row["path"] != hit.path and row["path"] not in hit.copies:
             hit.copies.append(row["path"])

@@ -38,7 +38,7 @@ from mediasearch.bundle import DEFAULT_MODEL
 from mediasearch.catalog import DIM
 from mediasearch.errors import DecodeError, EmptyLibrary, MediasearchError
 from mediasearch.media.sniff import SNIFF_BYTES
-from mediasearch.params import parse_kinds, parse_score, parse_when
+from mediasearch.params import parse_kinds, parse_near, parse_score, parse_when
 from mediasearch.paths import cache_dir
 from mediasearch.query import parse
 from mediasearch.search import mean_vector
@@ -91,9 +91,15 @@ class Settings:
     token: str | None = None
     model: str | None = None
     hosts: set[str] = field(default_factory=set)
+    share_locations: bool = False  # coordinates in answers even when serving beyond this machine
 
     def __post_init__(self):
         self.hosts = {h.lower() for h in (*LOOPBACK, self.host)}
+
+    @property
+    def locations(self) -> bool:
+        """Coordinates go into answers on loopback, or when the user asked (serve --share-locations)."""
+        return self.share_locations or self.host.lower() in LOOPBACK
 
 
 class Service:
@@ -115,6 +121,7 @@ def _filters(params) -> dict:
         kinds = parse_kinds(params.get("type", "")) if params.get("type") else ()
         after = parse_when(params["after"]) if params.get("after") else None
         before = parse_when(params["before"]) if params.get("before") else None
+        near = parse_near(params["near"]) if params.get("near") else None
         min_score = parse_score(params["min_score"]) if params.get("min_score") else None
         limit = int(params.get("limit") or 24)
     except ValueError as exc:
@@ -122,17 +129,18 @@ def _filters(params) -> dict:
     if not 1 <= limit <= 500:
         raise ApiError(400, "bad_parameter", "limit must be between 1 and 500")
     within = _all(params, "in")
-    return {"kinds": kinds, "within": within, "after": after, "before": before, "min_score": min_score, "limit": limit}
+    return {"kinds": kinds, "within": within, "after": after, "before": before, "near": near, "min_score": min_score,
+            "limit": limit}  # fmt: skip
 
 
 def _all(params, key: str) -> list[str]:
     return [v for v in (params.getlist(key) if hasattr(params, "getlist") else [params.get(key)]) if v]
 
 
-def _hits(hits) -> list[dict]:
+def _hits(hits, locations: bool) -> list[dict]:
     out = []
     for hit in hits:
-        row = hit.as_dict() | json_path(hit.path) | {"copies": [json_path(c)["path"] for c in hit.copies]}
+        row = hit.as_dict(locations) | json_path(hit.path) | {"copies": [json_path(c)["path"] for c in hit.copies]}
         if hit.file_id is None:  # another machine's file, from a shared store: nothing here to serve
             row |= {"id": None, "file": None, "thumb": None}
         else:
@@ -150,7 +158,7 @@ def _run_search(service: Service, text: str, examples, nots, params, sent: dict 
     if not parse(text).positive and not examples:
         raise ApiError(400, "no_query", "give some words (q) or an example file")
     try:
-        return _hits(service.library.search(text, like=examples, **_filters(params)))
+        return _hits(service.library.search(text, like=examples, **_filters(params)), service.settings.locations)
     except EmptyLibrary as exc:
         raise ApiError(409, "empty_library", "the library is empty: index a folder first") from exc
     except MediasearchError as exc:
@@ -197,7 +205,7 @@ async def similar(request: Request) -> JSONResponse:
     file_id, filters = _file_id(request), _filters(request.query_params)
     example = request.query_params.get("example") in ("1", "true", "yes")
     try:
-        hits = _hits(service.library.similar(file_id, **filters, include_example=example))
+        hits = _hits(service.library.similar(file_id, **filters, include_example=example), service.settings.locations)
     except MediasearchError as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
     if example and hits and hits[0]["id"] == file_id:
@@ -538,7 +546,7 @@ def _query_params(*names: str) -> list[dict]:
     return [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}} for n in names]
 
 
-SEARCH_PARAMS = _query_params("q", "not", "type", "in", "after", "before", "limit", "min_score")
+SEARCH_PARAMS = _query_params("q", "not", "type", "in", "after", "before", "near", "limit", "min_score")
 FILE_ID = {"name": "file_id", "in": "path", "required": True, "schema": {"type": "integer"}}
 
 

@@ -28,12 +28,16 @@ from mediasearch.antfly import Address, Antfly, StoreError, StoreUnreachable
 from mediasearch.bundle import base_revision
 from mediasearch.catalog import DIM, Catalog, decode, encode
 from mediasearch.errors import LibraryError
+from mediasearch.places import Near
 
 INDEX = "clipclap"  # the table's embeddings index: bring-your-own 512-d vectors
 BATCH = 256  # segments a write: ~2.5 MB of JSON
 SEARCH_EFFORT = 1.0  # Antfly's highest recall: a media library is small next to what it is built for
-KEYWORDS = ("library", "host", "model", "path", "folder", "kind", "hash", "matched")
-NUMBERS = ("file_id", "size", "mtime", "start", "end", "width", "height", "duration")
+KEYWORDS = ("library", "host", "model", "path", "folder", "kind", "hash", "matched", "taken_source", "city", "region",
+            "country")  # fmt: skip
+NUMBERS = ("file_id", "size", "mtime", "start", "end", "width", "height", "duration", "taken", "latitude", "longitude")
+FACTS = ("file_id", "kind", "size", "mtime", "hash", "start", "end", "width", "height", "duration", "taken",
+         "taken_source", "latitude", "longitude", "city", "region", "country")  # fmt: skip
 
 
 def table_spec() -> dict:
@@ -163,7 +167,7 @@ class Store:
         }
         if _text(path) != path:  # not UTF-8: keep the exact bytes too, for the library's other users
             doc["path_bytes"] = base64.b64encode(encode(path)).decode()
-        for name in ("file_id", "kind", "size", "mtime", "hash", "start", "end", "width", "height", "duration"):
+        for name in FACTS:
             if row[name] is not None:
                 doc[name] = row[name]
         if row["matched"]:
@@ -173,7 +177,16 @@ class Store:
     # ------------------------------------------------------------------ reading
 
     def nearest(
-        self, query: np.ndarray, k: int, kinds=(), within=(), after=None, before=None, min_score=None, exclude=()
+        self,
+        query: np.ndarray,
+        k: int,
+        kinds=(),
+        within=(),
+        after=None,
+        before=None,
+        min_score=None,
+        exclude=(),
+        near: Near | None = None,
     ) -> list[tuple[float, dict]]:
         """(cosine, facts) of the k nearest segments in the whole table that pass the filters, best first.
 
@@ -190,7 +203,7 @@ class Store:
             "search_effort": SEARCH_EFFORT,
             "fields": ["*", "_embeddings"],
         }
-        conditions = list(_conditions(kinds, within, after, before))
+        conditions = list(_conditions(kinds, within, after, before, near))
         if conditions:
             request["filter_query"] = {"conjuncts": conditions}
         if exclude:
@@ -211,7 +224,9 @@ class Store:
         path = doc.get("path", "")
         if doc.get("path_bytes"):
             path = decode(base64.b64decode(doc["path_bytes"]))
-        facts = {name: doc.get(name) for name in ("kind", "start", "end", "width", "height", "duration", "hash")}
+        names = ("kind", "start", "end", "width", "height", "duration", "hash", "taken", "taken_source", "latitude",
+                 "longitude", "city", "region", "country")  # fmt: skip
+        facts = {name: doc.get(name) for name in names}
         return facts | {
             "path": path,
             "size": int(doc.get("size") or 0),
@@ -230,8 +245,9 @@ def _exact_score(hit: dict, query: np.ndarray) -> float:
     return float(np.asarray(vector, np.float32) @ query)
 
 
-def _conditions(kinds, within, after, before) -> Iterator[dict]:
-    """Bleve-style filter clauses that Antfly applies before ranking."""
+def _conditions(kinds, within, after, before, near: Near | None = None) -> Iterator[dict]:
+    """Bleve-style filter clauses that Antfly applies before ranking.  Dates are capture times; a
+    circle is its boxes of latitude and longitude (the exact distance is checked on what returns)."""
     if kinds:
         yield {"disjuncts": [{"term": kind, "field": "kind"} for kind in kinds]}
     if within:
@@ -240,12 +256,29 @@ def _conditions(kinds, within, after, before) -> Iterator[dict]:
             folders += [{"term": folder, "field": "path"}, {"prefix": folder.rstrip("/") + "/", "field": "path"}]
         yield {"disjuncts": folders}
     if after is not None or before is not None:
-        span: dict = {"field": "mtime"}
+        span: dict = {"field": "taken"}
         if after is not None:
             span |= {"min": after, "inclusive_min": True}
         if before is not None:
             span |= {"max": before, "inclusive_max": False}
         yield span
+    if near is not None:
+        yield {"disjuncts": list(_near_clauses(near))}
+
+
+def _near_clauses(near: Near) -> Iterator[dict]:
+    if near.circle:
+        for south, north, west, east in near.boxes():
+            yield {
+                "conjuncts": [
+                    {"field": "latitude", "min": south, "max": north, "inclusive_min": True, "inclusive_max": True},
+                    {"field": "longitude", "min": west, "max": east, "inclusive_min": True, "inclusive_max": True},
+                ]
+            }
+        return
+    for country, region in near.areas:
+        terms = [{"term": country, "field": "country"}] + ([{"term": region, "field": "region"}] if region else [])
+        yield {"conjuncts": terms}
 
 
 def _text(path: str) -> str:

@@ -299,7 +299,7 @@ def test_terminal_gets_a_table_and_a_progress_bar_a_pipe_gets_neither(media_dir)
     piped = CliRunner().invoke(cli, ["index", "--json"], obj=Terminal())
     assert "segment" not in piped.stderr and piped.stderr == ""
     header, *table = CliRunner().invoke(cli, ["query", "a cat", "-n", "3"], obj=tty).stdout.splitlines()
-    assert header.split() == ["score", "kind", "time", "path"] or header.split() == ["score", "kind", "path"]
+    assert header.split() in (["score", "kind", "taken", "time", "path"], ["score", "kind", "taken", "path"])
     assert len(table) == 3 and all("\t" not in line and line.split()[1] in ("image", "audio") for line in table)
     assert len({line.index(str(media_dir.resolve())) for line in table}) == 1, "paths line up"
     lines = CliRunner().invoke(cli, ["query", "a cat", "-n", "3"], obj=Terminal()).stdout.splitlines()
@@ -361,7 +361,8 @@ def test_dates_and_kinds_as_people_write_them(indexed_cli):
     os.utime(folder / "chirp.wav", (1e9, 1e9))  # 2001
     assert run("index", "--json").exit_code == 0
     recent = {r["path"] for r in json.loads(run("query", "x", "--after", "2w", "--json", "-n", "50").stdout)}
-    assert str(folder / "chirp.wav") not in recent and len(recent) == 11
+    taken_2012 = str(folder / "hubble-deep-field.jpg")  # its EXIF says when it was taken: 2012-09-17
+    assert str(folder / "chirp.wav") not in recent and taken_2012 not in recent and len(recent) == 10
     old = json.loads(run("query", "x", "--before", "2001-09-09T02:00", "--json").stdout)
     assert [r["path"] for r in old] == [str(folder / "chirp.wav")]
     sounds = json.loads(run("query", "x", "--type", "sounds", "--json", "-n", "50").stdout)
@@ -376,11 +377,11 @@ def test_the_terminal_table_reads_like_fd(indexed_cli):
     folder, _ = indexed_cli
     tty = Terminal(stdout_isatty=True, home=str(folder.parent))
     lines = CliRunner().invoke(cli, ["query", "rain", "-n", "12"], obj=tty).stdout.splitlines()
-    assert lines[0].split() == ["score", "kind", "time", "path"] and len(lines) == 13
+    assert lines[0].split() == ["score", "kind", "taken", "time", "path"] and len(lines) == 13
     assert all("~/media/" in line and str(folder) not in line for line in lines[1:])
     starts = {line.index("~") for line in lines[1:]}
     assert len(starts) == 1, "paths line up whatever the time ranges"
-    ranges = [line.split()[2] for line in lines[1:] if line.split()[1] == "audio"]
+    ranges = [line.split()[3] for line in lines[1:] if line.split()[1] == "audio"]
     assert ranges and all(re.fullmatch(r"\d+:\d\d\.\d-\d+:\d\d\.\d", r) for r in ranges), ranges
     piped = CliRunner().invoke(cli, ["query", "rain", "-n", "12"], obj=Terminal(home=str(folder.parent))).stdout
     assert not piped.startswith("score") and str(folder) in piped, "pipes get full paths, no header"

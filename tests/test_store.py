@@ -321,3 +321,65 @@ def test_a_library_of_another_model_is_refused(antfly, tmp_path, media_dir):
     assert refused["written"] == 0 and "holds vectors of another model" in refused["error"]
     library_id, _ = segment_keys(tmp_path / "second")
     assert table_docs(url, library_id) == []
+
+
+@pytest.mark.slow
+def test_capture_dates_and_places_are_fields_filtered_by_antfly_as_locally(antfly, tmp_path, embedder):
+    """Photos copied today whose EXIF says when and where: the store's documents carry capture time
+    and place, and date ranges and --near give what the local library gives."""
+    from test_when_where import LISBON, OXFORD, PORTO, phone_photo
+
+    from mediasearch.places import parse_near
+
+    roll = tmp_path / "roll"
+    roll.mkdir()
+    inputs = Path(__file__).parent / "fixtures" / "inputs"
+    shots = [
+        ("lisbon.jpg", "2019:07:15 10:30:00", LISBON, "landscape.jpg"),
+        ("belem.jpg", "2019:07:16 18:00:00", (38.6916, -9.2160), "gray.png"),
+        ("porto.jpg", "2018:05:12 09:00:00", PORTO, "portrait.png"),
+        ("oxford.jpg", "2021:01:02 12:00:00", OXFORD, "rotated.jpg"),
+        ("taveuni.jpg", "2020:03:03 08:00:00", (-16.85, 179.99), "cmyk.jpg"),
+        ("nowhere.jpg", None, None, "tiny.png"),
+    ]
+    for name, when, where, source in shots:
+        phone_photo(roll / name, when, where, inputs / source)
+    with open_library(tmp_path / "local", embedder.bundle) as writer:
+        Indexer(writer, lambda: embedder).scan(writer.add_folders([str(roll)]))
+        writer.save_index()
+    with open_library(tmp_path / "shared", embedder.bundle) as writer:
+        writer.bind_store(antfly.url("when_where"))
+        Indexer(writer, lambda: embedder).scan(writer.add_folders([str(roll)]))
+        writer.save_index()
+        assert writer.sent.error is None
+        library_id = writer.catalog.get("library_id")
+    docs = {Path(d["path"]).name: d for d in table_docs(antfly.url("when_where"), library_id)}
+    assert (docs["lisbon.jpg"]["city"], docs["lisbon.jpg"]["country"], docs["lisbon.jpg"]["taken_source"]) == (
+        "Lisbon", "Portugal", "exif",
+    )  # fmt: skip
+    assert "latitude" not in docs["nowhere.jpg"] and docs["nowhere.jpg"]["taken_source"] == "mtime"
+    filters = [
+        Filters(after=datetime(2019, 7, 1), before=datetime(2019, 8, 1)),
+        Filters(after=datetime(2018, 1, 1), before=datetime(2020, 1, 1), kinds=("image",)),
+        Filters(before=datetime(2020, 6, 1)),
+        Filters(after=datetime.now().replace(hour=0)),
+        Filters(near=parse_near("Lisbon")),
+        Filters(near=parse_near("38.70,-9.14,10")),  # Belém is 6.7 km away
+        Filters(near=parse_near("Portugal")),
+        Filters(near=parse_near("England")),
+        Filters(near=parse_near("-16.8,-179.95,40")),  # across the antimeridian
+        Filters(near=parse_near("Portugal"), after=datetime(2019, 1, 1)),
+        Filters(near=parse_near("Spain")),
+    ]
+    vector = embedder.embed_texts(["a photo"])[0]
+    with Library(tmp_path / "local") as local, Library(tmp_path / "shared") as shared:
+        answers = []
+        for chosen in filters:
+            expected, got = search(local, vector, 10, chosen), search(shared, vector, 10, chosen)
+            assert [h.path for h in got] == [h.path for h in expected], chosen
+            assert [(h.taken, h.place) for h in got] == [(h.taken, h.place) for h in expected]
+            answers.append(sorted(Path(h.path).name for h in got))
+    assert answers[0] == ["belem.jpg", "lisbon.jpg"]
+    assert answers[5] == ["belem.jpg", "lisbon.jpg"] and answers[4] == ["belem.jpg", "lisbon.jpg"]
+    assert answers[6] == ["belem.jpg", "lisbon.jpg", "porto.jpg"] and answers[8] == ["taveuni.jpg"]
+    assert answers[3] == ["nowhere.jpg"] and answers[10] == []
