@@ -78,6 +78,7 @@ def test_type_a_query_and_see_thumbnails(browser, page):
     box.send_keys("a cat", Keys.ENTER)  # Enter searches
     wait(lambda: len(cards(browser)) > 5, "results")
     assert parse_qs(urlparse(browser.current_url).query)["q"] == ["a cat"], "the search lives in the URL"
+
     def loaded():
         return [
             img
@@ -145,3 +146,53 @@ def test_the_status_view(browser, page):
     text = wait(lambda: browser.find_element(By.ID, "status").text, "the status view")
     assert "16 files" in text and "online" in text
     assert json.loads(json.dumps(text))  # plain text, no markup leaked
+
+
+@pytest.fixture(scope="module")
+def travels(tmp_path_factory):
+    """A served library of photos whose EXIF says when and where they were taken (copied today)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import BUNDLE
+    from test_when_where import LISBON, PORTO, phone_photo
+
+    home = tmp_path_factory.mktemp("travels")
+    roll = home / "roll"
+    roll.mkdir()
+    phone_photo(roll / "lisbon.jpg", "2019:07:15 10:30:00", LISBON)
+    phone_photo(roll / "porto.jpg", "2018:05:12 09:00:00", PORTO, INPUTS / "portrait.png")
+    env = {"MEDIASEARCH_CACHE": str(home / "cache")}
+    indexing = [sys.executable, "-m", "mediasearch", "index", str(roll), "--model", str(BUNDLE)]
+    done = subprocess.run(
+        indexing, env={**os.environ, "MEDIASEARCH_HOME": str(home / "lib"), **env}, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    served = Server(home / "lib", env=env)
+    yield served
+    served.stop()
+
+
+def test_cards_and_the_detail_show_when_and_where_and_near_filters(browser, travels):
+    """The place is a name (no map tile from elsewhere); the near field is part of the search in the URL."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(travels.url + "/?q=a+photo")
+    wait(lambda: len(cards(browser)) == 2, "both photos")
+    taken = {card.find_element(By.CSS_SELECTOR, ".name").text: card.find_element(By.CSS_SELECTOR, ".taken").text
+             for card in cards(browser)}  # fmt: skip
+    assert taken == {"lisbon.jpg": "2019-07-15 · Lisbon, Portugal", "porto.jpg": "2018-05-12 · Porto, Portugal"}
+    near = browser.find_element(By.ID, "near")
+    near.send_keys("Porto, Portugal")
+    browser.find_element(By.CSS_SELECTOR, "#search button[type=submit]").click()
+    wait(lambda: names(browser) == ["porto.jpg"], "the Porto photo alone")
+    assert parse_qs(urlparse(browser.current_url).query)["near"] == ["Porto, Portugal"]
+    cards(browser)[0].find_element(By.CSS_SELECTOR, ".open").click()
+    detail = wait(lambda: browser.find_element(By.CSS_SELECTOR, "#detail-body .taken").text, "the detail")
+    from datetime import datetime, timedelta, timezone
+
+    local = datetime(2018, 5, 12, 9, tzinfo=timezone(timedelta(hours=1))).astimezone()  # 09:00+01:00, shown here
+    assert detail == f"taken {local:%Y-%m-%d %H:%M} (exif) · Porto, Portugal"
+    sources = browser.execute_script("return [...document.querySelectorAll('img')].map(i => i.src)")
+    assert all(src.startswith(travels.url) for src in sources), "nothing is fetched from elsewhere"

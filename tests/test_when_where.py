@@ -223,3 +223,16 @@ def test_served_beyond_loopback_the_api_leaves_coordinates_out(indexed, monkeypa
             hits = client.get("/api/search", params={"q": "a street", "near": "Lisbon", "token": "secret"}).json()
         assert [h["place"] for h in hits] == ["Lisbon, Portugal"]
         assert ("latitude" in hits[0] and "longitude" in hits[0]) == located, (host, share)
+
+
+def test_the_python_api_takes_near_and_capture_dates(indexed):
+    import mediasearch
+    from mediasearch.errors import UsageError
+
+    with mediasearch.open(indexed[0].catalog.folder, model=str(BUNDLE)) as library:
+        hits = library.search("a street", near="Portugal", after=datetime(2019, 1, 1))
+        assert [(os.path.basename(h.path), h.place) for h in hits] == [("lisbon.jpg", "Lisbon, Portugal")]
+        first = library.search("a street", near="England")[0]
+        assert [os.path.basename(h.path) for h in library.similar(first.file_id, near="Porto")] == ["porto.jpg"]
+        with pytest.raises(UsageError, match="unknown place"):
+            library.search("a street", near="Qwertyville")

@@ -2,7 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const FIELDS = ["q", "type", "in", "after", "before"];
+const FIELDS = ["q", "type", "in", "after", "before", "near"];
 const PAGE = 24; // results a search shows first; "Show more" asks for this many more
 const MAX_LIMIT = 500; // the API's own bound
 let current = [];
@@ -17,6 +17,20 @@ function clock(seconds) {
 function span(hit) {
   if (hit.start === null || hit.start === undefined) return "";
   return hit.start === hit.end ? clock(hit.start) : `${clock(hit.start)}–${clock(hit.end)}`;
+}
+
+function day(taken, withTime) {
+  // The capture time in this browser's local time (an EXIF time without a zone is local already).
+  if (taken === null || taken === undefined) return "";
+  const when = new Date(taken * 1000);
+  const pad = (n) => String(n).padStart(2, "0");
+  const date = `${when.getFullYear()}-${pad(when.getMonth() + 1)}-${pad(when.getDate())}`;
+  return withTime ? `${date} ${pad(when.getHours())}:${pad(when.getMinutes())}` : date;
+}
+
+function whenWhere(hit) {
+  // "2019-07-15 · Lisbon, Portugal": a place name, never a map (nothing is fetched from elsewhere).
+  return [day(hit.taken), hit.place].filter(Boolean).join(" · ");
 }
 
 function paramsFromForm() {
@@ -107,7 +121,10 @@ function card(hit, index) {
     badge.textContent = "the example";
     item.prepend(badge);
   }
-  item.append(open, meta);
+  const taken = document.createElement("div");
+  taken.className = "taken";
+  taken.textContent = whenWhere(hit);
+  item.append(open, meta, taken);
   return item;
 }
 
@@ -157,7 +174,11 @@ function showDetail(index) {
   const duration = hit.duration ? ` · ${clock(hit.duration)} long` : "";
   const size = hit.width ? ` · ${hit.width}×${hit.height}` : "";
   facts.textContent = `${hit.path} · score ${hit.score.toFixed(3)}${span(hit) ? " · best " + span(hit) : ""}${duration}${size}`;
-  body.replaceChildren(view, facts);
+  const where = document.createElement("p");
+  where.className = "taken";
+  const source = hit.taken_source && hit.taken_source !== "mtime" ? ` (${hit.taken_source})` : " (file date)";
+  where.textContent = `taken ${day(hit.taken, true)}${source}${hit.place ? " · " + hit.place : ""}`;
+  body.replaceChildren(view, facts, where);
   $("open").hidden = hit.id === null;
   $("more").hidden = hit.id === null;
   if (hit.id !== null) $("open").href = hit.file;
