@@ -15,6 +15,7 @@ import base64
 import binascii
 import hmac
 import json
+import math
 import mimetypes
 import os
 import re
@@ -22,12 +23,14 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -38,6 +41,7 @@ from mediasearch.bundle import DEFAULT_MODEL
 from mediasearch.catalog import DIM
 from mediasearch.errors import DecodeError, EmptyLibrary, MediasearchError
 from mediasearch.media.sniff import SNIFF_BYTES
+from mediasearch.media.sound import WINDOW_S
 from mediasearch.params import parse_kinds, parse_near, parse_score, parse_when
 from mediasearch.paths import cache_dir
 from mediasearch.query import parse
@@ -48,6 +52,7 @@ MAX_BODY = 64 * 1024 * 1024  # an upload or an embedding request, whole
 MAX_PARTS = 32  # inputs in one embedding request
 THUMB_SIZE = 320
 THUMB_CACHE_BYTES = 256 * 1024 * 1024
+SOUND_PICTURE_S = 30.0  # the longest sound window drawn (a hit's window is 10 s)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; style-src 'self'; "
@@ -144,11 +149,19 @@ def _hits(hits, locations: bool) -> list[dict]:
         if hit.file_id is None:  # another machine's file, from a shared store: nothing here to serve
             row |= {"id": None, "file": None, "thumb": None}
         else:
-            row |= {"id": hit.file_id, "file": f"/api/files/{hit.file_id}", "thumb": f"/api/thumbs/{hit.file_id}"}
+            row |= {"id": hit.file_id, "file": f"/api/files/{hit.file_id}", "thumb": _thumb_url(hit)}
         row["name"] = os.path.basename(row["path"])
         row["folder"] = os.path.dirname(row["path"])
         out.append(row)
     return out
+
+
+def _thumb_url(hit) -> str:
+    """A picture's or video's thumbnail; for a sound, the picture of the hit's own window."""
+    url = f"/api/thumbs/{hit.file_id}"
+    if hit.kind == "audio" and hit.start is not None and hit.end is not None:
+        url += f"?start={hit.start:g}&end={hit.end:g}"
+    return url
 
 
 def _run_search(service: Service, text: str, examples, nots, params, sent: dict | None = None) -> list[dict]:
@@ -310,22 +323,65 @@ def _disposition(name: str) -> str:
 
 
 async def thumbnail(request: Request) -> Response:
+    """A JPEG thumbnail of a picture or a video's first frame, or a PNG waveform of a sound's window
+    (?start=&end=, seconds; the first window without them).  Made once, cached by content hash."""
     service: Service = request.app.state.service
     file_id = _file_id(request)
     path, kind = _catalog_file(service, file_id)
-    digest = service.library.file(file_id).hash
-    cached = cache_dir() / "thumbs" / f"{digest}-{THUMB_SIZE}.jpg"
+    row = service.library.file(file_id)
+    folder = cache_dir() / "thumbs"
+    if kind == "audio":
+        start, end = _window_asked(request.query_params)
+        cached, form = folder / f"{row.hash}-{start:.3f}-{end:.3f}.png", "PNG"
+        make = partial(_sound_picture, path, start, end)
+    else:
+        cached, form = folder / f"{row.hash}-{THUMB_SIZE}.jpg", "JPEG"
+        make = partial(_thumbnail_of, path, kind)
     if not cached.exists():
-        image = _thumbnail_of(path, kind)
+        image = await run_in_threadpool(make)  # decoding waits in a worker thread, not in the event loop
         if image is None:
-            raise ApiError(404, "no_thumbnail", "sounds have no picture")
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-        image.save(tmp, "JPEG", quality=82)
-        os.replace(tmp, cached)
-        _trim(cached.parent)
+            raise ApiError(404, "no_thumbnail", "this file has no picture to show")
+        _keep(image, cached, form)
     headers = {"Cache-Control": "private, max-age=86400", "Content-Security-Policy": FILE_CSP}
-    return FileResponse(cached, media_type="image/jpeg", headers=headers)
+    return FileResponse(cached, media_type=f"image/{form.lower()}", headers=headers)
+
+
+def _window_asked(params) -> tuple[float, float]:
+    """The sound window a picture is asked for (the first 10 s without one): finite, start before end,
+    at most SOUND_PICTURE_S long.  Whether it lies inside the recording, the decoding says."""
+    try:
+        start = float(params.get("start") or 0.0)
+        end = float(params.get("end") or start + WINDOW_S)
+    except ValueError as exc:
+        raise ApiError(400, "bad_parameter", "start and end are seconds") from exc
+    if not (math.isfinite(start) and math.isfinite(end) and 0 <= start < end):
+        raise ApiError(400, "bad_parameter", "start and end are seconds, 0 <= start < end")
+    if end - start > SOUND_PICTURE_S:
+        raise ApiError(400, "bad_parameter", f"a sound picture spans at most {SOUND_PICTURE_S:g} s")
+    return round(start, 3), round(end, 3)
+
+
+def _sound_picture(path: str, start: float, end: float):
+    """The waveform of [start, end) seconds, decoded by the media package, drawn by soundpicture;
+    a window running past the end of the recording is drawn with silence there."""
+    from mediasearch import soundpicture
+
+    samples, rate = media.samples_between(path, start, end)
+    if not samples.size:
+        raise ApiError(400, "bad_parameter", f"the recording has no sound from {start:g} s on")
+    wanted = max(samples.size, int((end - start) * rate))
+    return soundpicture.draw(np.pad(samples, (0, wanted - samples.size)))
+
+
+def _keep(image, cached: Path, form: str) -> None:
+    """Write a thumbnail into the cache atomically, private like the library (folder 0700, file 0600)."""
+    cached.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(cached.parent, 0o700)
+    tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as handle:
+        image.save(handle, form, **({"quality": 82} if form == "JPEG" else {"optimize": True}))
+    os.replace(tmp, cached)
+    _trim(cached.parent)
 
 
 def _thumbnail_of(path: str, kind: str):
@@ -348,7 +404,7 @@ def _thumbnail_of(path: str, kind: str):
 
 def _trim(folder: Path) -> None:
     """Keep the thumbnail cache under THUMB_CACHE_BYTES, dropping the least recently made."""
-    files = sorted(folder.glob("*.jpg"), key=lambda p: p.stat().st_mtime)
+    files = sorted([*folder.glob("*.jpg"), *folder.glob("*.png")], key=lambda p: p.stat().st_mtime)
     total = sum(p.stat().st_size for p in files)
     while files and total > THUMB_CACHE_BYTES:
         oldest = files.pop(0)
@@ -569,7 +625,13 @@ OPENAPI = {
             )
         },
         "/api/files/{file_id}": {"get": _op("The original file (HTTP Range supported)", [FILE_ID], "the file")},
-        "/api/thumbs/{file_id}": {"get": _op("A JPEG thumbnail (pictures and videos)", [FILE_ID], "image/jpeg")},
+        "/api/thumbs/{file_id}": {
+            "get": _op(
+                "A JPEG thumbnail (pictures and videos), or a PNG waveform of a sound's window (start, end: seconds)",
+                [FILE_ID, *_query_params("start", "end")],
+                "image/jpeg or image/png",
+            )
+        },
         "/api/status": {"get": _op("Folders (and offline ones), counts, failures, model")},
         "/ai/v1/embeddings": {"post": _op("Embeddings in the OpenAI envelope, as Termite serves them")},
         "/ai/v1/embed": {"post": _op("The same")},

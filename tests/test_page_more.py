@@ -131,3 +131,96 @@ def test_one_query_language_for_the_page_the_api_and_the_cli(browser, page, libr
     wait(lambda: "q=" in browser.current_url and names(browser), "the page's results")
     assert [(h["path"], h["score"]) for h in api] == [(h["path"], h["score"]) for h in cli]
     assert names(browser) == [h["name"] for h in api]
+
+
+def test_sound_cards_draw_the_sound_and_videos_keep_their_frame(browser, page):  # noqa: F811
+    browser.get(page.url + "/?q=speech+then+noise&type=audio")
+    wait(lambda: names(browser), "sound results")
+    hits = page.get("/api/search", params={"q": "speech then noise", "type": "audio"}).json()
+    drawn = wait(
+        lambda: browser.execute_script(
+            "const w = [...document.querySelectorAll('#results .card img.wave')];"
+            "return w.every(i => i.complete && i.naturalWidth === 320) && w.map(i => i.getAttribute('src'))"
+        ),
+        "every sound card's picture",
+    )
+    assert drawn == [h["thumb"] for h in hits] and len(drawn) == len(cards(browser)) >= 3
+    assert all("start=" in url for url in drawn), "each picture is of the hit's own window"
+    video = page.get("/api/search", params={"q": "street", "type": "video"}).json()[0]
+    frame = page.get(video["thumb"])
+    assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory):
+    """A 25 s recording, silent for 12 s and then loud noise, and a 3 s tone, indexed and served."""
+    import soundfile as sf
+
+    home = tmp_path_factory.mktemp("sounds")
+    folder = home / "recordings"
+    folder.mkdir()
+    rate, rng = 48_000, np.random.default_rng(3)
+    halves = np.concatenate([np.zeros(12 * rate), rng.uniform(-0.5, 0.5, 13 * rate)])
+    sf.write(folder / "quiet-then-loud.wav", halves.astype(np.float32), rate)
+    tone = 0.5 * np.sin(2 * np.pi * 440 * np.arange(3 * rate) / rate)
+    sf.write(folder / "tone.flac", tone.astype(np.float32), rate)
+    env = dict(os.environ, MEDIASEARCH_HOME=str(home / "lib"), MEDIASEARCH_CACHE=str(home / "cache"))
+    run = [sys.executable, "-m", "mediasearch", "index", str(folder), "--model", str(BUNDLE)]
+    done = subprocess.run(run, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    served = Server(home / "lib", env={"MEDIASEARCH_CACHE": env["MEDIASEARCH_CACHE"]})
+    yield served, home / "cache" / "thumbs"
+    served.stop()
+
+
+def ink(png: bytes) -> np.ndarray:
+    """Per pixel column, how many pixels are drawn (not the background)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(BytesIO(png)).convert("RGB")).astype(int)
+    return (np.abs(pixels - np.array([238, 242, 251])).sum(axis=2) > 0).sum(axis=0)
+
+
+def test_a_sound_picture_draws_the_window_and_is_cached_privately(sounds):
+    served, thumbs = sounds
+    hits = served.get("/api/search", params={"q": "noise", "type": "audio"}).json()
+    loud = next(h for h in hits if h["name"] == "quiet-then-loud.wav")
+    assert loud["thumb"] == f"/api/thumbs/{loud['id']}?start={loud['start']:g}&end={loud['end']:g}"
+    pictures = {}
+    for start, end in ((0, 10), (8, 18), (15, 25)):
+        answer = served.get(f"/api/thumbs/{loud['id']}", params={"start": start, "end": end})
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+        pictures[start] = ink(answer.content)
+    assert pictures[0].size == 320 and pictures[0].max() <= 2, "silence is a flat line"
+    assert pictures[8][:120].max() <= 2 and pictures[8][140:].min() >= 40, "4 s of silence, then the noise"
+    assert pictures[15].min() >= 40, "noise all along"
+    tone = next(h for h in hits if h["name"] == "tone.flac")
+    steady = ink(served.get(tone["thumb"]).content)
+    assert steady.min() >= 40 and steady.max() - steady.min() <= 4, "a steady tone is a steady band"
+    made = sorted(thumbs.glob("*.png"))
+    assert len(made) == 4 and (thumbs.stat().st_mode & 0o777) == 0o700
+    assert all((p.stat().st_mode & 0o777) == 0o600 for p in made)
+    stamps = [p.stat().st_mtime_ns for p in made]
+    served.get(f"/api/thumbs/{loud['id']}", params={"start": 8, "end": 18})
+    assert [p.stat().st_mtime_ns for p in sorted(thumbs.glob("*.png"))] == stamps, "made once, then served"
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        {"start": "nan"},
+        {"start": "-1"},
+        {"start": "abc"},
+        {"end": "999"},
+        {"start": "5", "end": "2"},
+        {"start": "inf", "end": "inf"},
+        {"start": "0", "end": "1e308"},
+    ],  # fmt: skip
+)
+def test_a_sound_picture_of_a_window_outside_the_recording_is_refused(sounds, window):
+    served, _ = sounds
+    hit = served.get("/api/search", params={"q": "tone", "type": "audio"}).json()[0]
+    answer = served.get(f"/api/thumbs/{hit['id']}", params=window)
+    assert answer.status_code == 400 and set(answer.json()) == {"error", "message"}

@@ -46,6 +46,7 @@ from mediasearch.media.sound import (
     audio_features,
     decode_audio,
     expected_segments,
+    samples_between,
     silent_features,
     windows,
 )
@@ -55,8 +56,8 @@ __all__ = [
     "AUDIO_EXTENSIONS", "DECODERS", "DRAFT_SHORT_SIDE", "IMAGE_BUDGET", "IMAGE_EXTENSIONS", "MAX_DURATION_S",
     "MAX_PIXELS", "RAW_EXTENSIONS", "REDUCE_ABOVE", "SAMPLE_RATE", "VIDEO_EXTENSIONS", "Decoded", "Segment",
     "Span", "audio_features", "configure_pillow", "content_hash", "decode", "decode_or_error", "expected_segments",
-    "ffmpeg", "image_tensor", "is_raw", "kind_of", "load_image", "load_raw", "silent_features", "sniff", "to_rgb",
-    "windows",
+    "ffmpeg", "image_tensor", "is_raw", "kind_of", "load_image", "load_raw", "samples_between", "silent_features",
+    "sniff", "to_rgb", "windows",
 ]  # fmt: skip
 
 # The one table: a file's decoder by its kind ("raw" is a picture LibRaw, not Pillow, reads).

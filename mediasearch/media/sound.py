@@ -79,6 +79,39 @@ def decode_audio(path: Path, max_duration: float = MAX_DURATION_S) -> Decoded:
     return read_ahead(decoded, read_windows(path, snd, decoded, max_duration))
 
 
+def samples_between(path: str | Path, start: float, end: float) -> tuple[np.ndarray, int]:
+    """Mono float32 samples of [start, end) seconds at the recording's own rate, for drawing the sound.
+
+    libsndfile seeks there; FFmpeg's reader reads up to it.  Wide recordings are read a
+    fraction of a second at a time (READ_BYTES), as indexing reads them.
+    """
+    snd = _open_sound(Path(path))
+    try:
+        rate = snd.samplerate
+        first, count = int(start * rate), max(1, int((end - start) * rate))
+        step = max(1, READ_BYTES // (4 * max(1, snd.channels)))
+        if getattr(snd, "seekable", lambda: False)():
+            if first >= snd.frames:
+                return np.zeros(0, np.float32), rate
+            snd.seek(first)
+        else:
+            _read_mono(snd, first, step)
+        return _read_mono(snd, count, step), rate
+    finally:
+        snd.close()
+
+
+def _read_mono(snd, frames: int, step: int) -> np.ndarray:
+    parts, left = [], frames
+    while left > 0:
+        block = snd.read(min(step, left), dtype="float32", always_2d=True)
+        if len(block) == 0:
+            break
+        parts.append(np.nan_to_num(block.mean(axis=1), nan=0.0, posinf=0.0, neginf=0.0))
+        left -= len(block)
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
 def _open_sound(path: Path):
     """A reader with samplerate, channels, read() and close(): libsndfile's, else FFmpeg's."""
     import soundfile as sf

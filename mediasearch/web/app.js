@@ -88,6 +88,12 @@ function card(hit, index) {
     elsewhere.textContent = `on ${hit.host}`;
     item.append(elsewhere);
   } else if (hit.kind === "audio") {
+    const wave = document.createElement("img"); // the sound of the hit's window, drawn by the server
+    wave.className = "wave";
+    wave.loading = "lazy";
+    wave.alt = `the sound of ${hit.name}${span(hit) ? " at " + span(hit) : ""}`;
+    wave.src = hit.thumb;
+    item.append(wave);
     const player = document.createElement("audio");
     player.controls = true;
     player.preload = "metadata";
