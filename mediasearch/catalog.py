@@ -185,6 +185,22 @@ class Root:
     reason: str | None = None
 
 
+@dataclass
+class Changes:
+    """The segments a write removed and added (with their vectors), for the vector index to follow."""
+
+    removed: list[int] = field(default_factory=list)
+    added: list[int] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.removed) + len(self.added)
+
+    def stacked(self) -> np.ndarray | None:
+        return np.stack(self.vectors) if self.vectors else None
+
+
 _FILE_COLUMNS = "id, path, root_id, size, mtime, status, hash, kind, error, taken_source"
 
 
@@ -200,6 +216,7 @@ class Catalog:
         self.folder = folder
         self.path = folder / "catalog.db"
         self.writable = write
+        self.recording: Changes | None = None  # set by library.Library.change() while a write is open
         try:
             conn = self._connect(write)
             self.db = sqlite_utils.Database(conn)
@@ -413,6 +430,7 @@ class Catalog:
         added = self._insert_segments(file_id, segments)
         if removed or added:
             self._bump()
+        self._record(removed=removed)
         return removed, added
 
     def add_segments(self, file_id: int, segments: Iterable[tuple]) -> list[int]:
@@ -432,7 +450,15 @@ class Catalog:
                     (file_id, start, end, blob, modality[0] if modality else None),
                 ).lastrowid
             )
+            if self.recording is not None:
+                self.recording.vectors.append(np.frombuffer(blob, "<f4"))
+        self._record(added=added)
         return added
+
+    def _record(self, removed: list[int] = (), added: list[int] = ()) -> None:
+        if self.recording is not None:
+            self.recording.removed += removed
+            self.recording.added += added
 
     def finish_file(self, file_id: int, facts: dict, note: str | None) -> None:
         """A file's last segments are in: it is indexed, with the facts known only at the end."""
@@ -464,6 +490,7 @@ class Catalog:
             self.conn.execute(f"DELETE FROM files WHERE id IN ({marks})", chunk)
         if removed:
             self._bump()
+        self._record(removed=removed)
         return removed
 
     def move_file(self, file_id: int, path: str, rel: str, root_id: int, mtime: float) -> None:

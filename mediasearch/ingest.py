@@ -424,27 +424,20 @@ class Indexer:
         """One transaction for a model batch: new files, windows of long ones, files finished."""
         if not writes:
             return
-        index = self.library.vectors  # loaded before the commit, so the commit is applied once
-        removed_all, added_all, vectors = [], [], []
         finished = []
-        with self.catalog.transaction():
+        with self.library.change():
             for unit, segments in writes:
                 job = unit.job
                 if job.file_id is None:
                     status = INDEXED if unit.last else PARTIAL
                     record = self._record(job.item, unit.decoded.kind, status, job.digest, unit.decoded.facts)
-                    removed, added = self.catalog.put_file(record, segments)
+                    self.catalog.put_file(record, segments)
                     job.file_id = self.catalog.file(job.item.path).id
-                    removed_all += removed
                 else:
-                    added = self.catalog.add_segments(job.file_id, segments)
-                added_all += added
-                vectors += [np.frombuffer(segment[2], "<f4") for segment in segments]
+                    self.catalog.add_segments(job.file_id, segments)
                 if unit.last:
                     self.catalog.finish_file(job.file_id, unit.decoded.facts, unit.decoded.note)
                     finished.append(unit)
-        index.apply(removed_all, added_all, np.stack(vectors) if vectors else None)
-        self.library.changed(len(removed_all) + len(added_all))
         for unit in finished:
             self._report_finished(unit)
 
@@ -459,25 +452,14 @@ class Indexer:
         self.on_change(Change("updated" if job.row else "added", job.item.path))
 
     def _commit(self, writes: list[tuple[dict, list]]) -> None:
-        """Whole files with their segments (or none), in one transaction, mirrored in the index."""
-        index = self.library.vectors
-        removed_all, added_all, vectors = [], [], []
-        with self.catalog.transaction():
+        """Whole files with their segments (or none), in one write."""
+        with self.library.change():
             for record, segments in writes:
-                removed, added = self.catalog.put_file(record, segments)
-                removed_all += removed
-                added_all += added
-                vectors += [np.frombuffer(segment[2], "<f4") for segment in segments]
-        if removed_all or added_all:
-            index.apply(removed_all, added_all, np.stack(vectors) if vectors else None)
-            self.library.changed(len(removed_all) + len(added_all))
+                self.catalog.put_file(record, segments)
 
     def _commit_removal(self, rows: list[FileRow]) -> None:
-        index = self.library.vectors
-        with self.catalog.transaction():
-            removed = self.catalog.delete_files([row.id for row in rows])
-        index.apply(removed, [], None)
-        self.library.changed(len(removed))
+        with self.library.change():
+            self.catalog.delete_files([row.id for row in rows])
         self.summary.removed += len(rows)
         for row in rows:
             self.on_change(Change("removed", row.path))

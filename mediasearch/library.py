@@ -13,10 +13,11 @@ import errno
 import fcntl
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from mediasearch import bundle as bundles
-from mediasearch.catalog import Catalog, Root, make_private
+from mediasearch.catalog import Catalog, Changes, Root, make_private
 from mediasearch.errors import BundleError, LibraryBusy, LibraryError
 from mediasearch.index import VectorIndex
 from mediasearch.model import Embedder
@@ -88,6 +89,26 @@ class Library:
             self._vectors = VectorIndex(self.catalog, mmap=not self.writable, stale_ok=stale_ok).load()
         return self._vectors
 
+    @contextmanager
+    def change(self):
+        """One write, whole: a catalog transaction whose segment changes reach the vector index when it
+        commits, and the shared store every SEND_EVERY segments.  Every write of segments goes through
+        here, so no caller can forget a step; save_index() brings the saved file and the store in step."""
+        if self.catalog.recording is not None:  # inside another change: it applies everything
+            with self.catalog.transaction():
+                yield
+            return
+        index = self.vectors  # loaded before the commit, so the commit is applied once
+        changes = self.catalog.recording = Changes()
+        try:
+            with self.catalog.transaction():
+                yield
+        finally:
+            self.catalog.recording = None
+        if changes.count:
+            index.apply(changes.removed, changes.added, changes.stacked())
+            self._changed(changes.count)
+
     def save_index(self) -> None:
         """Make the saved vector index match the catalog: the one place it is written.  A library
         bound to a store sends it what changed too (an unreachable store leaves it waiting).
@@ -146,7 +167,7 @@ class Library:
         self.sent.waiting, self.sent.error = sent.waiting, sent.error
         self._unsent_changes = 0
 
-    def changed(self, segments: int) -> None:
+    def _changed(self, segments: int) -> None:
         """A commit touched this many segments: mid-pass, the store gets them every SEND_EVERY, so
         other machines see a long pass's work as it goes (not after a failed send: the pass's
         end tries again)."""
@@ -194,9 +215,8 @@ class Library:
             known = ", ".join(display(r.path) for r in roots) or "none"
             raise LibraryError(f"{display(path)} is not a folder of this library (folders: {known})")
         heir = root_of(path, [r for r in roots if r.id != chosen.id])
-        index = self.vectors
-        removed = self.catalog.remove_root(chosen, heir)
-        index.apply(removed, [], None)
+        with self.change():
+            removed = self.catalog.remove_root(chosen, heir)
         self.save_index()
         return len(removed), heir
 
