@@ -13,21 +13,26 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
+import hashlib
 import hmac
 import json
 import math
 import mimetypes
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from functools import partial
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote, unquote_to_bytes
 
+import anyio
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -115,6 +120,7 @@ class Service:
 
         self.settings = settings
         self.library = mediasearch.open(settings.library, model=settings.model)
+        self.verified: set[tuple] = set()  # files reached through links whose content was checked
 
 
 # ----------------------------------------------------------------------------- search
@@ -237,33 +243,167 @@ def _file_id(request: Request) -> int:
     return file_id
 
 
-def _catalog_file(service: Service, file_id: int) -> tuple[str, str]:
-    """The path of an indexed file, checked now: still under its library folder, not a link
-    swapped in since, the same size and time as indexed.  Returns (path, kind)."""
+@dataclass
+class Opened:
+    """An indexed file, opened once and checked: everything served is read from `fd`."""
+
+    fd: int
+    size: int
+    mtime: float
+    path: str
+    kind: str
+
+    def reopenable(self) -> str:
+        """A name that opens this very file again (not whatever the path names now), for decoders
+        that want a path: Linux and macOS both give one for an open descriptor."""
+        return f"/dev/fd/{self.fd}"
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _catalog_file(service: Service, file_id: int) -> Opened:
+    """Open an indexed file once and check what was opened, not what the path names a moment later.
+
+    Without --follow-links the last step is opened with O_NOFOLLOW (a link swapped in fails), and the
+    opened file must be the one at the path's real location, under its library folder (same device
+    and inode: a folder swapped for a link in between is caught too).  With --follow-links links may
+    go anywhere, so the opened file must hold the content that was indexed (its SHA-256, checked once
+    per file identity).  Either way it must be a regular file of the size and time indexed.
+    """
     row = service.library.file(file_id)
     root = service.library.folder_of(row.root_id) if row else None
     if row is None or root is None or row.status != "indexed":
         raise ApiError(404, "not_found", "no such file")
     follows = bool(root.options.get("follow_links"))
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO never blocks
     try:
-        st = os.stat(row.path) if follows else os.lstat(row.path)
+        fd = os.open(row.path, flags | (0 if follows else getattr(os, "O_NOFOLLOW", 0)))
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ApiError(403, "forbidden", "the file is not where it was indexed (a link now)") from exc
         raise ApiError(404, "not_found", "the file is no longer there") from exc
-    real, base = os.path.realpath(row.path), os.path.realpath(root.path)
-    inside = real == base or real.startswith(base.rstrip("/") + "/")
-    if not follows and (not inside or os.path.islink(row.path)):
-        raise ApiError(403, "forbidden", "the file is not where it was indexed")
-    if not (st.st_size == row.size and st.st_mtime == row.mtime):
-        raise ApiError(404, "changed", "the file changed since it was indexed")
-    return row.path, row.kind or ""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime) != (row.size, row.mtime):
+            raise ApiError(404, "changed", "the file changed since it was indexed")
+        if follows:
+            _check_content(service, fd, st, row.hash)
+        elif not _where_indexed(row.path, root.path, st):
+            raise ApiError(403, "forbidden", "the file is not where it was indexed")
+    except BaseException:
+        os.close(fd)
+        raise
+    return Opened(fd, st.st_size, st.st_mtime, row.path, row.kind or "")
+
+
+def _where_indexed(path: str, folder: str, opened: os.stat_result) -> bool:
+    """Whether the opened file is the one at the path's real location, and that is in the folder."""
+    try:
+        real, base = os.path.realpath(path), os.path.realpath(folder)
+        there = os.stat(real, follow_symlinks=False)
+    except OSError:  # a link swapped in or out while being resolved
+        return False
+    if not (real == base or real.startswith(base.rstrip("/") + "/")):
+        return False
+    return (there.st_dev, there.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _check_content(service: Service, fd: int, st: os.stat_result, digest: str | None) -> None:
+    """A file reached through links is served only if it holds what was indexed: a link swapped for
+    one to another file of the same size and time (touch -r) fails here."""
+    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, digest)
+    if identity in service.verified:
+        return
+    hasher = hashlib.sha256()
+    offset = 0
+    while chunk := os.pread(fd, 1 << 20, offset):
+        hasher.update(chunk)
+        offset += len(chunk)
+    if digest is None or hasher.hexdigest() != digest:
+        raise ApiError(403, "forbidden", "the file is not the one indexed")
+    service.verified.add(identity)
 
 
 async def file_original(request: Request) -> Response:
-    path, kind = _catalog_file(request.app.state.service, _file_id(request))
-    with open(path, "rb") as handle:
-        head = handle.read(SNIFF_BYTES)
-    headers = {"Content-Disposition": _disposition(os.path.basename(path)), "Content-Security-Policy": FILE_CSP}
-    return FileResponse(path, media_type=_served_type(head, kind, path), headers=headers)
+    opened = await run_in_threadpool(_catalog_file, request.app.state.service, _file_id(request))
+    try:
+        head = os.pread(opened.fd, SNIFF_BYTES, 0)
+        headers = {
+            "Content-Disposition": _disposition(os.path.basename(opened.path)),
+            "Content-Security-Policy": FILE_CSP,
+            "Last-Modified": formatdate(opened.mtime, usegmt=True),
+        }
+        return OpenFileResponse(opened, _served_type(head, opened.kind, opened.path), headers, request)
+    except BaseException:
+        opened.close()
+        raise
+
+
+class OpenFileResponse(Response):
+    """An open file sent from its descriptor (so what was checked is what is sent), with one HTTP
+    range honoured (media players seek with them); several ranges get the whole file."""
+
+    CHUNK = 256 * 1024
+
+    def __init__(self, opened: Opened, media_type: str, headers: dict, request: Request):
+        super().__init__(media_type=media_type, headers=headers)
+        self.opened = opened
+        self.start, self.end = 0, opened.size
+        self.head_only = request.method == "HEAD"
+        self.raw_headers.append((b"accept-ranges", b"bytes"))
+        wanted = _byte_range(request.headers.get("range", ""), opened.size)
+        if wanted == "unsatisfiable":
+            self.status_code, self.end = 416, 0
+            self.raw_headers.append((b"content-range", f"bytes */{opened.size}".encode()))
+        elif wanted is not None:
+            self.status_code, (self.start, self.end) = 206, wanted
+            self.raw_headers.append((b"content-range", f"bytes {self.start}-{self.end - 1}/{opened.size}".encode()))
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        self.raw_headers.append((b"content-length", str(self.end - self.start).encode()))
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Stream the range; stop reading when the client goes (a player seeking drops requests)."""
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def watch() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(watch)
+                await self._stream(send)
+                group.cancel_scope.cancel()
+        finally:
+            self.opened.close()  # a read in a thread is waited for (not abandoned) before this
+
+    async def _stream(self, send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        offset = self.start
+        while not self.head_only and offset < self.end:
+            chunk = await run_in_threadpool(os.pread, self.opened.fd, min(self.CHUNK, self.end - offset), offset)
+            if not chunk:
+                return  # shortened since it was opened: the client gets a short body, never other bytes
+            offset += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": offset < self.end})
+        if self.head_only or self.start == self.end:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _byte_range(header: str, size: int):
+    """(start, end) for a single `bytes=` range, "unsatisfiable", or None to send the whole file."""
+    match = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
+    if not match or not any(match.groups()):
+        return None  # absent, malformed or several ranges: a server may answer with the whole file
+    first, last = match.groups()
+    if first:
+        start, end = int(first), min(int(last) + 1, size) if last else size
+        if last and int(last) < start:
+            return None
+    else:
+        start, end = max(size - int(last), 0), size
+    return "unsatisfiable" if start >= size or start >= end else (start, end)
 
 
 def _served_type(head: bytes, kind: str, path: str) -> str:
@@ -326,22 +466,7 @@ async def thumbnail(request: Request) -> Response:
     """A JPEG thumbnail of a picture or a video's first frame, or a PNG waveform of a sound's window
     (?start=&end=, seconds; the first window without them).  Made once, cached by content hash."""
     service: Service = request.app.state.service
-    file_id = _file_id(request)
-    path, kind = _catalog_file(service, file_id)
-    row = service.library.file(file_id)
-    folder = cache_dir() / "thumbs"
-    if kind == "audio":
-        start, end = _window_asked(request.query_params)
-        cached, form = folder / f"{row.hash}-{start:.3f}-{end:.3f}.png", "PNG"
-        make = partial(_sound_picture, path, start, end)
-    else:
-        cached, form = folder / f"{row.hash}-{THUMB_SIZE}.jpg", "JPEG"
-        make = partial(_thumbnail_of, path, kind)
-    if not cached.exists():
-        image = await run_in_threadpool(make)  # decoding waits in a worker thread, not in the event loop
-        if image is None:
-            raise ApiError(404, "no_thumbnail", "this file has no picture to show")
-        _keep(image, cached, form)
+    cached, form = await run_in_threadpool(_thumbnail_file, service, _file_id(request), request.query_params)
     headers = {"Cache-Control": "private, max-age=86400", "Content-Security-Policy": FILE_CSP}
     return FileResponse(cached, media_type=f"image/{form.lower()}", headers=headers)
 
@@ -384,11 +509,35 @@ def _keep(image, cached: Path, form: str) -> None:
     _trim(cached.parent)
 
 
-def _thumbnail_of(path: str, kind: str):
+def _thumbnail_file(service: Service, file_id: int, params) -> tuple[Path, str]:
+    """The cached picture and its format, made from the checked, open file (never from what its path
+    names now); decoding runs here, in a worker thread, not in the event loop."""
+    opened = _catalog_file(service, file_id)
+    try:
+        digest, folder = service.library.file(file_id).hash, cache_dir() / "thumbs"
+        if opened.kind == "audio":
+            start, end = _window_asked(params)
+            cached, form = folder / f"{digest}-{start:.3f}-{end:.3f}.png", "PNG"
+            make = partial(_sound_picture, opened.reopenable(), start, end)
+        else:
+            cached, form = folder / f"{digest}-{THUMB_SIZE}.jpg", "JPEG"
+            make = partial(_thumbnail_of, opened)
+        if not cached.exists():
+            image = make()
+            if image is None:
+                raise ApiError(404, "no_thumbnail", "this file has no picture to show")
+            _keep(image, cached, form)
+    finally:
+        opened.close()
+    return cached, form
+
+
+def _thumbnail_of(opened: Opened):
     """An upright RGB picture at most THUMB_SIZE on its long side, made with Pillow."""
     media.configure_pillow()
+    path, kind = opened.reopenable(), opened.kind
     if kind == "image":
-        image, _ = media.load_raw(Path(path)) if media.is_raw(path) else media.load_image(Path(path))
+        image, _ = media.load_raw(Path(path)) if media.is_raw(opened.path) else media.load_image(Path(path))
     elif kind == "video":
         from mediasearch.media import ffmpeg
 
@@ -670,7 +819,13 @@ class Guard:
             if not started[0]:
                 await _send_error(exc, secure_send, scope.get("path", ""))
         except Exception as exc:  # a bug or an input not foreseen: one line in the log, a JSON 500
-            _log(f"{scope.get('method')} {scope.get('path')!r}: {type(exc).__name__}: {str(exc)[:300]}")
+            while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]  # the one error inside a task group is the one to name
+            where = exc.__traceback__
+            while where is not None and where.tb_next is not None:
+                where = where.tb_next
+            at = f" at {os.path.basename(where.tb_frame.f_code.co_filename)}:{where.tb_lineno}" if where else ""
+            _log(f"{scope.get('method')} {scope.get('path')!r}: {type(exc).__name__}: {str(exc)[:300]}{at}")
             if not started[0]:
                 await _send_error(ApiError(500, "internal", "the server failed on this request"), secure_send, "")
 

@@ -156,6 +156,7 @@ def assert_nothing_ran(browser) -> None:  # noqa: F811
     threading.Event().wait(1.5)  # a script and its fetch would be done by now
     assert "pwned" not in browser.title, "the polyglot's script ran on mediasearch's origin"
 
+
 # ----------------------------------------------------------------------------- cross-site requests
 
 
@@ -377,3 +378,102 @@ def test_fuzzing_the_routes_finds_no_500(sounds):
             assert response.status_code < 500, (route, params, response.status_code, response.text[:300])
             if response.status_code >= 400:
                 assert set(response.json()) >= {"error", "message"}, response.text
+
+
+# ----------------------------------------------------------------------------- links
+
+
+def secret_twin(original: Path, secret: Path) -> bytes:
+    """A file outside the folder with the original's size and times but other bytes (touch -r)."""
+    data = bytearray(original.read_bytes())
+    data[-1] ^= 0xFF
+    secret.write_bytes(bytes(data))
+    st = original.stat()
+    os.utime(secret, ns=(st.st_atime_ns, st.st_mtime_ns))
+    return bytes(data)
+
+
+def test_a_rename_loop_swapping_a_link_in_never_serves_the_outside_file(tmp_path):
+    """While a thread swaps the indexed file for a link to a twin outside the folder and back (atomic
+    renames), a bounded run of requests gets the original or a refusal: the twin 0 times, no 500."""
+    folder, keep = tmp_path / "media", tmp_path / "keep"
+    folder.mkdir()
+    keep.mkdir()
+    shutil.copy(INPUTS / "tiny.png", folder / "t.png")
+    env = index(folder, tmp_path)
+    original = (folder / "t.png").read_bytes()
+    os.link(folder / "t.png", keep / "t.png")  # the same inode, to put back
+    secret = secret_twin(folder / "t.png", tmp_path / "secret.png")
+    served = Server(tmp_path / "lib", env={"MEDIASEARCH_CACHE": env["MEDIASEARCH_CACHE"]})
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            os.symlink(tmp_path / "secret.png", folder / ".link")
+            os.rename(folder / ".link", folder / "t.png")
+            os.link(keep / "t.png", folder / ".real")
+            os.rename(folder / ".real", folder / "t.png")
+
+    try:
+        url = served.get("/api/search", params={"q": "x"}).json()[0]["file"]
+        swapper = threading.Thread(target=swap)
+        swapper.start()
+        statuses, leaked = {}, 0
+        with httpx.Client(base_url=served.url, timeout=30) as client:
+            for _ in range(600):
+                response = client.get(url)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+                leaked += response.content == secret
+                assert response.status_code != 200 or response.content == original
+        stop.set()
+        swapper.join()
+    finally:
+        stop.set()
+        served.stop()
+    log = served.proc.stderr.read()
+    assert leaked == 0 and set(statuses) <= {200, 403, 404}, (statuses, log)
+    assert "Traceback" not in log, log
+    assert statuses.get(200) and statuses.get(403), f"both sides of the race were seen: {statuses}"
+
+
+def test_with_follow_links_only_the_indexed_content_is_served(tmp_path):
+    """--follow-links: a link indexed as such is served; swapped for a link to another file with the
+    same size and times (touch -r), it is refused."""
+    folder, elsewhere = tmp_path / "media", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(INPUTS / "tiny.png", elsewhere / "t.png")
+    (folder / "t.png").symlink_to(elsewhere / "t.png")
+    env = dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "lib"), MEDIASEARCH_CACHE=str(tmp_path / "cache"))
+    cmd = [sys.executable, "-m", "mediasearch", "index", str(folder), "--follow-links", "--model", str(BUNDLE)]
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    secret_twin(elsewhere / "t.png", tmp_path / "secret.png")
+    served = Server(tmp_path / "lib", env={"MEDIASEARCH_CACHE": env["MEDIASEARCH_CACHE"]})
+    try:
+        url = served.get("/api/search", params={"q": "x"}).json()[0]["file"]
+        assert served.get(url).content == (elsewhere / "t.png").read_bytes()
+        (folder / "t.png").unlink()
+        (folder / "t.png").symlink_to(tmp_path / "secret.png")
+        response = served.get(url)
+        assert response.status_code == 403 and response.json()["error"] == "forbidden"
+    finally:
+        served.stop()
+
+
+def test_ranges_are_served_from_the_open_file(sounds):
+    served = sounds
+    hit = next(h for h in served.get("/api/search", params={"q": "x"}).json() if h["name"] == "long.flac")
+    data = Path(hit["path"]).read_bytes()
+    for header, status, want in (
+        ("bytes=100-199", 206, data[100:200]),
+        ("bytes=-50", 206, data[-50:]),
+        (f"bytes={len(data) - 10}-", 206, data[-10:]),
+        ("bytes=x-y", 200, data),
+    ):
+        response = served.get(hit["file"], headers={"Range": header})
+        assert (response.status_code, response.content) == (status, want), header
+    response = served.get(hit["file"], headers={"Range": f"bytes={len(data)}-"})
+    assert response.status_code == 416 and response.headers["content-range"] == f"bytes */{len(data)}"
+    assert (
+        served.get(hit["file"], headers={"Range": "bytes=10-20"}).headers["content-range"] == f"bytes 10-20/{len(data)}"
+    )
