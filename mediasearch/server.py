@@ -51,12 +51,13 @@ from mediasearch.params import parse_kinds, parse_near, parse_score, parse_when
 from mediasearch.paths import cache_dir
 from mediasearch.query import parse
 from mediasearch.search import mean_vector
-from mediasearch.terminal import json_path
+from mediasearch.terminal import Terminal, json_path
 
 MAX_BODY = 64 * 1024 * 1024  # an upload or an embedding request, whole
 MAX_PARTS = 32  # inputs in one embedding request
 THUMB_SIZE = 320
 THUMB_CACHE_BYTES = 256 * 1024 * 1024
+HOME = Terminal()  # only for its home folder, shown as ~
 SOUND_PICTURE_S = 30.0  # the longest sound window drawn (a hit's window is 10 s)
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 CSP = (
@@ -158,6 +159,7 @@ def _hits(hits, locations: bool) -> list[dict]:
             row |= {"id": hit.file_id, "file": f"/api/files/{hit.file_id}", "thumb": _thumb_url(hit)}
         row["name"] = os.path.basename(row["path"])
         row["folder"] = os.path.dirname(row["path"])
+        row["shown_folder"] = HOME.tilde(row["folder"])  # ~ for the home folder, as the command line shows it
         out.append(row)
     return out
 

@@ -38,7 +38,7 @@ def many(tmp_path_factory):
     run = [sys.executable, "-m", "mediasearch", "index", str(home), "--model", str(BUNDLE)]
     done = subprocess.run(run, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    served = Server(home / "lib", env={"MEDIASEARCH_CACHE": env["MEDIASEARCH_CACHE"]})
+    served = Server(home / "lib", env={"MEDIASEARCH_CACHE": env["MEDIASEARCH_CACHE"], "HOME": str(home)})
     yield served
     served.stop()
 
@@ -90,7 +90,7 @@ def test_folder_names_do_not_break_mid_word(browser, many):  # noqa: F811
     browser.get(many.url + "/?q=a+picture")
     wait(lambda: len(cards(browser)) == 24, "results")
     for meta in browser.find_elements(By.CSS_SELECTOR, "#results .card .meta")[:6]:
-        assert DEEP[1] in meta.text
+        assert f"~/{DEEP[0]}/{DEEP[1]}" in meta.text.replace("\n", " "), "the home folder shown as ~, as the CLI does"
         ends = browser.execute_script(LINE_ENDS, meta)
         assert len(ends) >= 2, "the folder is long enough to take several lines"
         inside = [end for end in ends if end[0] not in "/-·" and " " not in end]

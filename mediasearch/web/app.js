@@ -117,7 +117,7 @@ function card(hit, index) {
   const matched = hit.kind === "video" && hit.matched ? (hit.matched === "audio" ? " · sound" : " · frame") : "";
   const folder = document.createElement("span");
   folder.className = "folder";
-  folder.append(...folderText(hit.folder));
+  folder.append(...folderText(hit.shown_folder ?? hit.folder));
   meta.append(`${hit.score.toFixed(3)} · ${hit.kind}${matched}${span(hit) ? " · " + span(hit) : ""} · `, folder);
   if (hit.copies && hit.copies.length) meta.append(` · +${hit.copies.length} ${hit.copies.length === 1 ? "copy" : "copies"}`);
   if (hit.example) {
