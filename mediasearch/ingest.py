@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import islice
+from itertools import chain, islice
 
 import numpy as np
 
 from mediasearch import capture, media, places
-from mediasearch.catalog import FAILED, IGNORED, INDEXED, OFFLINE, ONLINE, PARTIAL, FileRow, Root, to_blob
+from mediasearch.catalog import DIM, FAILED, IGNORED, INDEXED, OFFLINE, ONLINE, PARTIAL, FileRow, Root, to_blob
 from mediasearch.errors import DecodeError
 from mediasearch.library import Library
 from mediasearch.model import TOWERS
@@ -393,7 +393,7 @@ class Indexer:
 
     def _embed_batch(self, batch: list[Unit]) -> None:
         runnable = [u for u in batch if isinstance(u.decoded, DecodeError) or u.tensors]
-        results = dict.fromkeys(map(id, batch), np.zeros((0, 512), np.float32))
+        results = dict.fromkeys(map(id, batch), np.zeros((0, DIM), np.float32))
         if runnable:
             inputs = [u.decoded if isinstance(u.decoded, DecodeError) else u for u in runnable]
             outputs = self.embedder.embed_each([u.job.item.path for u in runnable], inputs)
@@ -503,7 +503,7 @@ class Indexer:
 def _chunks(job: Job, decoded: media.Decoded) -> Iterator[Unit]:
     """A decoded file as units of one tower's model batch at most, skipping segments already stored."""
     pending: list[media.Segment] = []
-    for segment in _chain(decoded.ready, decoded.more or ()):
+    for segment in chain(decoded.ready, decoded.more or ()):
         if segment.span in job.stored:
             continue
         if pending and (
@@ -513,11 +513,6 @@ def _chunks(job: Job, decoded: media.Decoded) -> Iterator[Unit]:
             pending = []
         pending.append(segment)
     yield Unit(job, decoded, pending, last=True)
-
-
-def _chain(first: list, rest: Iterator) -> Iterator:
-    yield from first
-    yield from rest
 
 
 def _next_batch(units: Iterator[Unit]) -> list[Unit]:

@@ -21,26 +21,25 @@ from typing import NamedTuple
 import numpy as np
 
 from mediasearch.bundle import Bundle
+from mediasearch.catalog import DIM
 from mediasearch.errors import BundleError, DecodeError
 from mediasearch.media import silent_features
 from mediasearch.paths import cache_dir
 
 MAX_TOKENS = 77
-DIM = 512
 BOS, EOS = 49406, 49407
 
 
 class TowerFiles(NamedTuple):
     encoder: str
     projection: str
-    input_name: str
     max_batch: int  # rows per run when the export batches
 
 
 TOWERS = {
-    "text": TowerFiles("text_model.onnx", "text_projection.onnx", "input_ids", 32),
-    "image": TowerFiles("visual_model.onnx", "visual_projection.onnx", "pixel_values", 16),
-    "audio": TowerFiles("audio_model.onnx", "audio_projection.onnx", "input_features", 4),
+    "text": TowerFiles("text_model.onnx", "text_projection.onnx", 32),
+    "image": TowerFiles("visual_model.onnx", "visual_projection.onnx", 16),
+    "audio": TowerFiles("audio_model.onnx", "audio_projection.onnx", 4),
 }
 
 
@@ -129,7 +128,7 @@ class Tower:
         self.bundle = bundle
         self.kind = kind
         self.one_shot = one_shot
-        self.encoder_file, self.projection_file, self.input_name, self.max_batch = TOWERS[kind]
+        self.encoder_file, self.projection_file, self.max_batch = TOWERS[kind]
         self._encoder = None
         self._projection = None
         self.batched: bool | None = None
@@ -218,7 +217,7 @@ class Tower:
         """Vectors for any number of rows, in batches this tower supports."""
         n = len(next(iter(inputs.values())))
         if n == 0:
-            return np.zeros((0, 512), np.float32)
+            return np.zeros((0, DIM), np.float32)
         size = self.batch_size(inputs)
         parts = [self.run({k: v[i : i + size] for k, v in inputs.items()}) for i in range(0, n, size)]
         return np.concatenate(parts)
@@ -375,7 +374,7 @@ class Embedder:
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
-            return np.zeros((0, 512), np.float32)
+            return np.zeros((0, DIM), np.float32)
         if self.one_shot:
             return self._remembered(list(texts))
         return self._run_texts(texts)

@@ -19,7 +19,6 @@ from mediasearch.media import audio_features, image_tensor
 from mediasearch.model import Embedder
 from mediasearch.paths import cache_dir
 
-PRECISIONS = ("fp32", "int8")
 # Per-channel int8 weights with a 7-bit range: on AVX2 without VNNI the u8s8 kernels
 # would otherwise saturate, and measured here it was also the fastest variant.
 QUANTIZATION = "pc7"
