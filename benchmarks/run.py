@@ -249,7 +249,7 @@ def _index_current(library: Path) -> Path:
     """Save the index in the form the current thresholds ask for, so timings never include a rebuild."""
     with Library(library, write=True) as lib:
         index = lib.vectors
-        if index.rebuilt or not index._kind_fits():
+        if not index.saved_is_current() or not index._kind_fits():
             index.rebuild()
             index.save()
     return library

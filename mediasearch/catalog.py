@@ -29,7 +29,7 @@ import sqlite_utils
 from mediasearch.errors import LibraryError
 from mediasearch.places import Near, distance_km
 
-DIM = 512
+DIM = 512  # the width of every vector: the model gives it, the catalog, the index and the store keep it
 PAGE_SIZE = 16_384
 
 
@@ -551,6 +551,12 @@ class Catalog:
         if "segments" not in self.db.table_names():
             return False
         return self.conn.execute("SELECT 1 FROM segments LIMIT 1").fetchone() is not None
+
+    def all_segment_ids(self) -> list[int]:
+        """Every segment id, ascending: exactly what the vector index and a shared store must hold."""
+        if "segments" not in self.db.table_names():
+            return []
+        return [row[0] for row in self.conn.execute("SELECT id FROM segments ORDER BY id")]
 
     def segment_count(self) -> int:
         if "segments" not in self.db.table_names():

@@ -54,7 +54,6 @@ class VectorIndex:
         self.stamp_path = catalog.folder / "vectors.json"
         self.index = None
         self.generation = -1
-        self.rebuilt = False
 
     # ------------------------------------------------------------------ loading
 
@@ -123,7 +122,6 @@ class VectorIndex:
             self.index = self._empty()
         for ids, vectors in self.catalog.all_vectors():
             self.index.add_with_ids(vectors, ids)
-        self.rebuilt = True
 
     def _trained_ivf(self, count: int):
         """An empty IVF-Flat index whose cells are trained on a sample of the catalog's vectors."""

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -100,53 +103,74 @@ def indexed_library(built_library, isolated) -> tuple[Path, dict]:
 
 
 def index_ids(index) -> list[int]:
-    """Every segment id a VectorIndex holds (exact or IVF), sorted."""
+    """Every segment id a FAISS index holds (exact or IVF), sorted."""
     import faiss
 
-    if not index.count:
+    if index.ntotal == 0:
         return []
-    if index.approximate:
-        lists = index.index.invlists
-        parts = [
-            faiss.rev_swig_ptr(lists.get_ids(c), lists.list_size(c)).copy()
-            for c in range(index.index.nlist)
-            if lists.list_size(c)
-        ]
-        return sorted(np.concatenate(parts).tolist())
-    return sorted(faiss.vector_to_array(index.index.id_map).tolist())
+    if hasattr(index, "id_map"):
+        return sorted(faiss.vector_to_array(index.id_map).tolist())
+    lists = index.invlists
+    sizes = [(c, lists.list_size(c)) for c in range(index.nlist)]
+    parts = [faiss.rev_swig_ptr(lists.get_ids(c), size).copy() for c, size in sizes if size]
+    return sorted(np.concatenate(parts).tolist())
 
 
 def assert_consistent(library: Path) -> None:
-    """SQLite and the saved FAISS index hold the same segment ids, and no file twice."""
+    """The saved FAISS file is stamped current and holds exactly the catalog's segment ids (read
+    from the file itself: a load would quietly rebuild a stale one from the catalog)."""
+    import faiss
+
     from mediasearch.catalog import Catalog
     from mediasearch.index import VectorIndex
 
     catalog = Catalog(library)
     try:
-        index = VectorIndex(catalog).load()
-        assert not index.rebuilt, "the saved index should be current"
-        ids = [r[0] for r in catalog.conn.execute("SELECT id FROM segments ORDER BY id")]
-        assert index_ids(index) == ids
-        total, distinct = catalog.conn.execute("SELECT count(*), count(DISTINCT path) FROM files").fetchone()
-        assert total == distinct
+        saved = VectorIndex(catalog)
+        assert saved.saved_is_current(), "the saved index should be current"
+        assert index_ids(faiss.read_index(str(saved.path))) == catalog.all_segment_ids()
     finally:
         catalog.close()
 
 
-def wait_for_rows(proc, db: Path, table: str, at_least: int, timeout: float = 120) -> int:
-    """Poll a running writer's catalog until `table` holds at_least rows (or the process ends)."""
-    import sqlite3
-    import time
+def wait_for_catalog(proc, library: Path, enough: Callable, timeout: float = 120) -> None:
+    """Poll a running writer's catalog (read-only, through its own methods) until enough(catalog)
+    is true, the process ends, or the time is up."""
+    from mediasearch.catalog import Catalog
+    from mediasearch.errors import LibraryError
 
-    deadline, count = time.monotonic() + timeout, 0
-    while time.monotonic() < deadline and proc.poll() is None and count < at_least:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
-            with sqlite3.connect(db, timeout=1) as conn:
-                count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        except sqlite3.Error:
-            pass  # not created yet, or busy for a moment
+            catalog = Catalog(library)
+        except LibraryError:  # not created, or not migrated, yet
+            time.sleep(0.02)
+            continue
+        try:
+            if enough(catalog):
+                return
+        except sqlite3.OperationalError:
+            pass  # the writer is creating a table at this moment
+        finally:
+            catalog.close()
         time.sleep(0.02)
-    return count
+
+
+@pytest.fixture
+def rebuilds(monkeypatch) -> list:
+    """Each VectorIndex that rebuilt itself from the catalog during the test, in order: how a test
+    tells a load of the saved file from a rebuild without reading the index's internals."""
+    from mediasearch.index import VectorIndex
+
+    seen: list = []
+    real = VectorIndex.rebuild
+
+    def rebuild(self) -> None:
+        seen.append(self)
+        real(self)
+
+    monkeypatch.setattr(VectorIndex, "rebuild", rebuild)
+    return seen
 
 
 def open_library(folder: Path, bundle):

@@ -5,14 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BUNDLE, INPUTS, assert_consistent, open_library, wait_for_rows
+from conftest import BUNDLE, INPUTS, assert_consistent, index_ids, open_library, wait_for_catalog
 from PIL import Image
 
 from mediasearch.bundle import resolve
@@ -171,8 +170,9 @@ def test_deleted_faiss_file_is_rebuilt_from_sqlite(library, media_dir):
     library(media_dir)
     (library.catalog.folder / "vectors.faiss").unlink()
     calls = library.model.calls
-    index = VectorIndex(library.catalog).load()
-    assert index.rebuilt and index.count == 15 and library.model.calls == calls
+    index = VectorIndex(library.catalog).load()  # no file to load: every vector comes from SQLite
+    assert index.count == 15 and index_ids(index.index) == library.catalog.all_segment_ids()
+    assert library.model.calls == calls
 
 
 def test_a_different_model_is_refused_unless_reembedding(library, media_dir, tmp_path):
@@ -203,12 +203,12 @@ def test_kill_9_mid_run_then_resume(tmp_path):
     env = dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "lib"))
     cmd = [sys.executable, "-m", "mediasearch", "index", str(folder), "--model", str(BUNDLE), "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    db = tmp_path / "lib" / "catalog.db"
-    wait_for_rows(proc, db, "files", 64)
+    wait_for_catalog(proc, tmp_path / "lib", lambda catalog: len(catalog.files_under(str(folder))) >= 64)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    with sqlite3.connect(db) as conn:
-        at_kill = conn.execute("SELECT count(*) FROM files").fetchone()[0]
+    catalog = Catalog(tmp_path / "lib")
+    at_kill = len(catalog.files_under(str(folder)))
+    catalog.close()
     assert 0 < at_kill < 1200, f"the kill should land mid-run ({at_kill} files)"
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -219,8 +219,7 @@ def test_kill_9_mid_run_then_resume(tmp_path):
     assert summary["unchanged"] >= at_kill - 32
     catalog = Catalog(tmp_path / "lib")
     try:
-        rows = catalog.conn.execute("SELECT count(*), count(DISTINCT path) FROM files").fetchone()
-        assert rows == (1200, 1200)
+        assert sorted(row.path for row in catalog.files_under(str(folder))) == sorted(map(str, folder.iterdir()))
         assert catalog.segment_count() == 1200
         consistent(catalog)
     finally:
@@ -246,18 +245,16 @@ def test_nested_folders_index_each_file_once(library, media_dir):
     shutil.copy(INPUTS / "tiny.png", sub / "tiny.png")
     summary = library(media_dir, sub)
     assert summary.added == 13 and summary.reused == 0
-    rows = library.catalog.conn.execute("SELECT count(*), count(DISTINCT path) FROM files").fetchone()
-    assert rows == (13, 13)
+    on_disk = sorted(str(p) for p in media_dir.resolve().rglob("*") if p.is_file())
+    assert sorted(row.path for row in library.catalog.files_under(str(media_dir.resolve()))) == on_disk
     assert owner_of(library.catalog, sub / "tiny.png") == str(sub)
     again = library(media_dir)  # the outer folder alone: nothing changes hands
     assert again.unchanged == 13 and again.added == again.reused == 0
 
 
 def owner_of(catalog, path) -> str:
-    raw = catalog.conn.execute(
-        "SELECT r.path FROM files f JOIN roots r ON r.id = f.root_id WHERE f.path = ?", (os.fsencode(path),)
-    ).fetchone()[0]
-    return os.fsdecode(raw)
+    """The folder of the library a file belongs to."""
+    return catalog.root_by_id(catalog.file(str(path)).root_id).path
 
 
 def test_a_folder_added_after_its_parent_takes_its_files_and_forget_hands_them_back(library, media_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,11 +125,22 @@ def test_tower_that_does_not_batch_falls_back_to_batch_one(tmp_path, reference):
     assert embedder.probe_all()["image"] is False and embedder.probe_all()["text"] is True
 
 
-def test_towers_load_only_when_needed(bundle):
+def test_towers_load_only_when_needed(bundle, monkeypatch):
+    """A text query opens the text tower's two files and no other model file."""
+    import onnxruntime
+
+    opened: list[str] = []
+    real = onnxruntime.InferenceSession
+
+    def session(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
     embedder = Embedder(bundle)
+    assert opened == [], "making an embedder loads nothing"
     embedder.embed_texts(["a cat"])
-    assert embedder.towers["text"]._encoder is not None
-    assert embedder.towers["image"]._encoder is None and embedder.towers["audio"]._encoder is None
+    assert sorted(opened) == ["text_model.onnx", "text_projection.onnx"]
 
 
 def test_long_recording_gives_one_vector_per_window(embedder, tmp_path):
@@ -149,7 +161,7 @@ def test_a_query_loads_the_mapped_text_tower_with_the_same_vectors(bundle, embed
     from mediasearch.paths import cache_dir
 
     meta, _ = reference
-    vectors = Embedder(bundle, one_shot=True)._run_texts(meta["texts"])
+    vectors = Embedder(bundle, one_shot=True).embed_texts(meta["texts"])  # a fresh cache: the tower runs
     copy = cache_dir() / "mapped" / bundle.revision / "text_model.onnx"
     assert copy.exists() and (copy.parent / "text_model.onnx.data").stat().st_size > copy.stat().st_size
     assert np.allclose(vectors, embedder.embed_texts(meta["texts"]), atol=1e-6)

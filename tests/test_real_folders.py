@@ -12,15 +12,17 @@ import stat
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
-from conftest import BUNDLE, INPUTS, wait_for_rows
+from conftest import BUNDLE, INPUTS, wait_for_catalog
 
 from mediasearch import media
+from mediasearch.catalog import Catalog
 from mediasearch.cli import cli
 from mediasearch.errors import DecodeError
 from mediasearch.paths import library_dir
@@ -259,24 +261,21 @@ def test_sigint_stops_within_two_seconds_and_a_long_recording_resumes(tmp_path):
     env = dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "lib"))
     cmd = [sys.executable, "-m", "mediasearch", "index", str(folder), "--model", str(BUNDLE), "--json"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    db = tmp_path / "lib" / "catalog.db"
-    wait_for_rows(proc, db, "segments", 8)
+    wait_for_catalog(proc, tmp_path / "lib", lambda catalog: catalog.segment_count() >= 8)
     assert proc.poll() is None, "the recording should still be in progress"
     asked = time.monotonic()
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=30)
     assert time.monotonic() - asked < 2.0 and proc.returncode == 130
-    with sqlite3.connect(db) as conn:
-        kept = conn.execute("SELECT count(*) FROM segments").fetchone()[0]
-        state = conn.execute("SELECT status FROM files").fetchone()[0]
-    assert kept >= 8 and state == "partial"
+    with closing(Catalog(tmp_path / "lib")) as catalog:
+        kept, row = catalog.segment_count(), catalog.file(str(folder / "hour.flac"))
+    assert kept >= 8 and row.status == "partial"
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    with sqlite3.connect(db) as conn:
-        total, first = conn.execute("SELECT count(*), min(id) FROM segments").fetchone()
-        spans = conn.execute("SELECT start FROM segments ORDER BY start").fetchall()
-    assert total == len(media.windows(600.0)) and first == 1, "the first windows were kept, not redone"
-    assert [s for (s,) in spans] == [s for s, _ in media.windows(600.0)]
+    with closing(Catalog(tmp_path / "lib")) as catalog:
+        ids, spans = catalog.all_segment_ids(), catalog.segment_spans(row.id)
+    assert len(ids) == len(media.windows(600.0)) and ids[0] == 1, "the first windows were kept, not redone"
+    assert sorted(start for start, _ in spans) == [start for start, _ in media.windows(600.0)]
 
 
 @pytest.mark.slow

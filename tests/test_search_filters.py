@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime
 
@@ -54,15 +53,13 @@ def big(tmp_path_factory):
 
 
 def brute_force(library: Library, query: np.ndarray, filters: Filters, limit: int) -> list[tuple[str, float]]:
-    rows = library.catalog.conn.execute(
-        "SELECT f.path, f.kind, f.mtime, s.vector FROM segments s JOIN files f ON f.id = s.file_id"
-    ).fetchall()
     best: dict[str, float] = {}
-    for raw, kind, mtime, blob in rows:
-        path = os.fsdecode(raw)
-        score = float(np.frombuffer(blob, "<f4") @ query)
-        if filters.accept({"path": path, "kind": kind, "mtime": mtime}, score):
-            best[path] = max(best.get(path, -2.0), score)
+    for ids, vectors in library.catalog.all_vectors():
+        facts = library.catalog.hits(ids.tolist())
+        for segment, score in zip(ids.tolist(), (vectors @ query).tolist(), strict=True):
+            file = facts[segment]
+            if filters.accept({"path": file["path"], "kind": file["kind"], "mtime": file["mtime"]}, score):
+                best[file["path"]] = max(best.get(file["path"], -2.0), score)
     return sorted(best.items(), key=lambda kv: -kv[1])[:limit]
 
 

@@ -44,7 +44,7 @@ def table_docs(url: str, library_id: str | None = None) -> list[dict]:
 def segment_keys(folder: Path) -> tuple[str, set[str]]:
     """A library's id and the document keys its catalog says the table should hold."""
     with Library(folder) as lib:
-        ids = [r[0] for r in lib.catalog.conn.execute("SELECT id FROM segments")]
+        ids = lib.catalog.all_segment_ids()
         library_id = lib.catalog.get("library_id")
     return library_id, {f"{library_id}:{i}" for i in ids}
 
