@@ -468,7 +468,7 @@ def model_info(bundle: Bundle) -> dict:
         "source": bundle.source,
         "path": str(bundle.path),
         "revision": bundle.revision,
-        "dimension": config.get("embedding_dim", config.get("projection_dim", 512)),
+        "dimension": config.get("embedding_dim", config.get("projection_dim", DIM)),
         "text_width": widths["text"],
         "image_width": widths["image"],
         "audio_width": widths["audio"],
