@@ -66,3 +66,15 @@ def test_an_upload_error_names_the_file_the_user_sent(server):
     body = response.json()
     assert response.status_code == 422 and set(body) == {"error", "message"}, body
     assert "my notes.txt" in body["message"] and "example-" not in json.dumps(body), body
+
+
+def test_the_server_remembers_no_query_text(server, library):  # noqa: F811
+    """README's Privacy: only `query` remembers texts; what the page and the API are asked is never written."""
+    from pathlib import Path
+
+    _, _, env = library
+    secret = "the server keeps no secret phrase"
+    assert server.get("/api/search", params={"q": secret}).status_code == 200
+    assert server.post("/ai/v1/embeddings", json={"input": secret}).status_code == 200
+    cache = Path(env["MEDIASEARCH_CACHE"])
+    assert [p for p in cache.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()] == []
