@@ -822,6 +822,7 @@ def serve(host, port, token, open_browser, share_locations, model, library) -> N
 def main() -> None:
     runtime.configure()
     runtime.quiet_native_stderr()
+    runtime.private_files()
     try:
         cli(prog_name="mediasearch")
     except SystemExit as exc:  # click ends every command this way

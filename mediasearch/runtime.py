@@ -19,6 +19,26 @@ _done = threading.Event()
 _lock = threading.Lock()
 
 
+def private_files() -> None:
+    """Everything a mediasearch command writes is its user's alone: folders 0700, files 0600.
+
+    The cache holds thumbnails of private pictures, sound pictures, remembered queries and what
+    the model learnt of the machine; the library, every path indexed.  A umask of 077 for the
+    command's process covers every writer (ours and the libraries', such as the hub's downloads),
+    whatever the user's umask; a cache folder made before this is closed to others as well.
+    Only the command-line entry point calls this: a program using the Python API keeps its umask.
+    """
+    os.umask(0o077)
+    from mediasearch.paths import cache_dir
+
+    try:
+        mode = os.stat(cache_dir()).st_mode & 0o777
+        if mode & 0o077:
+            os.chmod(cache_dir(), mode & 0o700)
+    except OSError:
+        pass  # not made yet (it will be, privately), or not ours to change
+
+
 def configure() -> None:
     """Set every process-wide knob mediasearch relies on (idempotent)."""
     if _done.is_set():

@@ -477,3 +477,43 @@ def test_ranges_are_served_from_the_open_file(sounds):
     assert (
         served.get(hit["file"], headers={"Range": "bytes=10-20"}).headers["content-range"] == f"bytes 10-20/{len(data)}"
     )
+
+
+# ----------------------------------------------------------------------------- private caches
+
+
+def test_the_cache_is_private_whatever_the_umask(tmp_path):
+    """index, query and serve (thumbnails, a sound picture, embeddings) with umask 022: every folder
+    under the cache is 0700 and every file 0600, as the library's are."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    shutil.copy(INPUTS / "landscape.jpg", folder / "landscape.jpg")
+    shutil.copy(SAMPLES / "long-recording.flac", folder / "long.flac")
+    env = dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "lib"), MEDIASEARCH_CACHE=str(tmp_path / "cache"))
+
+    def run(*args: str) -> None:
+        done = subprocess.run([sys.executable, "-m", "mediasearch", *args], env=env, capture_output=True,
+                              preexec_fn=lambda: os.umask(0o022))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    run("index", str(folder), "--model", str(BUNDLE))
+    run("query", "a landscape")
+    old = os.umask(0o022)
+    try:
+        served = Server(tmp_path / "lib", env={"MEDIASEARCH_CACHE": env["MEDIASEARCH_CACHE"]})
+    finally:
+        os.umask(old)
+    try:
+        for hit in served.get("/api/search", params={"q": "x"}).json():
+            assert served.get(hit["thumb"]).status_code == 200, hit["name"]
+        assert served.post("/embed", json={"input": ["a dog"]}).status_code == 200
+    finally:
+        served.stop()
+    modes = {}
+    for where, dirs, files in os.walk(tmp_path / "cache"):
+        for name in [".", *dirs, *files]:
+            path = os.path.normpath(os.path.join(where, name))
+            modes[path.split("/cache")[-1] or "/"] = os.lstat(path).st_mode & 0o777
+    loose = {path: f"{mode:o}" for path, mode in modes.items() if mode not in (0o700, 0o600)}
+    assert not loose, loose
+    assert {p.name for p in (tmp_path / "cache").iterdir()} >= {"thumbs"}
