@@ -36,10 +36,16 @@ from mediasearch.index import VectorIndex  # noqa: E402
 from mediasearch.ingest import Indexer  # noqa: E402
 from mediasearch.library import Library  # noqa: E402
 from mediasearch.model import TOWERS, Embedder  # noqa: E402
+from mediasearch.places import gazetteer  # noqa: E402
 from mediasearch.precision import with_precision  # noqa: E402
-from mediasearch.search import query_vector, search  # noqa: E402
+from mediasearch.search import combine, search  # noqa: E402
 
 RESULTS: dict = {}
+
+
+def query_vector(lib, make, texts, likes, nots) -> np.ndarray:
+    """A text query's vector, as the search interface makes it (the harness times the encoding too)."""
+    return combine(list(make().embed_texts(texts)), [])
 
 
 def say(line: str) -> None:
@@ -166,7 +172,7 @@ def clustered(count: int, seed: int, clusters: int = 2000) -> np.ndarray:
 
 def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = False) -> Path:
     """A library of `count` fake picture files with clustered vectors (written straight to SQLite)."""
-    library = work / f"lib-synthetic-{count}{'-disk' if files_on_disk else ''}"
+    library = work / f"lib-synthetic-v6-{count}{'-disk' if files_on_disk else ''}"  # v6: capture columns
     if (library / "done").exists():
         return _index_current(library)
     shutil.rmtree(library, ignore_errors=True)
@@ -183,6 +189,7 @@ def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = Fals
             (folder / f"f{i:07}.jpg").write_bytes(b"x")
     root_id = catalog.add_root(str(root))
     vectors = clustered(count, seed=1)
+    cities = _synthetic_cities()
     with catalog.transaction():
         for start in range(0, count, 50_000):
             rows, segs = [], []
@@ -200,11 +207,14 @@ def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = Fals
                         1,
                         mtime,
                         "indexed",
+                        *_synthetic_capture(i, cities),
                     )
                 )
                 segs.append((i + 1, i + 1, vectors[i].tobytes()))
             catalog.conn.executemany(
-                "INSERT INTO files (id, root_id, path, rel, kind, size, mtime, status) VALUES (?,?,?,?,?,?,?,?)", rows
+                "INSERT INTO files (id, root_id, path, rel, kind, size, mtime, status, taken, taken_source, latitude, "
+                "longitude, city, region, country) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
             )
             catalog.conn.executemany("INSERT INTO segments (id, file_id, vector) VALUES (?,?,?)", segs)
         catalog.set("generation", "1")
@@ -215,12 +225,39 @@ def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = Fals
 
 
 FILTER_EPOCH = 1_500_000_000.0  # synthetic mtimes: one day apart per file number mod 1000, from July 2017
+TAKEN_EPOCH = 1_262_304_000.0  # synthetic capture times: one day apart per (file number * 37) mod 3650, from 2010
+CITY_SPREAD = 0.1  # degrees either way (~10 km) around each of the synthetic places' centres
+
+
+def _synthetic_cities() -> list[tuple[float, float, tuple[str, str, str]]]:
+    """100 of the most populous places (Lisbon and Porto among them): where 30% of the files were taken."""
+    g = gazetteer()
+    order = np.argsort(-g.population)
+    chosen = [int(i) for i in order[:98]] + [
+        max(g.cities[n], key=lambda i: g.population[i]) for n in ("lisbon", "porto")
+    ]
+    out = []
+    for i in chosen:
+        row = g.rows[i]
+        out.append((row["latitude"], row["longitude"], (row["city"], row.get("state") or "", g.country(row))))
+    return out
+
+
+def _synthetic_capture(i: int, cities: list) -> tuple:
+    """File i's capture columns: EXIF-dated over ten years; 3 files in 10 with coordinates near a city."""
+    taken = TAKEN_EPOCH + (i * 37 % 3650) * 86_400.0
+    if i % 10 >= 3:
+        return (taken, "exif", None, None, None, None, None)
+    lat, lon, (city, region, country) = cities[(i // 10) % len(cities)]
+    jitter = ((i * 7919) % 2001 / 1000 - 1) * CITY_SPREAD, ((i * 104_729) % 2001 / 1000 - 1) * CITY_SPREAD
+    return (taken, "exif", lat + jitter[0], lon + jitter[1], city, region, country)
 
 
 def filter_table(library: Path, embedder: Embedder, repeats: int = 5) -> list[dict]:
     """The issue's filter table in a warm process: p50 time (text encoding included) and result count."""
     from datetime import datetime
 
+    from mediasearch.places import parse_near
     from mediasearch.search import Filters
 
     folder = str(Path("/synthetic") / "d0007")
@@ -230,7 +267,13 @@ def filter_table(library: Path, embedder: Embedder, repeats: int = 5) -> list[di
         ("--in FOLDER (0.1% match)", Filters(within=[folder])),
         ("--type audio --in FOLDER (10 files match)", Filters(kinds=["audio"], within=[folder])),
         ("--after a date nothing matches", Filters(after=datetime(2031, 1, 1))),
-    ]
+        ("--after/--before a month (0.8% match)", Filters(after=datetime(2015, 3, 1), before=datetime(2015, 4, 1))),
+        ("--near Lisbon (25 km circle, 0.3% match)", Filters(near=parse_near("Lisbon"))),
+        ("--near 38.72,-9.14,5 (5 km circle, 0.06%)", Filters(near=parse_near("38.72,-9.14,5"))),
+        ("--near Portugal (country, 0.6% match)", Filters(near=parse_near("Portugal"))),
+        ("--near Lisbon --after/--before a year (0.03%)", Filters(near=parse_near("Lisbon"), after=datetime(2015, 1, 1),
+                                                         before=datetime(2016, 1, 1))),
+    ]  # fmt: skip
     out = []
     with Library(library) as lib:
         search(lib, query_vector(lib, lambda: embedder, ["warm up"], [], []), 10)
@@ -313,11 +356,15 @@ def main() -> None:
     ap.add_argument("--rescan-files", type=int, default=100_000)
     ap.add_argument("--skip-int8", action="store_true")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved floor / end-to-end runs (medians)")
+    ap.add_argument("--filters-only", action="store_true", help="only the filter table at --sizes (any bundle)")
     args = ap.parse_args()
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     os.environ["MEDIASEARCH_CACHE"] = str(work / "cache")
     env = dict(os.environ, MEDIASEARCH_CACHE=str(work / "cache"))
+    if args.filters_only:
+        filters_only(resolve(args.bundle), [int(s) for s in args.sizes.split(",")], work)
+        return
 
     say(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -441,6 +488,21 @@ def main() -> None:
     RESULTS["benchmark_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
     (work / "results.json").write_text(json.dumps(RESULTS, indent=2, default=str))
     say(f"results written to {work / 'results.json'}")
+
+
+def filters_only(bundle, sizes: list[int], work: Path) -> None:
+    """The filter table alone (python benchmarks/run.py --bundle tests/fixtures/bundle --filters-only
+    --sizes 100000,1000000): the small text tower keeps the times to the search itself."""
+    embedder = Embedder(bundle)
+    RESULTS["filters"] = {}
+    for size in sizes:
+        start = time.perf_counter()
+        library = synthetic_library(work, size, bundle)
+        say(f"{size:,} items ready in {time.perf_counter() - start:.0f}s")
+        RESULTS["filters"][size] = filter_table(library, embedder, repeats=7)
+        for row in RESULTS["filters"][size]:
+            say(f"  {row['query']:<48} p50 {row['p50_ms']:6.1f} ms, {row['results']} results")
+    (work / "filters.json").write_text(json.dumps(RESULTS, indent=2))
 
 
 def text_rate(embedder: Embedder, count: int = 64) -> float:
