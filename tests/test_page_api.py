@@ -66,6 +66,8 @@ def test_an_upload_error_names_the_file_the_user_sent(server):
     body = response.json()
     assert response.status_code == 422 and set(body) == {"error", "message"}, body
     assert "my notes.txt" in body["message"] and "example-" not in json.dumps(body), body
+    missing = server.get("/api/files/abc")  # the issue's own example: Starlette's 404, answered as README says
+    assert missing.status_code == 404 and set(missing.json()) == {"error", "message"}
 
 
 def test_the_server_remembers_no_query_text(server, library):  # noqa: F811
