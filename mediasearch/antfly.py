@@ -20,7 +20,7 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from mediasearch.errors import MediasearchError
+from mediasearch.errors import MediasearchError, UsageError
 
 TOKEN_ENV = "MEDIASEARCH_STORE_TOKEN"
 TIMEOUT = 60.0  # seconds for one request: a large batch at full-index sync takes a few
@@ -49,12 +49,12 @@ class Address:
         parts = urlsplit(url)
         table = parts.path.strip("/")
         if parts.scheme not in ("http", "https") or not parts.hostname or not table or "/" in table:
-            raise MediasearchError(
+            raise UsageError(
                 f"{url!r} is not a store address: give http://HOST:PORT/TABLE (for example "
                 "http://127.0.0.1:8080/media), the Antfly server and the table to keep this library in"
             )
         if parts.username or parts.password:
-            raise MediasearchError(f"leave the credentials out of the store address: put the token in ${TOKEN_ENV}")
+            raise UsageError(f"leave the credentials out of the store address: put the token in ${TOKEN_ENV}")
         port = parts.port or (443 if parts.scheme == "https" else 80)
         return cls(parts.scheme, parts.hostname, port, table)
 

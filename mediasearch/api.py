@@ -27,10 +27,11 @@ import numpy as np
 
 from mediasearch import paths as places
 from mediasearch import search as ranking
-from mediasearch.bundle import DEFAULT_MODEL
-from mediasearch.errors import DecodeError, EmptyLibrary, MediasearchError, UsageError
+from mediasearch.bundle import DEFAULT_MODEL, resolve
+from mediasearch.errors import DecodeError, EmptyLibrary, ExampleError, UsageError
 from mediasearch.library import Library as Storage
 from mediasearch.places import Near, parse_near
+from mediasearch.precision import with_precision
 from mediasearch.query import parse
 from mediasearch.search import Filters, Hit
 from mediasearch.walk import root_of
@@ -64,6 +65,11 @@ def _place(near: str | Near | None) -> Near | None:
         raise UsageError(f"near: {exc}") from exc
 
 
+def _is_embedder(model) -> bool:
+    """A model.Embedder made by the caller, rather than a bundle's folder or hub id (or None)."""
+    return not (model is None or isinstance(model, str | os.PathLike))
+
+
 def _absolute(path: PathLike) -> str:
     return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
@@ -85,6 +91,10 @@ class Library:
         one_shot: bool = False,
         log: Log = _quiet,
     ):
+        if write and not (places.library_dir(library) / "catalog.db").exists() and not _is_embedder(model):
+            # A library is made only once its model is found: a first `index` that cannot reach one
+            # leaves nothing behind (no catalog, no lock: still no library).
+            with_precision(resolve(model), precision, log)
         self._storage = Storage(library, write=write)
         self.folder: Path = self._storage.folder
         self.writable = write
@@ -264,7 +274,7 @@ class Library:
             return stored
         result = self.embed_file(path)
         if isinstance(result, DecodeError):
-            raise MediasearchError(f"example file {path} cannot be used: {result.reason}")
+            raise ExampleError(os.fspath(path), f"example file {path} cannot be used: {result.reason}")
         return ranking.mean_vector(result.vectors)
 
     # ------------------------------------------------------------------ keeping in step

@@ -1,7 +1,9 @@
 """The `mediasearch` command: parse options, call one core function, print its result.
 
 stdout carries results only; progress, warnings and per-file failures go to
-stderr.  Errors the user can fix are one line on stderr and exit status 1.
+stderr (`watch` prints its changes, failures among them, on stdout).  Every
+line goes through terminal.say, which escapes it.  Errors the user can fix are
+one line on stderr; exit status follows FILES_FAILED's rule below.
 
 Each command imports what it uses when it runs: `--help`, `status` and shell
 completion do not pay for onnxruntime, FAISS or the decoders.
@@ -21,21 +23,65 @@ import click
 
 from mediasearch import __version__, bundle, runtime
 from mediasearch.catalog import damaged_message
-from mediasearch.errors import MediasearchError, UsageError
-from mediasearch.params import KINDS, NEAR_HELP, SCORE, WHEN, WHEN_HELP, parse_near
-from mediasearch.terminal import Progress, Terminal, display, json_path, raw_path, to_json
+from mediasearch.errors import ExampleError, MediasearchError, UsageError
+from mediasearch.params import HOURS, KINDS, NEAR_HELP, SCORE, WHEN, WHEN_HELP, parse_near
+from mediasearch.terminal import (
+    Progress,
+    Terminal,
+    count,
+    display,
+    draw,
+    json_path,
+    raw_path,
+    say,
+    say_fields,
+    say_json,
+)
+
+# Exit status, one rule for every command (README, "Exit status"): 0 done; 1 an error stopped the
+# command; 2 a usage mistake; 3 the command finished but some files stand failed; 130 stopped.
+FILES_FAILED = 3
 
 
-class Group(click.Group):
-    """Turns the errors a user can fix into one clean line (exit 1) instead of a traceback."""
+def _summary(command: click.Command) -> str:
+    """A command's line in its group's help: the first sentence of its help, whole (click cuts it
+    with "..." to fit a width)."""
+    text = command.short_help or (command.help or "").split("\n\n")[0]
+    first = " ".join(text.split()).split(". ")[0]
+    return first.rstrip(".")
+
+
+class Command(click.Command):
+    """A command whose usage mistakes found by the core exit 2 under its own usage line, as click's do."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except UsageError as exc:
             raise click.UsageError(str(exc), ctx) from exc
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return _summary(self)
+
+
+class Group(click.Group):
+    """Turns the errors a user can fix into one clean line (exit 1) instead of a traceback."""
+
+    command_class = Command
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return _summary(self)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:  # click's own messages name paths too: escaped like every line
+            exc.message = display(exc.message)
+            raise
+        except UsageError as exc:
+            raise click.UsageError(str(exc), ctx) from exc
         except MediasearchError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(display(str(exc))) from exc
         except sqlite3.DatabaseError as exc:
             raise click.ClickException(damaged_message(Path("the library's catalog"), exc)) from exc
         except OSError as exc:
@@ -84,7 +130,7 @@ def _quiet_hub_when_piped() -> None:
 
 
 def emit_json(data) -> None:
-    click.echo(to_json(data))
+    say_json(data)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -118,11 +164,11 @@ def pull(model: str | None) -> None:
     name = bundle.model_name(model)
     if not bundle.is_repo_id(name):
         found = bundle.resolve(name)
-        click.echo(f"{found.path} is a local folder; nothing to download", err=True)
+        warn(f"{found.path} is a local folder; nothing to download")
         return
     path = bundle.pull(name)
     bundle.check(path)
-    click.echo(str(path))
+    say(str(path))
 
 
 library_option = click.option(
@@ -160,39 +206,47 @@ def _bundle(model: str | None, precision: str | None, library: Path | None):
 @model_option
 @precision_option
 @library_option
+@click.option("--probe", is_flag=True, help="Load every tower now to check that it batches (remembered after).")
 @json_option
-def info(model: str | None, precision: str | None, library: Path | None, as_json: bool) -> None:
+def info(model: str | None, precision: str | None, library: Path | None, probe: bool, as_json: bool) -> None:
     """Show where the model is, its files, dimensions and how each tower runs.
 
     Without --model, the model of the library (if there is one) is shown.
-    Loads every tower once to check that it batches (some exports only run one
-    item at a time; those fall back to batch 1).
+    Everything is read from the bundle's files, without loading a tower.
+    Whether each tower batches is known once it has run (some exports only
+    run one item at a time; those fall back to batch 1); --probe checks now.
 
     Example: mediasearch model info --json
     """
     from mediasearch.model import model_info
 
     _quiet_hub_when_piped()
-    data = model_info(_bundle(model, precision, library))
+    data = model_info(_bundle(model, precision, library), probe)
     if as_json:
         emit_json(data)
         return
-    click.echo(f"model:     {data['source']}")
-    click.echo(f"path:      {data['path']}")
-    click.echo(f"revision:  {data['revision']}")
-    click.echo(
+    say(f"model:     {data['source']}")
+    say(f"path:      {data['path']}")
+    say(f"revision:  {data['revision']}")
+    say(
         f"dimension: {data['dimension']} (text {data['text_width']}, image {data['image_width']}, "
         f"audio {data['audio_width']}); audio at {data['sample_rate']} Hz, {data['max_length_s']} s windows"
     )
-    click.echo(f"runtime:   onnxruntime {data['onnxruntime']}, {', '.join(data['providers'])}")
+    say(f"runtime:   onnxruntime {data['onnxruntime']}, {', '.join(data['providers'])}")
     for kind, batched in data["batched"].items():
-        click.echo(f"{kind + ':':10} {'batched' if batched else 'batch 1 (export does not batch)'}")
-    click.echo(f"precision: {data['precision']}")
+        say(f"{kind + ':':10} {_batching(batched)}")
+    say(f"precision: {data['precision']}")
     if data["int8_cosine_vs_fp32"]:
         cos = data["int8_cosine_vs_fp32"]
-        click.echo(f"int8 vs fp32: lowest cosine text {cos['text']}, image {cos['image']}, audio {cos['audio']}")
+        say(f"int8 vs fp32: lowest cosine text {cos['text']}, image {cos['image']}, audio {cos['audio']}")
     for name, size in data["files"].items():
-        click.echo(f"  {size / 1e6:10.1f} MB  {name}")
+        say(f"  {size / 1e6:10.1f} MB  {name}")
+
+
+def _batching(batched: bool | None) -> str:
+    if batched is None:
+        return "not probed yet (it is at first use; `model info --probe` does it now)"
+    return "batched" if batched else "batch 1 (export does not batch)"
 
 
 # ----------------------------------------------------------------------------- embed
@@ -212,7 +266,7 @@ def embed(model, precision, library, texts, files_from, texts_from, nul, files) 
 
     Texts come first in the order given, then files; a recording longer than
     10 s gives one line per window with its start and end seconds.  A file that
-    cannot be read gives a line with "error" and the exit status is 1 at the end.
+    cannot be read gives a line with "error" and the exit status is 3 at the end.
     Without --model, the library's model is used (if there is a library).
 
     \b
@@ -249,7 +303,7 @@ def embed(model, precision, library, texts, files_from, texts_from, nul, files) 
                     | {"modality": modality, "start": start, "end": end, "embedding": _floats(vector)}
                 )
     if failed:
-        sys.exit(1)
+        sys.exit(FILES_FAILED)
 
 
 def _entries(stream, nul: bool) -> list[bytes]:
@@ -269,16 +323,16 @@ def _floats(vector) -> list[float]:
 
 
 def warn(message: str) -> None:
-    click.echo(message, err=True)
+    say(message, err=True)
 
 
 def walk_options(command):
     """How a folder is walked, the same for index and watch; remembered by each folder."""
     command = click.option(
         "--max-duration",
-        type=click.FloatRange(min=1 / 60, min_open=False),
+        type=HOURS,
         metavar="HOURS",
-        help="Index at most this many hours of any one recording (default 12).",
+        help="Index at most this many hours of any one recording (default 12; at least a minute).",
     )(command)
     command = click.option(
         "--follow-links/--no-follow-links",
@@ -356,9 +410,10 @@ def index(
     its files.  Ctrl-C stops within about a second, keeping what is finished (a
     long recording keeps its windows so far); the next run carries on.
 
-    Exit status: 0 when every file was indexed, 3 when the pass finished but
-    some files failed (listed in the summary and by `status --failures`), 1 on
-    an error, 130 when stopped.
+    Exit status: 0 when every file reached is indexed, 3 when the pass
+    finished but some files stand failed, new or from earlier passes (listed in
+    the summary and by `status --failures`), 1 on an error, 2 on a usage
+    mistake, 130 when stopped.
 
     Example: mediasearch index ~/Pictures ~/Recordings --exclude '*.tmp'
     """
@@ -369,6 +424,7 @@ def index(
             summary = lib.index(
                 *paths, hidden=hidden, excludes=excludes, clear_excludes=clear_excludes, follow_links=follow_links,
                 max_duration=_seconds(max_duration), reembed=reembed, store=store, progress=progress,
+                on_change=_tell_failure,
             )  # fmt: skip
         finally:
             progress.close()
@@ -378,23 +434,32 @@ def index(
         sys.exit(130)
     sent = lib.sent if bound is not None else None
     if as_json:
-        emit_json(
-            summary.as_dict()
-            | {"failures": [json_path(f["path"]) | {"error": f["error"]} for f in summary.failures]}
-            | _sent_json(sent, bound)
-        )
-        sys.exit(3 if summary.failed else 0)
-    s = summary
+        failures = [json_path(f["path"]) | {"error": f["error"], "new": f["new"]} for f in summary.failures]
+        emit_json(summary.as_dict() | {"failures": failures} | _sent_json(sent, bound))
+    else:
+        _tell_summary(summary)
+        if sent:
+            _tell_sent(sent, bound)
+    sys.exit(FILES_FAILED if summary.failed else 0)
+
+
+def _tell_failure(change) -> None:
+    """A file that failed in this pass: one line, the path once (the reason never repeats it)."""
+    if change.action == "failed":
+        warn(f"skipping {change.path}: {change.detail}")
+
+
+def _tell_summary(s) -> None:
+    """The pass in one line; failures that stand from earlier passes are told apart from new ones."""
+    failed = f"{s.failed} failed"
+    if s.failed > s.failed_new:
+        failed += f" ({s.failed_new} new, {s.failed - s.failed_new} from earlier passes)"
     warn(
         f"{s.added} added, {s.updated} updated, {s.reused} reused, {s.removed} removed, "
-        f"{s.unchanged} unchanged, {s.failed} failed, {s.ignored} ignored in {s.seconds:.1f}s"
+        f"{s.unchanged} unchanged, {failed}, {s.ignored} ignored in {s.seconds:.1f}s"
     )
-    if sent:
-        _tell_sent(sent, bound)
     if s.failed:
         warn("see `mediasearch status --failures` for the reasons")
-    if s.failed:
-        sys.exit(3)
 
 
 def _sent_json(sent, address: str | None) -> dict:
@@ -405,7 +470,8 @@ def _sent_json(sent, address: str | None) -> dict:
 def _tell_sent(sent, address) -> None:
     """One line on what reached the shared store, and what waits for the next pass."""
     if sent.error:
-        warn(f"store: {sent.written} sent, {sent.deleted} deleted; {sent.waiting} changes wait for the next pass")
+        waiting = count(sent.waiting, "change")
+        warn(f"store: {sent.written} sent, {sent.deleted} deleted; {waiting} wait for the next pass")
         warn(f"  ({sent.error})")
     else:
         warn(f"store: {sent.written} sent, {sent.deleted} deleted ({address})")
@@ -421,8 +487,8 @@ def _seconds(hours: float | None) -> float | None:
     "--like",
     "likes",
     multiple=True,
-    type=click.Path(path_type=Path),
-    help="An example picture or sound: find things like it (repeatable).",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="An example picture, sound or video: find things like it (repeatable).",
 )
 @click.option("--literal", "-l", is_flag=True, help="Take WORDS as text even where one names a file.")
 @click.option("--not", "nots", multiple=True, metavar="TEXT", help="Push results away from TEXT (repeatable).")
@@ -431,7 +497,8 @@ def _seconds(hours: float | None) -> float | None:
     "kinds",
     type=KINDS,
     multiple=True,
-    help="Only image or audio files (also: pictures, photos, sounds, recordings...; comma-separated or repeated).",
+    help="Only image, audio or video files (also: pictures, photos, sounds, recordings, music, movies, clips; "
+    "comma-separated or repeated).",
 )
 @click.option(
     "--in", "within", multiple=True, type=click.Path(path_type=Path), help="Only files under this folder (repeatable)."
@@ -451,7 +518,7 @@ def _seconds(hours: float | None) -> float | None:
 @json_option
 def query(words, likes, literal, nots, kinds, within, after, before, near, limit, min_score, include_examples,
           paths_only, nul, preview, model, precision, library, as_json) -> None:  # fmt: skip
-    """Find the pictures and sounds nearest to some words and/or example files.
+    """Find the pictures, sounds and videos nearest to some words and/or example files.
 
     WORDS are one query (no quotes needed).  A word that names an existing
     file is an example, as with --like (stderr says so; --literal keeps it as
@@ -474,15 +541,21 @@ def query(words, likes, literal, nots, kinds, within, after, before, near, limit
         raise click.UsageError("--preview shows pictures in the table: it cannot go with --paths")
     near = _near(near)
     texts, examples = _read_words(words, literal)
+    named, examples = list(examples), examples + list(likes)
     text = " ".join([*texts, *(f'-"{n.replace(chr(34), " ")}"' for n in nots)])  # --not TEXT is -"TEXT"
     with _open(library, model=model, precision=precision, one_shot=True) as lib:
         if model or precision:
             lib.embedder  # noqa: B018 - an explicit model must match the library's even if no text needs it
-        hits = lib.search(
-            text, like=[*examples, *likes], kinds=[k for group in kinds for k in group], within=within,
-            after=after, before=before, near=near, limit=limit, min_score=min_score,
-            include_examples=include_examples,
-        )  # fmt: skip
+        try:
+            hits = lib.search(
+                text, like=examples, kinds=[k for group in kinds for k in group], within=within,
+                after=after, before=before, near=near, limit=limit, min_score=min_score,
+                include_examples=include_examples,
+            )  # fmt: skip
+        except ExampleError as exc:
+            if not any(str(p) == exc.path for p in named):
+                raise
+            raise MediasearchError(f"{exc} (to search for the word {exc.path} instead, add --literal)") from exc
     print_hits(hits, as_json, paths_only, nul, preview)
 
 
@@ -543,21 +616,21 @@ def print_hits(hits, as_json: bool, paths_only: bool, nul: bool, preview: bool =
     spans = [_span(h.start, h.end) for h in hits]
     if not term.stdout_isatty:
         for h, span in zip(hits, spans, strict=True):
-            click.echo("\t".join([f"{h.score:.4f}", _host_prefix(h) + display(h.path)] + ([span] if span else [])))
+            say_fields([f"{h.score:.4f}", _host_prefix(h) + h.path] + ([span] if span else []))
         return
     width = max(len(s) for s in spans)
     time_column = f"  {'time':<{width}}" if width else ""
-    click.echo(click.style(f"{'score':>6}  {'kind':<5}  {'taken':<10}{time_column}  path", bold=True))
+    say(f"{'score':>6}  {'kind':<5}  {'taken':<10}{time_column}  path", bold=True)
     for h, span in zip(hits, spans, strict=True):
         copies = f"  (+{len(h.copies)} {'copy' if len(h.copies) == 1 else 'copies'})" if h.copies else ""
         time_cell = f"  {span:<{width}}" if width else ""
         where = _host_prefix(h) + display(h.path) if h.host else display(term.tilde(h.path))
-        place = f"  ({display(h.place)})" if h.place else ""
-        click.echo(f"{h.score:6.3f}  {h.kind:<5}  {_day(h.taken)}{time_cell}  {where}{copies}{place}")
+        place = f"  ({h.place})" if h.place else ""
+        say(f"{h.score:6.3f}  {h.kind:<5}  {_day(h.taken)}{time_cell}  {where}{copies}{place}")
         if preview and h.kind == "image" and not h.host:
             picture = term.picture(h.path)
             if picture:
-                click.echo(picture)
+                draw(picture)
 
 
 def _day(taken: float | None) -> str:
@@ -606,9 +679,9 @@ def status(library, failures, list_ignored, as_json) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"library:  {data['library']}")
-    click.echo(f"cache:    {data['cache']}")
-    click.echo(f"model:    {data['model'] or '(none yet)'}" + (f" ({data['revision']})" if data["revision"] else ""))
+    say(f"library:  {data['library']}")
+    say(f"cache:    {data['cache']}")
+    say(f"model:    {data['model'] or '(none yet)'}" + (f" ({data['revision']})" if data["revision"] else ""))
     for root in data["roots"]:
         state = "" if root["state"] == "online" else f", OFFLINE: {root['reason']}"
         opts = root["options"]
@@ -617,38 +690,37 @@ def status(library, failures, list_ignored, as_json) -> None:
             + (["hidden files"] if opts.get("hidden") else [])
             + (["follows links"] if opts.get("follow_links") else [])
         )
-        click.echo(
-            f"folder:   {display(root['path'])} ({root['files']} files{state})" + (f" [{rules}]" if rules else "")
-        )
+        files = count(root["files"], "file")
+        say(f"folder:   {display(root['path'])} ({files}{state})" + (f" [{rules}]" if rules else ""))
     counts = data["counts"]
-    click.echo(
-        f"indexed:  {counts['indexed']} files ({counts['image']} image, {counts['audio']} audio, "
+    say(
+        f"indexed:  {count(counts['indexed'], 'file')} ({counts['image']} image, {counts['audio']} audio, "
         f"{counts['video']} video), "
-        f"{data['segments']} segments"
-        + (f"; {counts['partial']} long recordings half-done" if counts["partial"] else "")
+        f"{count(data['segments'], 'segment')}"
+        + (f"; {count(counts['partial'], 'long recording')} half-done" if counts["partial"] else "")
     )
     kinds = ", ".join(f"{n} {ext or '(no extension)'}" for ext, n in data["ignored_by_extension"][:8])
-    click.echo(f"failed:   {counts['failed']}    ignored: {counts['ignored']}" + (f" ({kinds})" if kinds else ""))
+    say(f"failed:   {counts['failed']}    ignored: {counts['ignored']}" + (f" ({kinds})" if kinds else ""))
     idx = data["index"]
-    click.echo(
-        f"index:    {idx['vectors']} vectors, {idx['bytes'] / 1e6:.1f} MB, "
+    say(
+        f"index:    {count(idx['vectors'], 'vector')}, {idx['bytes'] / 1e6:.1f} MB, "
         f"{'up to date' if idx['current'] else 'stale (rebuilt from the catalog on next use)'}"
     )
     if data["store"]:
         store = data["store"]
         state = "reachable" if store["reachable"] else f"NOT REACHABLE: {store['error']}"
-        waiting = f", {store['waiting']} changes waiting to be sent" if store["waiting"] else ", all sent"
-        click.echo(f"store:    {store['url']} (library {store['library_id']} on {store['host']}; {state}{waiting})")
+        waiting = f", {count(store['waiting'], 'change')} waiting to be sent" if store["waiting"] else ", all sent"
+        say(f"store:    {store['url']} (library {store['library_id']} on {store['host']}; {state}{waiting})")
     if failures:
         for f in data["failures"]:
-            click.echo(f"{display(f['path'])}: {display(f['error'])}")
+            say(f"{display(f['path'])}: {display(f['error'])}")
         for n in data["notes"]:
-            click.echo(f"{display(n['path'])}: indexed in part: {display(n['note'])}")
+            say(f"{display(n['path'])}: indexed in part: {display(n['note'])}")
     elif counts["failed"]:
-        click.echo("(--failures lists them)")
+        say("(--failures lists them)")
     if list_ignored:
         for f in data["ignored"]:
-            click.echo(f"{display(f['path'])}: {display(f['reason'] or 'not media')}")
+            say(f"{display(f['path'])}: {display(f['reason'] or 'not media')}")
 
 
 @cli.command()
@@ -696,7 +768,7 @@ def _forget_folder(path: Path, library: Path | None, as_json: bool) -> None:
     if heir is not None:
         warn(f"forgot {display(target)}; its files stay in the library as part of {display(heir.path)}")
     else:
-        warn(f"forgot {display(target)} ({removed} segments)")
+        warn(f"forgot {display(target)} ({count(removed, 'segment')})")
     if sent:
         _tell_sent(sent, bound)
 
@@ -752,11 +824,10 @@ def watch(
     _quiet_hub_when_piped()
 
     def echo(line: str) -> None:
-        click.echo(line)
-        sys.stdout.flush()
+        say(line)
 
     def on_change(change) -> None:
-        if not quiet:
+        if not quiet or change.action == "failed":  # a failure is an error: told even with -q, once
             print_change(change, as_json, echo)
 
     def log(message: str) -> None:
@@ -802,9 +873,11 @@ def serve(host, port, token, open_browser, share_locations, model, library) -> N
     import uvicorn
 
     from mediasearch.library import Library
-    from mediasearch.server import LOOPBACK, Settings, create_app
+    from mediasearch.server import LOOPBACK, Settings, create_app, listen
 
     Library(library).close()  # a missing library is one clear line, before the server starts
+    sock = listen(host, port)  # a taken port is one line too, before anything says it serves
+    port = sock.getsockname()[1]  # --port 0: the one the system chose
     if host not in LOOPBACK and not token:
         token = secrets.token_urlsafe(24)
         warn(f"listening beyond this machine: every request needs the token {token}")
@@ -816,7 +889,8 @@ def serve(host, port, token, open_browser, share_locations, model, library) -> N
         import webbrowser
 
         webbrowser.open(url)
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""The errors a user can cause; the CLI prints each as one line and exits 1."""
+"""The errors a user can cause; the CLI prints each as one line and exits 1 (2 for a UsageError)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,14 @@ class MediasearchError(Exception):
 
 class UsageError(MediasearchError):
     """The call itself is wrong (a missing query, a file outside the library): the CLI exits 2."""
+
+
+class ExampleError(MediasearchError):
+    """An example file of a query cannot be read or used (`path` names it, as the user gave it)."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        super().__init__(message)
 
 
 class BundleError(MediasearchError):
@@ -34,5 +42,15 @@ class DecodeError(MediasearchError):
 
     def __init__(self, path: str | Path, reason: str):
         self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
+        self.reason = without_path(reason, self.path)
+        super().__init__(f"{path}: {self.reason}")
+
+
+def without_path(reason: str, path: str) -> str:
+    """A reason as a decoder words it, less the path it repeats (Pillow's "cannot identify image
+    file '/x/a.jpg'"): the line that tells a failure names the file once, before the reason."""
+    if not path:
+        return reason
+    for form in (f" '{path}'", f' "{path}"', f"'{path}'", f'"{path}"', f" {path}", path):
+        reason = reason.replace(form, "")
+    return reason.replace(":)", ")").replace(": )", ")").rstrip(": ")

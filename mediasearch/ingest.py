@@ -36,7 +36,13 @@ TRANSIENT = "cannot read file"  # failures that may pass (permissions, a flaky d
 
 @dataclass
 class Summary:
-    """What one pass did, as `index --json` prints it."""
+    """What one pass did, as `index --json` prints it.
+
+    `failed` counts every file of the pass that stands failed when it ends: those that failed
+    now (`failed_new`) and those that failed in an earlier pass and are unchanged (not tried
+    again), so a rerun never reports "0 failed" over a library that holds failures.  Each of
+    `failures` says which it is ("new").
+    """
 
     added: int = 0
     updated: int = 0
@@ -44,6 +50,7 @@ class Summary:
     reused: int = 0
     removed: int = 0
     failed: int = 0
+    failed_new: int = 0
     ignored: int = 0
     failures: list[dict] = field(default_factory=list)
     offline: list[str] = field(default_factory=list)
@@ -55,7 +62,7 @@ class Summary:
         """Two passes' counts together (an index of folders and of single files at once)."""
         if other is None:
             return self
-        for key in ("added", "updated", "unchanged", "reused", "removed", "failed", "ignored", "batches"):
+        for key in ("added", "updated", "unchanged", "reused", "removed", "failed", "failed_new", "ignored", "batches"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
         self.failures += other.failures
         self.offline += other.offline
@@ -64,8 +71,23 @@ class Summary:
         return self
 
     def as_dict(self) -> dict:
-        keys = ("added", "updated", "unchanged", "reused", "removed", "failed", "ignored", "failures", "offline")
-        return {k: getattr(self, k) for k in keys} | {"seconds": self.seconds}
+        keys = ("added", "updated", "unchanged", "reused", "removed", "failed", "failed_new", "ignored")
+        return {k: getattr(self, k) for k in (*keys, "failures", "offline")} | {"seconds": self.seconds}
+
+    def failure(self, path: str, error: str | None, new: bool) -> None:
+        """A file that stands failed after this pass: failed now (new), or earlier and unchanged."""
+        self.failed += 1
+        self.failed_new += int(new)
+        self.failures.append({"path": path, "error": error or "", "new": new})
+
+    def unchanged_file(self, row: FileRow) -> None:
+        """A file the pass did not need to look at again, counted by what it stands as."""
+        if row.status == IGNORED:
+            self.ignored += 1
+        elif row.status == FAILED:
+            self.failure(row.path, row.error, new=False)
+        else:
+            self.unchanged += 1
 
 
 @dataclass
@@ -186,12 +208,9 @@ class Indexer:
         for path, st in on_disk.items():
             row = known.get(path)
             if row and row.matches(st) and not _retry(row):
-                if row.status == IGNORED:
-                    self.summary.ignored += 1
-                else:
-                    self.summary.unchanged += 1
-                    if row.status == INDEXED and row.taken_source is None:
-                        unread.append(row)
+                self.summary.unchanged_file(row)
+                if row.status == INDEXED and row.taken_source is None:
+                    unread.append(row)
             else:
                 todo.append((_seen(path, st, owners), row))
         self._apply(todo, gone, progress)
@@ -269,7 +288,9 @@ class Indexer:
 
     def _consider(self, path: str, st: os.stat_result, roots: list[Root], todo: dict) -> None:
         row = self.catalog.file(path)
-        if not (row and row.matches(st) and not _retry(row)):
+        if row and row.matches(st) and not _retry(row):
+            self.summary.unchanged_file(row)
+        else:
             todo[path] = (_seen(path, st, roots), row)
 
     def _apply(
@@ -493,11 +514,10 @@ class Indexer:
             if row is not None:
                 self._commit_removal([row])
             return
+        before = self.catalog.file(item.path)
         self._commit([(self._record(item, kind, FAILED, digest, {}, reason), [])])
-        self.summary.failed += 1
-        self.summary.failures.append({"path": item.path, "error": reason})
-        self.warn(f"skipping {item.path}: {reason}")
-        self.on_change(Change("failed", item.path, reason))
+        self.summary.failure(item.path, reason, new=before is None or before.status != FAILED)
+        self.on_change(Change("failed", item.path, reason))  # told once, by whoever follows the changes
 
 
 def _chunks(job: Job, decoded: media.Decoded) -> Iterator[Unit]:

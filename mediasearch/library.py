@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mediasearch import bundle as bundles
 from mediasearch.catalog import Catalog, Changes, Root, make_private
-from mediasearch.errors import BundleError, LibraryBusy, LibraryError
+from mediasearch.errors import BundleError, LibraryBusy, LibraryError, UsageError
 from mediasearch.index import VectorIndex
 from mediasearch.model import Embedder
 from mediasearch.paths import library_dir
@@ -213,7 +213,7 @@ class Library:
         chosen = next((r for r in roots if r.path == path), None)
         if chosen is None:
             known = ", ".join(display(r.path) for r in roots) or "none"
-            raise LibraryError(f"{display(path)} is not a folder of this library (folders: {known})")
+            raise UsageError(f"{display(path)} is not a folder of this library (folders: {known})")
         heir = root_of(path, [r for r in roots if r.id != chosen.id])
         with self.change():
             removed = self.catalog.remove_root(chosen, heir)
@@ -346,5 +346,3 @@ def _take_lock(folder: Path):
     handle.write(f"pid {os.getpid()}")
     handle.flush()
     return handle
-
-

@@ -26,6 +26,7 @@ from mediasearch.errors import BundleError, DecodeError
 from mediasearch.media import silent_features
 from mediasearch.paths import cache_dir
 
+PROVIDERS = ["CPUExecutionProvider"]  # every session runs on the CPU
 MAX_TOKENS = 77
 BOS, EOS = 49406, 49407
 
@@ -148,7 +149,7 @@ class Tower:
             if self.kind == "text" and name == self.encoder_file:
                 path = mapped_copy(self.bundle, name)
         try:
-            return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            return ort.InferenceSession(str(path), opts, providers=PROVIDERS)
         except Exception as exc:
             raise BundleError(
                 f"{path} could not be loaded ({str(exc).splitlines()[0][:200]}): the file is "
@@ -183,11 +184,10 @@ class Tower:
         return self.max_batch if self.batched else 1
 
     def _probe(self, example: dict[str, np.ndarray]) -> bool:
-        record = cache_dir() / "probes" / f"{self.bundle.revision}-{self.kind}.json"
-        try:
-            return bool(json.loads(record.read_text())["batched"])
-        except (OSError, ValueError, KeyError):
-            pass
+        record = _probe_record(self.bundle, self.kind)
+        known = remembered_batching(self.bundle, self.kind)
+        if known is not None:
+            return known
         rng = np.random.default_rng(0)
         pair = {k: np.concatenate([v[:1], _perturb(v[:1], rng)]) for k, v in example.items()}
         apart = np.concatenate([self.run({k: v[i : i + 1] for k, v in pair.items()}) for i in range(2)])
@@ -457,13 +457,52 @@ class Embedder:
         return {kind: self.towers[kind].batch_size(examples[kind]) > 1 for kind in TOWERS}
 
 
-def model_info(bundle: Bundle) -> dict:
-    """What `model info` shows: files, dimensions, batching per tower, provider."""
+def _probe_record(bundle: Bundle, kind: str) -> Path:
+    return cache_dir() / "probes" / f"{bundle.revision}-{kind}.json"
+
+
+def remembered_batching(bundle: Bundle, kind: str) -> bool | None:
+    """Whether a tower batches, as its probe found it once (None: never probed)."""
+    try:
+        return bool(json.loads(_probe_record(bundle, kind).read_text())["batched"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _input_width(path: Path) -> int | None:
+    """The width a projection takes (the last dimension of its input), read from the graph in the
+    file: no session is made, and the weights of the large encoders are never read."""
+    import onnx  # the projection graphs are small (0.1-2.4 MB here)
+
+    dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return (dims[-1].dim_value or None) if dims else None
+
+
+def _onnxruntime_version() -> str:
+    """onnxruntime's version from its package metadata, without importing it (0.3 s)."""
+    from importlib import metadata
+
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return _ort().__version__
+
+
+def model_info(bundle: Bundle, probe: bool = False) -> dict:
+    """What `model info` shows: files, dimensions, batching per tower, provider.
+
+    Read from the bundle's files and the remembered probes, without making a session: on the
+    full model, loading every tower takes seconds and a gigabyte.  probe: load every tower and
+    run its batching probe now (once per bundle revision; remembered after).
+    """
     config = bundle.config()
     audio = config.get("audio_config", {})
-    embedder = Embedder(bundle)
-    batched = embedder.probe_all()
-    widths = {kind: tower._projection.get_inputs()[0].shape[-1] for kind, tower in embedder.towers.items()}
+    if probe:
+        Embedder(bundle).probe_all()
+    batched = {kind: remembered_batching(bundle, kind) for kind in TOWERS}
+    widths = {kind: _input_width(bundle.file(files.projection)) for kind, files in TOWERS.items()}
     return {
         "source": bundle.source,
         "path": str(bundle.path),
@@ -475,8 +514,8 @@ def model_info(bundle: Bundle) -> dict:
         "sample_rate": audio.get("sample_rate"),
         "max_length_s": audio.get("max_length_s"),
         "batched": batched,
-        "providers": embedder.towers["text"]._encoder.get_providers(),
-        "onnxruntime": _ort().__version__,
+        "providers": PROVIDERS,
+        "onnxruntime": _onnxruntime_version(),
         "files": {f.name: f.stat().st_size for f in sorted(bundle.path.iterdir()) if f.is_file()},
         "precision": bundle.precision,
         "int8_cosine_vs_fp32": _read_json(bundle.path / "fidelity.json"),

@@ -79,6 +79,17 @@ def parse_score(text) -> float:
     return number
 
 
+def parse_hours(text) -> float:
+    """A length of recording in hours, at least a minute (a shorter cap would index nothing useful)."""
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not a number of hours") from None
+    if math.isnan(number) or number < 1 / 60:
+        raise ValueError(f"{text!r} is less than a minute: give hours (0.5 is half an hour)")
+    return number
+
+
 class Parsed(click.ParamType):
     """A click type over one of the parsers above: its ValueError is the usage error shown."""
 
@@ -102,6 +113,7 @@ def parse_near(text: str):
 
 
 WHEN, KINDS, SCORE = Parsed("when", parse_when), Parsed("kind", parse_kinds), Parsed("score", parse_score)
+HOURS = Parsed("hours", parse_hours)
 NEAR_HELP = (
     "LAT,LON[,KM] (a circle, 25 km unless given), a city (a circle of 25 km around it; the most populous "
     "of the name unless qualified: 'Porto, Portugal'), or a region or country (files whose place lies in it)"

@@ -19,7 +19,7 @@ import numpy as np
 
 from mediasearch import media
 from mediasearch.catalog import INDEXED
-from mediasearch.errors import EmptyLibrary, MediasearchError, UsageError
+from mediasearch.errors import EmptyLibrary, ExampleError, MediasearchError, UsageError
 from mediasearch.index import DamagedIndex
 from mediasearch.library import Library
 from mediasearch.model import normalize
@@ -105,7 +105,7 @@ def stored_vector_of(library: Library, path: str) -> np.ndarray | None:
     try:
         st = os.stat(path)
     except OSError as exc:
-        raise MediasearchError(f"example file {path} cannot be read ({exc.strerror or exc})") from exc
+        raise ExampleError(str(path), f"example file {path} cannot be read ({exc.strerror or exc})") from exc
     if row and row.status == INDEXED and row.matches(st):
         return mean_vector(library.catalog.segment_vectors(row.id))
     return None
@@ -176,6 +176,16 @@ def backend_for(library: Library) -> LocalIndex | SharedIndex:
     return SharedIndex(library.store) if library.store is not None else LocalIndex(library)
 
 
+def check_within(library: Library, within: Sequence[str | os.PathLike]) -> None:
+    """Each --in folder must lie inside a library folder or hold one; any other is a mistake
+    (a typo, another disk) that would otherwise answer "no results" and look like a search."""
+    roots = [root.path for root in library.catalog.roots()]
+    for folder in map(os.fspath, within):
+        if not any(under_any(folder, [root]) or under_any(root, [folder]) for root in roots):
+            known = ", ".join(roots) or "none yet"
+            raise UsageError(f"{folder} is not in the library (its folders: {known})")
+
+
 def _stamp(when: datetime | None) -> float | None:
     return None if when is None else when.timestamp()
 
@@ -194,6 +204,7 @@ class LocalIndex:
         return self.library.is_empty()
 
     def search(self, query: np.ndarray, limit: int, filters: Filters) -> list[Hit]:
+        check_within(self.library, filters.within)  # (a shared store's folders include other machines')
         vectors = self.library.vectors
         vectors.refresh()
         if vectors.count == 0:
@@ -265,12 +276,12 @@ def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit:
     not yet hold limit + 1 files and more may come (complete: none will), so the last one's
     copies are all in."""
     best: dict = {}
+    copies: dict = {}  # key -> {path: the copy's row}
     for score, row in found:
         if row is None or not filters.accept(row, score):
             continue
         key = (row.get("host"), row["hash"] or ("file", row["file_id"], row["path"]))
-        hit = best.get(key)
-        if hit is None:
+        if key not in best:
             best[key] = Hit(
                 row["path"], row["kind"], round(score, 6), row["start"], row["end"], row["size"], row["mtime"],
                 row["width"], row["height"], row["duration"], [],
@@ -278,11 +289,21 @@ def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit:
                 row.get("taken") or row["mtime"], row.get("taken_source"), _place_name(row),
                 row.get("latitude"), row.get("longitude"),
             )  # fmt: skip
-        elif row["path"] != hit.path and row["path"] not in hit.copies:
-            hit.copies.append(row["path"])
+        copies.setdefault(key, {}).setdefault(row["path"], row)
     if len(best) <= limit and not complete:
         return None
-    hits = sorted(best.values(), key=lambda h: -h.score)[:limit]
-    for hit in hits:  # copies tie: name the first path, list the others
-        hit.path, *hit.copies = sorted([hit.path, *hit.copies])
-    return hits
+    hits = sorted(best.items(), key=lambda item: -item[1].score)[:limit]
+    for key, hit in hits:  # copies of one content score alike: the original stands for them
+        first, *others = sorted(copies[key].values(), key=copy_order)
+        hit.path, hit.mtime, hit.file_id = first["path"], first["mtime"], first["file_id"]
+        hit.copies = [row["path"] for row in others]
+    return [hit for _key, hit in hits]
+
+
+def copy_order(row: dict) -> tuple:
+    """Which copy of one content is shown, the others listed as its copies: the oldest first, the
+    likeliest original (by mtime, as the catalog knows it; ties: the first indexed, the lowest
+    file id; then the path, for copies in a shared store that carry no id here).  One place, so
+    another clock (a capture time) can come first in the key."""
+    file_id = row.get("file_id")
+    return (row["mtime"], file_id is None, file_id or 0, row["path"])

@@ -21,6 +21,7 @@ import math
 import mimetypes
 import os
 import re
+import socket
 import stat
 import sys
 import tempfile
@@ -122,6 +123,27 @@ class Service:
         self.settings = settings
         self.library = mediasearch.open(settings.library, model=settings.model)
         self.verified: set[tuple] = set()  # files reached through links whose content was checked
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound and listening before anything says it serves: a port that is
+    taken, or an address this machine does not have, is one clear error instead of uvicorn's
+    traceback after a "serving" line."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise MediasearchError(f"cannot listen on {host}: the address is unknown ({exc.strerror})") from exc
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts need no wait
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise MediasearchError(f"port {port} on {host} is taken (another server?): choose one with --port") from exc
+        raise MediasearchError(f"cannot listen on {host} port {port} ({exc.strerror or exc})") from exc
+    return sock
 
 
 # ----------------------------------------------------------------------------- search

@@ -1,9 +1,10 @@
 """What the user sees: the terminal (injected, so tests can pretend), safe names, JSON, progress.
 
 File names are data, not output: a name may hold a newline, a tab or a
-terminal escape sequence, or bytes that are not UTF-8.  Every line-oriented
-output passes names through `display`, which escapes them the way `ls` and fd
-do; `--json` and `-0` give them exactly.
+terminal escape sequence, or bytes that are not UTF-8.  Every line the CLI
+writes for people, on stdout and on stderr, goes through one writer (`say`),
+which escapes control characters the way `ls` and fd do, whatever the line was
+built from; `--json` and `-0` give names exactly.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import os
 import sys
 from dataclasses import dataclass, field
+
+import click
 
 
 @dataclass
@@ -91,6 +94,37 @@ def display(text: str) -> str:
     return "".join(out)
 
 
+def say(text: str, err: bool = False, bold: bool = False) -> None:
+    """Write one line for people (stdout, or stderr with err): the CLI's one writer of lines.
+
+    The whole line is escaped here, not each name by its caller, so no message can forget a
+    name: one holding ESC or a newline can neither colour the terminal nor forge a line.
+    (`display` leaves printable text alone, so a name escaped earlier stays as it was.)
+    """
+    line = display(text)
+    click.echo(click.style(line, bold=True) if bold else line, err=err)
+
+
+def say_fields(fields: list[str]) -> None:
+    """One tab-separated line on stdout, each field escaped (a tab inside a name cannot add a column)."""
+    click.echo("\t".join(display(f) for f in fields))
+
+
+def say_json(data) -> None:
+    """One JSON document on stdout (control characters escaped by JSON itself, see `to_json`)."""
+    click.echo(to_json(data))
+
+
+def draw(sequence: str) -> None:
+    """The one unescaped write: an inline picture this module made (`Terminal.picture`)."""
+    click.echo(sequence)
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """A number and its noun, singular or plural as English has it: 1 folder, 2 folders, 1 copy, 2 copies."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def json_path(path: str, key: str = "path") -> dict:
     """A path for JSON output: the text, plus the exact bytes in base64 when it is not valid UTF-8.
 
@@ -104,8 +138,12 @@ def json_path(path: str, key: str = "path") -> dict:
         return {key: raw.decode("utf-8", "replace"), f"{key}_bytes": base64.b64encode(raw).decode("ascii")}
 
 
+_C1 = {code: f"\\u{code:04x}" for code in range(0x7F, 0xA0)}
+
+
 def to_json(data) -> str:
-    return json.dumps(data, ensure_ascii=False)
+    """JSON text; C1 control characters (which json leaves raw, and some terminals obey) escaped too."""
+    return json.dumps(data, ensure_ascii=False).translate(_C1)
 
 
 def raw_path(path: str) -> bytes:

@@ -26,7 +26,7 @@ from watchdog.observers.polling import PollingObserver
 
 from mediasearch.catalog import Root
 from mediasearch.ingest import Change, Indexer
-from mediasearch.terminal import display, json_path, to_json
+from mediasearch.terminal import count, display, json_path, to_json
 
 INOTIFY_HINT = (
     "the system's limit on inotify watches is reached: raise it with "
@@ -98,7 +98,7 @@ class Watcher:
             return
         if sent.error and not failed_before:
             retry = self.settings.store_retry
-            self.log(f"store: {sent.error}; {sent.waiting} changes wait, tried again every {retry:.0f}s")
+            self.log(f"store: {sent.error}; {count(sent.waiting, 'change')} wait, tried again every {retry:.0f}s")
         elif failed_before and not sent.error:
             self.log(f"store: reachable again; everything waiting was sent ({self.library.store.address})")
 
@@ -158,7 +158,7 @@ class Watcher:
         summary = self.indexer.scan(self.roots)
         self._save()
         self.log(
-            f"in step with {len(self.roots)} folder(s) after {time.monotonic() - started:.1f}s "
+            f"in step with {count(len(self.roots), 'folder')} after {time.monotonic() - started:.1f}s "
             f"({summary.added} added, {summary.updated} updated, {summary.reused} reused, "
             f"{summary.removed} removed, {summary.failed} failed); watching"
         )
@@ -203,7 +203,10 @@ class Watcher:
         self._save()
         runs = summary.batches
         if len(ready) > 50 or runs > 1:
-            self.log(f"synced {len(ready)} paths in {time.monotonic() - started:.1f}s ({runs} model batches)")
+            self.log(
+                f"synced {count(len(ready), 'path')} in {time.monotonic() - started:.1f}s "
+                f"({count(runs, 'model batch', 'model batches')})"
+            )
 
     def _quiet(self, path: str, now: float) -> bool:
         """A file whose mtime moved within `settle` seconds is still being written: wait."""

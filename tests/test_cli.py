@@ -58,7 +58,7 @@ def test_embed_reports_bad_files_and_carries_on(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_text("not a jpeg")
     result = run("embed", "--model", str(BUNDLE), str(bad), str(SAMPLES / "long-recording.flac"))
-    assert result.exit_code == 1
+    assert result.exit_code == 3, "finished, with a file that failed"
     rows = lines(result.stdout)
     assert rows[0]["input"] == str(bad) and "error" in rows[0] and "embedding" not in rows[0]
     assert [(r["start"], r["end"]) for r in rows[1:]] == [(0.0, 10.0), (8.0, 18.0), (11.138, 21.138)]
@@ -77,7 +77,7 @@ def test_missing_model_is_one_line_not_a_traceback(tmp_path):
 
 
 def test_model_info_json():
-    result = run("model", "info", "--model", str(BUNDLE), "--json")
+    result = run("model", "info", "--model", str(BUNDLE), "--json", "--probe")
     data = json.loads(result.stdout)
     assert data["dimension"] == 512 and data["sample_rate"] == 48000
     assert data["batched"] == {"text": True, "image": True, "audio": True}
@@ -171,6 +171,7 @@ def test_index_json_summary(indexed_cli):
         "reused",
         "removed",
         "failed",
+        "failed_new",
         "ignored",
         "failures",
         "offline",
@@ -235,7 +236,7 @@ def test_status_and_failures(media_dir):
 def test_forget(indexed_cli, tmp_path):
     folder, _ = indexed_cli
     result = CliRunner().invoke(cli, ["forget", str(tmp_path / "elsewhere")])
-    assert result.exit_code == 1 and "is not a folder of this library" in result.output
+    assert result.exit_code == 2 and "is not a folder of this library" in result.output
     assert run("forget", str(folder)).exit_code == 0
     data = json.loads(run("status", "--json").stdout)
     assert data["roots"] == [] and data["segments"] == 0 and data["index"]["vectors"] == 0
@@ -336,7 +337,9 @@ def test_more_like_this_leaves_out_the_example_and_folds_copies(indexed_cli):
     paths = [r["path"] for r in rows]
     assert str(folder / "cat-chelsea.jpg") not in paths and len(paths) == len(set(paths)) == 11
     rocket = next(r for r in rows if "rocket" in r["path"])
-    assert rocket["path"] == str(folder / "rocket-copy.jpg") and rocket["copies"] == [str(folder / "rocket-launch.jpg")]
+    original = folder / "rocket-launch.jpg"  # the older of the two: the copy was made just now
+    assert rocket["path"] == str(original) and rocket["copies"] == [str(folder / "rocket-copy.jpg")]
+    assert rocket["mtime"] == original.stat().st_mtime, "the facts shown are the original's"
     kept = json.loads(run("query", "--like", str(folder / "cat-chelsea.jpg"), "--include-examples", "--json").stdout)
     assert kept[0]["path"] == str(folder / "cat-chelsea.jpg")
 
@@ -476,3 +479,164 @@ def test_the_real_entry_point_keeps_output_and_exit_status(media_dir, tmp_path):
     missing = run("query", "x", "--library", str(tmp_path / "absent"))
     assert missing.returncode == 1 and "there is no library" in missing.stderr
     assert run("status", "--json").returncode == 0
+
+
+# ----------------------------------------------------------------------------- what a careful user trips on
+
+EVIL = "bad\x1b[31m\nforged: line"  # a name that would colour the terminal and start a line of its own
+
+
+def test_names_reach_the_terminal_escaped_in_every_line(media_dir, tmp_path):
+    (media_dir / f"{EVIL}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")  # fails: a `skipping` line
+    links = media_dir / f"links{EVIL}"
+    links.mkdir()
+    os.symlink("/proc/self", links / f"proc{EVIL}")  # a link into /proc: the walk warns
+    os.symlink(links, links / f"loop{EVIL}")  # a link loop: the walk warns again
+    results = [
+        CliRunner().invoke(cli, ["index", str(media_dir), "--model", str(BUNDLE), "--follow-links"]),
+        CliRunner().invoke(cli, ["status", "--failures"]),
+        CliRunner().invoke(cli, ["query", "--like", str(tmp_path / f"missing{EVIL}.jpg")]),  # click's own error
+        CliRunner().invoke(cli, ["forget", str(tmp_path / EVIL)]),  # the core's error
+    ]
+    assert "skipping" in results[0].stderr and "symlink loop" in results[0].stderr
+    assert "pseudo-filesystem" in results[0].stderr
+    for result in results:
+        for text in (result.stdout, result.stderr):
+            assert "\x1b" not in text and "\\e[31m\\nforged: line" in text + results[0].stderr
+            assert not any(line.startswith("forged") for line in text.splitlines()), text
+
+
+def test_failures_that_stand_are_told_until_fixed(media_dir):
+    broken = media_dir / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    first = CliRunner().invoke(cli, ["index", str(media_dir), "--model", str(BUNDLE)])
+    assert first.exit_code == 3 and "1 failed," in first.stderr
+    again = CliRunner().invoke(cli, ["index"])
+    assert again.exit_code == 3, "a failure that stands is not forgotten by the next pass"
+    assert "12 unchanged, 1 failed (0 new, 1 from earlier passes)" in again.stderr
+    data = json.loads(CliRunner().invoke(cli, ["index", "--json"]).stdout)
+    assert (data["failed"], data["failed_new"], data["unchanged"]) == (1, 0, 12)
+    assert [(f["path"], f["new"]) for f in data["failures"]] == [(str(broken.resolve()), False)]
+    status = json.loads(run("status", "--json").stdout)
+    assert [f["path"] for f in status["failures"]] == [str(broken.resolve())]
+    assert status["failures"][0]["error"].startswith("not a readable image")
+    shutil.copy(INPUTS / "landscape.jpg", broken)  # fixed
+    fixed = CliRunner().invoke(cli, ["index", "--json"])
+    assert fixed.exit_code == 0 and json.loads(fixed.stdout)["failed"] == 0
+    assert json.loads(run("status", "--json").stdout)["failures"] == []
+
+
+def test_a_reason_never_repeats_the_path(media_dir):
+    broken = media_dir / "broken.jpg"
+    broken.write_text("a text file named like a picture")
+    result = CliRunner().invoke(cli, ["index", str(media_dir), "--model", str(BUNDLE)])
+    line = next(line for line in result.stderr.splitlines() if line.startswith("skipping"))
+    assert line.count("broken.jpg") == 1 and line.startswith(f"skipping {broken.resolve()}: not a readable"), line
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["query"], "give a query"),
+        (["query", "  "], "give a query"),
+        (["query", "--not", "rain"], "give a query"),
+        (["query", "--like", "/no/such/file.jpg"], "does not exist"),
+        (["forget", "/no/such/folder"], "is not a folder of this library"),
+        (["index", "--store", "antfly.lan/media"], "is not a store address"),
+        (["index", "--hidden"], "name the folders"),
+        (["embed"], "give at least one"),
+        (["watch", "--exclude", "x"], "name the folders"),
+        (["serve", "--port", "70000"], "70000"),
+        (["status", "--nope"], "No such option"),
+        (["model", "info", "--precision", "int4"], "int4"),
+    ],
+)
+def test_usage_mistakes_exit_2_everywhere(indexed_cli, args, says):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and says in result.output, result.output
+
+
+def test_index_a_file_that_did_not_change_counts_it_unchanged(indexed_cli):
+    folder, _ = indexed_cli
+    data = json.loads(run("index", str(folder / "cat-chelsea.jpg"), "--json").stdout)
+    assert (data["unchanged"], data["added"], data["updated"], data["failed"]) == (1, 0, 0, 0)
+
+
+def test_a_first_index_without_a_model_leaves_nothing_behind(media_dir):
+    from mediasearch.paths import library_dir
+
+    result = CliRunner().invoke(cli, ["index", str(media_dir), "--model", "someone/unreachable-model"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert not library_dir().exists(), "no catalog, no lock: no half-made library"
+    status = CliRunner().invoke(cli, ["status"])
+    assert status.exit_code == 1 and "there is no library" in status.output
+
+
+def test_query_in_a_folder_outside_the_library_says_so(indexed_cli, tmp_path):
+    folder, _ = indexed_cli
+    result = CliRunner().invoke(cli, ["query", "sunset", "--in", str(tmp_path / "elsewhere")])
+    assert result.exit_code == 2 and f"is not in the library (its folders: {folder})" in result.output
+    assert len(json.loads(run("query", "sunset", "--in", str(folder.parent), "--json").stdout)) == 10
+    inside = folder / "deeper"
+    inside.mkdir()
+    assert json.loads(run("query", "sunset", "--in", str(inside), "--json").stdout) == []
+
+
+def test_a_word_naming_a_file_that_is_not_media_points_to_literal(indexed_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").write_text("shopping list")
+    result = CliRunner().invoke(cli, ["query", "notes"])
+    assert result.exit_code == 1 and "taking notes as an example file" in result.stderr
+    assert "--literal" in result.output.strip().splitlines()[-1]
+    assert CliRunner().invoke(cli, ["query", "notes", "--literal"]).exit_code == 0
+
+
+def test_model_info_reads_without_loading_a_tower(monkeypatch):
+    from mediasearch import model
+
+    def refuse(self):
+        raise AssertionError("model info must not make an ONNX session")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(model.Tower, "load", refuse)
+        data = json.loads(run("model", "info", "--model", str(BUNDLE), "--json").stdout)
+        assert (data["text_width"], data["image_width"], data["audio_width"]) == (32, 32, 128)
+        assert data["batched"] == {"text": None, "image": None, "audio": None}, "never probed in this cache"
+        assert data["onnxruntime"] and data["providers"] == ["CPUExecutionProvider"]
+        assert "not probed yet" in run("model", "info", "--model", str(BUNDLE)).stdout
+    run("model", "info", "--model", str(BUNDLE), "--probe")
+    monkeypatch.setattr(model.Tower, "load", refuse)
+    remembered = json.loads(run("model", "info", "--model", str(BUNDLE), "--json").stdout)["batched"]
+    assert remembered == {"text": True, "image": True, "audio": True}
+
+
+def test_serve_on_a_taken_port_says_so_in_one_line(indexed_cli):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cmd = [sys.executable, "-m", "mediasearch", "serve", "--port", str(port)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"Error: port {port} on 127.0.0.1 is taken (another server?): choose one with --port"
+    ]
+
+
+def test_help_and_counts_read_as_english(tmp_path):
+    top = run("-h").stdout
+    assert "..." not in top.split("Commands:")[1], "no summary cut short"
+    assert "Find the pictures, sounds and videos nearest to some words and/or example files" in " ".join(top.split())
+    query_help = " ".join(run("query", "-h").stdout.split())
+    assert "Only image, audio or video files" in query_help and "An example picture, sound or video" in query_help
+    index_help = run("index", "-h").stdout
+    assert "x>=" not in index_help and "0.0166" not in index_help
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(INPUTS / "gray.png", one / "gray.png")
+    assert run("index", str(one), "--model", str(BUNDLE)).exit_code == 0
+    text = run("status").stdout
+    assert f"folder:   {one} (1 file)" in text and "indexed:  1 file (" in text, text
+    assert "1 segment\n" in text and "1 vector," in text and "1 files" not in text

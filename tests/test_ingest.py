@@ -121,7 +121,8 @@ def test_failures_are_recorded_and_retried_only_when_changed(library, media_dir)
     summary = library(media_dir)
     assert summary.failed == 1 and summary.failures[0]["path"] == str(bad)
     assert "not a readable image" in summary.failures[0]["error"]
-    assert library(media_dir).failed == 0  # unchanged: not retried
+    again = library(media_dir)  # unchanged: not retried, but it still stands failed
+    assert (again.failed, again.failed_new, again.batches, again.failures[0]["new"]) == (1, 0, 0, False)
     shutil.copy(INPUTS / "portrait.png", bad)
     summary = library(media_dir)
     assert summary.updated == 1 and library.catalog.file(str(bad)).status == "indexed"

@@ -96,7 +96,7 @@ def test_links_are_not_followed_unless_asked_and_never_into_proc(tmp_path):
     result = run("index", str(folder), "--follow-links", "--json", "--exclude", "to-root")
     summary = json.loads(result.stdout)
     assert summary["added"] == 2 and "pseudo-filesystem" in result.stderr
-    paths = {r["path"] for r in json.loads(run("query", "x", "--json").stdout)}
+    paths = {p for r in json.loads(run("query", "x", "--json").stdout) for p in [r["path"], *r["copies"]]}
     assert str(folder / "elsewhere" / "theirs.png") in paths, "stored under the path the user indexed"
     inside = json.loads(run("query", "x", "--json", "--in", str(folder / "elsewhere")).stdout)
     assert [r["path"] for r in inside] == [str(folder / "elsewhere" / "theirs.png")]

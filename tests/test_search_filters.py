@@ -10,7 +10,7 @@ import pytest
 from test_index import clustered
 
 from mediasearch import search as search_module
-from mediasearch.catalog import Catalog, encode
+from mediasearch.catalog import Catalog
 from mediasearch.index import VectorIndex
 from mediasearch.library import Library
 from mediasearch.search import Filters, search
@@ -115,18 +115,29 @@ def test_broad_filters_keep_the_index_recall(big, monkeypatch):
 
 
 def test_copies_of_one_content_are_one_result(tmp_path):
+    """The copy shown is the oldest (the likeliest original), ties going to the first indexed; the
+    others are listed as its copies, oldest first."""
     catalog = Catalog(tmp_path / "lib", write=True)
     root = catalog.add_root("/m")
     vec = np.full(512, 1 / np.sqrt(512), np.float32)
     other = np.roll(np.eye(1, 512, dtype=np.float32)[0], 3)
+    files = (  # in the order indexed: ids 1 to 4
+        ("/m/b.jpg", "same", vec, 300.0),
+        ("/m/z-first.jpg", "same", vec, 100.0),
+        ("/m/a-later.jpg", "same", vec, 100.0),  # as old as z-first.jpg, but indexed after it
+        ("/m/c.jpg", "c", other, 0.0),
+    )
     with catalog.transaction():
-        for path, digest, v in (("/m/a.jpg", "same", vec), ("/m/b.jpg", "same", vec), ("/m/c.jpg", "c", other)):
-            record = {"root_id": root, "path": path, "rel": path[3:], "kind": "image", "size": 1, "mtime": 0.0}
+        for path, digest, v, mtime in files:
+            record = {"root_id": root, "path": path, "rel": path[3:], "kind": "image", "size": 1, "mtime": mtime}
             catalog.put_file(record | {"hash": digest, "status": "indexed"}, [(None, None, v.tobytes())])
     VectorIndex(catalog).load().save()
     catalog.close()
     with Library(tmp_path / "lib") as library:
         hits = search(library, vec, 10)
-        assert [(h.path, h.copies) for h in hits] == [("/m/a.jpg", ["/m/b.jpg"]), ("/m/c.jpg", [])]
+        assert [(h.path, h.copies) for h in hits] == [
+            ("/m/z-first.jpg", ["/m/a-later.jpg", "/m/b.jpg"]),
+            ("/m/c.jpg", []),
+        ]
+        assert (hits[0].mtime, hits[0].file_id) == (100.0, 2), "the facts are the shown copy's"
         assert [h.path for h in search(library, vec, 10, Filters(exclude_hashes=frozenset({"same"})))] == ["/m/c.jpg"]
-    assert encode("/m") == b"/m"

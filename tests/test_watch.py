@@ -132,13 +132,31 @@ def test_moving_a_folder_keeps_vectors(watcher, media_dir):
 def test_atomic_save_is_one_change(watcher, media_dir):
     target = media_dir / "coffee-cup.png"
     tmp = media_dir / ".coffee-cup.png.swp"
+    watcher.wait_for(lambda: any(c["path"] == str(target) for c in watcher.changes()), "the first pass's line")
     before = len(watcher.changes())
     Image.open(INPUTS / "portrait.png").save(tmp, format="PNG")
     os.replace(tmp, target)
-    watcher.wait_for(lambda: any(c["path"] == str(target) for c in watcher.changes()), "the save")
-    time.sleep(1.5)
+    watcher.wait_for(lambda: any(c["path"] == str(target) for c in watcher.changes()[before:]), "the save")
+    later = media_dir / "after-the-save.png"  # changed after the save: once it is told, so is the save, whole
+    shutil.copy(INPUTS / "tiny.png", later)
+    watcher.wait_for(lambda: any(c["path"] == str(later) for c in watcher.changes()[before:]), "a later change")
     touching = [c for c in watcher.changes()[before:] if "coffee-cup" in c["path"]]
     assert touching == [{"action": "updated", "path": str(target)}]
+
+
+@pytest.mark.slow
+def test_a_failure_is_told_once_with_the_path_once(watcher, media_dir):
+    assert any("in step with 1 folder after" in line for line in watcher.err), watcher.err
+    broken = media_dir / "broken.jpg"
+    broken.write_text("a text file named like a picture")
+    watcher.wait_for(lambda: any(c["path"] == str(broken) for c in watcher.changes()), "the failure")
+    later = media_dir / "after-the-failure.png"
+    shutil.copy(INPUTS / "tiny.png", later)
+    watcher.wait_for(lambda: any(c["path"] == str(later) for c in watcher.changes()), "a later change")
+    told = [c for c in watcher.changes() if c["path"] == str(broken)]
+    assert len(told) == 1 and told[0]["action"] == "failed", told
+    assert told[0]["error"].startswith("not a readable image") and "broken.jpg" not in told[0]["error"]
+    assert not any("broken.jpg" in line for line in watcher.err), "not told again on stderr"
 
 
 @pytest.mark.slow
