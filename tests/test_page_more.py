@@ -60,6 +60,22 @@ def test_more_than_24_results_can_be_seen(browser, many):  # noqa: F811
     assert "limit=48" in browser.current_url, "a reload shows as many"
 
 
+def test_more_results_like_an_uploaded_example(browser, many, tmp_path):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    example = tmp_path / "mine.png"
+    one = many.get("/api/search", params={"q": "a picture"}).json()[0]
+    example.write_bytes(many.get(one["file"]).content)  # one of the 30, sent from elsewhere
+    browser.get(many.url + "/")
+    browser.find_element(By.ID, "example").send_keys(str(example))
+    wait(lambda: len(cards(browser)) == 24 and "like mine.png" in browser.find_element(By.ID, "message").text,
+         "24 results like the example")  # fmt: skip
+    browser.find_element(By.ID, "more-results").click()
+    wait(lambda: len(cards(browser)) == 29, "the other 29 (the example itself is left out)")
+    sent = {"file": ("mine.png", example.read_bytes(), "image/png")}
+    assert names(browser) == [h["name"] for h in many.post("/api/search", files=sent, data={"limit": "48"}).json()]
+
+
 # Where the lines of an element end: the last character drawn on a line, anything not drawn (a space), and the
 # first of the next. A line may end after a slash, a hyphen, a "·" or at a space: never inside a name.
 LINE_ENDS = """
