@@ -486,6 +486,7 @@ def test_the_real_entry_point_keeps_output_and_exit_status(media_dir, tmp_path):
 EVIL = "bad\x1b[31m\nforged: line"  # a name that would colour the terminal and start a line of its own
 
 
+@pytest.mark.slow
 def test_names_reach_the_terminal_escaped_in_every_line(media_dir, tmp_path):
     (media_dir / f"{EVIL}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")  # fails: a `skipping` line
     links = media_dir / f"links{EVIL}"
@@ -506,6 +507,7 @@ def test_names_reach_the_terminal_escaped_in_every_line(media_dir, tmp_path):
             assert not any(line.startswith("forged") for line in text.splitlines()), text
 
 
+@pytest.mark.slow
 def test_failures_that_stand_are_told_until_fixed(media_dir):
     broken = media_dir / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
@@ -526,6 +528,7 @@ def test_failures_that_stand_are_told_until_fixed(media_dir):
     assert json.loads(run("status", "--json").stdout)["failures"] == []
 
 
+@pytest.mark.slow
 def test_a_reason_never_repeats_the_path(media_dir):
     broken = media_dir / "broken.jpg"
     broken.write_text("a text file named like a picture")
