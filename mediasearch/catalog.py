@@ -27,6 +27,7 @@ import numpy as np
 import sqlite_utils
 
 from mediasearch.errors import LibraryError
+from mediasearch.filters import Filters
 from mediasearch.places import Near, distance_km
 
 DIM = 512  # the width of every vector: the model gives it, the catalog, the index and the store keep it
@@ -592,12 +593,13 @@ class Catalog:
                 out[r.pop("segment_id")] = r
         return out
 
-    def matching_segments(
-        self, kinds, within, after: float | None, before: float | None, at_most: int, near: Near | None = None
-    ) -> np.ndarray | None:
+    def matching_segments(self, filters: Filters, at_most: int) -> np.ndarray | None:
         """Ids of the segments whose files pass these filters, or None when more than at_most do.
         Dates are capture times; a place is a box of coordinates on their index, then the exact
         distance, or named regions and countries on theirs."""
+        kinds, within, after, before, near = (
+            filters.kinds, filters.within, filters.after_stamp, filters.before_stamp, filters.near
+        )  # fmt: skip
         where, args = ["f.status IN (?, ?)"], [INDEXED, PARTIAL]
         if kinds:
             # With a folder too, the unary + keeps SQLite on the path index (a folder is usually the

@@ -27,7 +27,8 @@ from mediasearch.catalog import DIM, FAILED, IGNORED, INDEXED, OFFLINE, ONLINE, 
 from mediasearch.errors import DecodeError
 from mediasearch.library import Library
 from mediasearch.model import TOWERS
-from mediasearch.walk import Walk, WalkOptions, root_of, under_any
+from mediasearch.paths import under_any
+from mediasearch.walk import Walk, WalkOptions, root_of
 
 BATCH_FILES = 16  # files per committed transaction at most
 DECODERS = min(4, os.cpu_count() or 1)

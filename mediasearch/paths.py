@@ -40,3 +40,8 @@ def cache_dir() -> Path:
     if os.environ.get("MEDIASEARCH_CACHE"):
         return Path(os.environ["MEDIASEARCH_CACHE"]).expanduser()
     return _xdg("XDG_CACHE_HOME", ".cache") / "mediasearch"
+
+
+def under_any(path: str, folders: list[str]) -> bool:
+    """path is one of folders, or inside one."""
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)

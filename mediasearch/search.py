@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,12 @@ import numpy as np
 from mediasearch import media
 from mediasearch.catalog import INDEXED
 from mediasearch.errors import EmptyLibrary, ExampleError, MediasearchError, UsageError
+from mediasearch.filters import Filters
 from mediasearch.index import DamagedIndex
 from mediasearch.library import Library
 from mediasearch.model import normalize
-from mediasearch.places import Near, Place
-from mediasearch.walk import under_any
+from mediasearch.paths import under_any
+from mediasearch.places import Place
 
 NEGATIVE_WEIGHT = 0.5
 
@@ -62,41 +62,6 @@ class Hit:
         if not locations:
             del data["latitude"], data["longitude"]
         return data
-
-
-@dataclass
-class Filters:
-    """What a result must be.  Filters on facts are also pushed into the catalog (see `search`)."""
-
-    kinds: Sequence[str] = ()
-    within: Sequence[str] = ()
-    after: datetime | None = None
-    before: datetime | None = None
-    min_score: float | None = None
-    exclude_hashes: frozenset[str] = frozenset()
-    near: Near | None = None  # where it was taken: a circle, or named regions and countries
-
-    @property
-    def on_facts(self) -> bool:
-        return bool(self.kinds or self.within or self.after or self.before or self.near)
-
-    def accept(self, facts: dict, score: float) -> bool:
-        if self.kinds and facts["kind"] not in self.kinds:
-            return False
-        if self.within and not under_any(facts["path"], [os.fspath(p) for p in self.within]):
-            return False
-        taken = facts.get("taken") or facts["mtime"]  # the capture time; the mtime until it is read
-        if self.after and taken < self.after.timestamp():
-            return False
-        if self.before and taken >= self.before.timestamp():
-            return False
-        if self.near and not self.near.holds(
-            facts.get("latitude"), facts.get("longitude"), facts.get("region"), facts.get("country")
-        ):
-            return False
-        if facts.get("hash") in self.exclude_hashes:
-            return False
-        return self.min_score is None or score >= self.min_score
 
 
 def stored_vector_of(library: Library, path: str) -> np.ndarray | None:
@@ -172,7 +137,8 @@ def search(library: Library, query: np.ndarray, limit: int = 10, filters: Filter
 
 def backend_for(library: Library) -> LocalIndex | SharedIndex:
     """Where a library's vectors are searched: its shared store if it is bound to one, else its own index.
-    A new filter is a field of Filters plus one clause in each backend's query."""
+    Both take the same Filters: a new filter is a field there (with its check in Filters.accept) and
+    one clause in each backend's query (catalog.matching_segments, store._conditions)."""
     return SharedIndex(library.store) if library.store is not None else LocalIndex(library)
 
 
@@ -184,10 +150,6 @@ def check_within(library: Library, within: Sequence[str | os.PathLike]) -> None:
         if not any(under_any(folder, [root]) or under_any(root, [folder]) for root in roots):
             known = ", ".join(roots) or "none yet"
             raise UsageError(f"{folder} is not in the library (its folders: {known})")
-
-
-def _stamp(when: datetime | None) -> float | None:
-    return None if when is None else when.timestamp()
 
 
 class LocalIndex:
@@ -211,9 +173,7 @@ class LocalIndex:
             raise EmptyLibrary("the library is empty: index a folder first (`mediasearch index FOLDER`)")
         chosen = None
         if filters.on_facts:
-            chosen = self.library.catalog.matching_segments(
-                filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before), SELECTIVE, filters.near
-            )
+            chosen = self.library.catalog.matching_segments(filters, SELECTIVE)
             if chosen is not None and not len(chosen):
                 return []  # nothing matches: answer at once
         try:
@@ -255,10 +215,7 @@ class SharedIndex:
     def search(self, query: np.ndarray, limit: int, filters: Filters) -> list[Hit]:
         k = max(limit * 10, 100)
         while True:
-            found = self.store.nearest(
-                query, k, filters.kinds, filters.within, _stamp(filters.after), _stamp(filters.before),
-                filters.min_score, filters.exclude_hashes, filters.near,
-            )  # fmt: skip
+            found = self.store.nearest(query, k, filters)
             hits = _best_files(found, filters, limit, complete=len(found) < k)
             if hits is not None:
                 return hits

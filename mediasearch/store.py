@@ -28,6 +28,7 @@ from mediasearch.antfly import Address, Antfly, StoreError, StoreUnreachable
 from mediasearch.bundle import base_revision
 from mediasearch.catalog import DIM, Catalog, decode, encode
 from mediasearch.errors import LibraryError
+from mediasearch.filters import Filters
 from mediasearch.places import Near
 
 INDEX = "clipclap"  # the table's embeddings index: bring-your-own 512-d vectors
@@ -176,18 +177,7 @@ class Store:
 
     # ------------------------------------------------------------------ reading
 
-    def nearest(
-        self,
-        query: np.ndarray,
-        k: int,
-        kinds=(),
-        within=(),
-        after=None,
-        before=None,
-        min_score=None,
-        exclude=(),
-        near: Near | None = None,
-    ) -> list[tuple[float, dict]]:
+    def nearest(self, query: np.ndarray, k: int, filters: Filters) -> list[tuple[float, dict]]:
         """(cosine, facts) of the k nearest segments in the whole table that pass the filters, best first.
 
         The scores are computed here from the stored vectors Antfly returns with each hit: its own
@@ -203,13 +193,14 @@ class Store:
             "search_effort": SEARCH_EFFORT,
             "fields": ["*", "_embeddings"],
         }
-        conditions = list(_conditions(kinds, within, after, before, near))
+        conditions = list(_conditions(filters))
         if conditions:
             request["filter_query"] = {"conjuncts": conditions}
-        if exclude:
-            request["exclusion_query"] = {"disjuncts": [{"term": h, "field": "hash"} for h in sorted(exclude)]}
-        if min_score is not None:
-            request["distance_under"] = 1.0 - min_score + 0.01  # Antfly's distances are approximate
+        if filters.exclude_hashes:
+            hashes = sorted(filters.exclude_hashes)
+            request["exclusion_query"] = {"disjuncts": [{"term": h, "field": "hash"} for h in hashes]}
+        if filters.min_score is not None:
+            request["distance_under"] = 1.0 - filters.min_score + 0.01  # Antfly's distances are approximate
         try:
             hits = self.client.nearest(request)
         except StoreUnreachable as exc:
@@ -245,9 +236,12 @@ def _exact_score(hit: dict, query: np.ndarray) -> float:
     return float(np.asarray(vector, np.float32) @ query)
 
 
-def _conditions(kinds, within, after, before, near: Near | None = None) -> Iterator[dict]:
+def _conditions(filters: Filters) -> Iterator[dict]:
     """Bleve-style filter clauses that Antfly applies before ranking.  Dates are capture times; a
     circle is its boxes of latitude and longitude (the exact distance is checked on what returns)."""
+    kinds, within, after, before, near = (
+        filters.kinds, filters.within, filters.after_stamp, filters.before_stamp, filters.near
+    )  # fmt: skip
     if kinds:
         yield {"disjuncts": [{"term": kind, "field": "kind"} for kind in kinds]}
     if within:

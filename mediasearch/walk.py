@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from mediasearch.catalog import Root
+from mediasearch.paths import under_any
 
 PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev", "/run")
 
@@ -105,11 +106,6 @@ class Walk:
                 yield entry.path, entry.stat(follow_symlinks=follow)
         except OSError as exc:
             self.warn(f"skipping {entry.path}: {exc.strerror or exc}")
-
-
-def under_any(path: str, folders: list[str]) -> bool:
-    """path is one of folders, or inside one."""
-    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
 
 
 def root_of(path: str, roots: list[Root]) -> Root | None:

@@ -175,7 +175,7 @@ def test_dates_filter_on_capture_time_not_on_the_copy_date(indexed):
 def test_near_a_place(indexed, place, expected):
     library = indexed[0]
     assert found(library, near=parse_near(place)) == expected
-    assert library.catalog.matching_segments((), (), None, None, 100, parse_near(place)) is not None
+    assert library.catalog.matching_segments(Filters(near=parse_near(place)), 100) is not None
 
 
 def test_the_place_filter_uses_the_coordinates_index(indexed):
