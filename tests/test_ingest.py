@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import BUNDLE, INPUTS, assert_consistent, index_ids, open_library, wait_for_catalog
+from fakes import HashEmbedder
 from PIL import Image
 
 from mediasearch.bundle import resolve
@@ -19,27 +20,14 @@ from mediasearch.catalog import Catalog
 from mediasearch.errors import MediasearchError
 from mediasearch.index import VectorIndex
 from mediasearch.ingest import Indexer
-from mediasearch.model import Embedder
-
-
-class Counting:
-    """The real embedder, counting how often the model runs."""
-
-    def __init__(self, embedder):
-        self.embedder = embedder
-        self.calls = 0
-        self.items = 0
-
-    def embed_each(self, paths, items):
-        self.calls += 1
-        self.items += len(items)
-        return self.embedder.embed_each(paths, items)
 
 
 @pytest.fixture
-def library(tmp_path, embedder):
-    lib = open_library(tmp_path / "library", embedder.bundle)
-    counting = Counting(embedder)
+def library(tmp_path, bundle):
+    """run(folder, ...) indexes as `mediasearch index` does, with hash vectors (these tests are about what
+    is embedded, kept, moved and removed, not the model's numbers); run.model counts the embedding calls."""
+    counting = HashEmbedder(bundle)
+    lib = open_library(tmp_path / "library", counting.bundle)
 
     def run(*folders, hidden=None, excludes=(), follow_links=None, warn=lambda m: None, **kw):
         roots = lib.add_folders(
@@ -230,7 +218,7 @@ def test_kill_9_mid_run_then_resume(tmp_path):
 def test_embedder_is_not_built_when_nothing_changed(tmp_path, media_dir, bundle):
     lib = open_library(tmp_path / "lib", bundle)
     roots = lib.add_folders([str(media_dir.resolve())])
-    Indexer(lib, lambda: Embedder(bundle)).scan(roots)
+    Indexer(lib, lambda: HashEmbedder(bundle)).scan(roots)
 
     def refuse():
         raise AssertionError("the model must not load for a no-change pass")
