@@ -1,4 +1,5 @@
-"""A real `mediasearch watch` subprocess, real filesystem changes, polled through the CLI."""
+"""A real `mediasearch watch` subprocess, real filesystem changes, polled through the CLI (slow); the same
+watcher in-process, through the Python API, for the edit-test loop."""
 
 from __future__ import annotations
 
@@ -10,12 +11,17 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import BUNDLE, INPUTS, assert_consistent, open_library
+from fakes import HashEmbedder
 from PIL import Image
+
+from mediasearch.catalog import Catalog
 
 DEADLINE = 60
 
@@ -94,6 +100,72 @@ def watcher(media_dir, tmp_path):
     if proc.proc.poll() is None:
         assert proc.stop() == 0
     assert_consistent(tmp_path / "lib")
+
+
+class InProcess:
+    """The watcher `mediasearch watch` runs, through the Python API in a thread, with hash vectors: the
+    edit-test loop's cover of watching (the real process is test_create_modify_delete_rename's)."""
+
+    def __init__(self, folder: Path, library: Path, bundle):
+        import mediasearch
+
+        self.changes: list = []
+        self.lines: list[str] = []
+        self.library = mediasearch.open(library, model=HashEmbedder(bundle), write=True)
+        options = {"settle": 0.2, "on_change": self.changes.append, "log": self.lines.append}
+        self.thread = threading.Thread(target=self.library.watch, args=(folder,), kwargs=options)
+        self.thread.start()
+        self.wait_for(lambda: any("watching" in line for line in self.lines), "the first pass")
+
+    def seen(self, action: str, path: Path, source: Path | None = None) -> bool:
+        """Whether this change has been applied (a move names where it came from)."""
+        wanted = (action, str(path), str(source) if source else "")
+        return any((c.action, c.path, c.detail if source else "") == wanted for c in self.changes)
+
+    def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            assert self.thread.is_alive(), f"the watcher ended: {self.lines}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}: {self.changes}"
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.library.stop()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+        self.library.close()
+
+
+def test_changes_are_followed_in_process(tmp_path, bundle):
+    """Create, modify, rename and delete each become the one change they are, and the saved index
+    holds exactly the catalog's segments once the watcher stops."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    shutil.copy(INPUTS / "tone48k.wav", folder / "tone.wav")
+    watcher = InProcess(folder, tmp_path / "lib", bundle)
+    try:
+        new, renamed = folder / "new.png", folder / "renamed.png"
+        shutil.copy(INPUTS / "portrait.png", new)
+        watcher.wait_for(lambda: watcher.seen("added", new), "a new file")
+        Image.open(INPUTS / "landscape.jpg").save(new)
+        watcher.wait_for(lambda: watcher.seen("updated", new), "its new content")
+        os.rename(new, renamed)
+        watcher.wait_for(lambda: watcher.seen("moved", renamed, new), "the rename")
+        (folder / "tone.wav").unlink()
+        watcher.wait_for(lambda: watcher.seen("removed", folder / "tone.wav"), "the deletion")
+    finally:
+        watcher.stop()
+    actions = [(c.action, Path(c.path).name) for c in watcher.changes]
+    assert actions == [
+        ("added", "tone.wav"),
+        ("added", "new.png"),
+        ("updated", "new.png"),
+        ("moved", "renamed.png"),
+        ("removed", "tone.wav"),
+    ]
+    assert_consistent(tmp_path / "lib")
+    with closing(Catalog(tmp_path / "lib")) as catalog:
+        assert [row.path for row in catalog.files_under(str(folder))] == [str(renamed)]
 
 
 @pytest.mark.slow
