@@ -100,6 +100,7 @@ class Library:
         self.writable = write
         self._model, self._precision, self._log = model, precision, log
         self._lock = threading.RLock()  # catalog and index take turns; the towers run outside it
+        self._verified: set[tuple] = set()  # files reached through links whose content was checked
         if model is None or isinstance(model, str | os.PathLike):
             self._make_embedder = self._storage.embedder_factory(model, precision, log, one_shot=one_shot)
         else:  # a model.Embedder made by the caller (tests share one; a program may too)
@@ -435,6 +436,27 @@ class Library:
         """An indexed file's catalog row by its id (a Hit's file_id), or None."""
         with self._lock:
             return self._storage.catalog.file_by_id(file_id)
+
+    def open_file(self, file_id: int):
+        """An indexed file opened once and checked before anything of it is shown (an originals.Opened:
+        read its fd, then close it); FileUnavailable, whose code says why, if it is not as indexed."""
+        from mediasearch.originals import open_checked
+
+        with self._lock:
+            row = self._storage.catalog.file_by_id(file_id) if 0 <= file_id < 2**63 else None
+            root = self._storage.catalog.root_by_id(row.root_id) if row else None
+        return open_checked(row, root, self._verified)
+
+    def thumbnail(self, file_id: int, size: int = 128) -> bytes | None:
+        """A JPEG of an indexed picture (or a video's first key frame), at most `size` pixels on its
+        long side, made from the checked, open file; None for a sound; DecodeError if it no longer reads."""
+        from mediasearch import media
+
+        opened = self.open_file(file_id)
+        try:
+            return media.thumbnail_jpeg(opened.reopenable(), opened.kind, size, name=opened.path)
+        finally:
+            opened.close()
 
     def folder_of(self, root_id: int):
         with self._lock:

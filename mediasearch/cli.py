@@ -31,6 +31,7 @@ from mediasearch.terminal import (
     count,
     display,
     draw,
+    hit_json,
     json_path,
     raw_path,
     say,
@@ -596,9 +597,7 @@ def _read_words(words: tuple[str, ...], literal: bool) -> tuple[list[str], list[
 
 def print_hits(hits, as_json: bool, paths_only: bool, nul: bool, preview: bool = False) -> None:
     if as_json:
-        emit_json(
-            [h.as_dict() | json_path(h.path) | {"copies": [json_path(c)["path"] for c in h.copies]} for h in hits]
-        )
+        emit_json([hit_json(h) for h in hits])
         return
     if paths_only:
         sys.stdout.flush()

@@ -54,3 +54,12 @@ def without_path(reason: str, path: str) -> str:
     for form in (f" '{path}'", f' "{path}"', f"'{path}'", f'"{path}"', f" {path}", path):
         reason = reason.replace(form, "")
     return reason.replace(":)", ")").replace(": )", ")").rstrip(": ")
+
+
+class FileUnavailable(MediasearchError):
+    """An indexed file that cannot be shown now: `code` says why ("not_found": not in the catalog or no
+    longer there; "forbidden": not where it was indexed; "changed": not what was indexed)."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import errno
-import hashlib
 import hmac
 import json
 import math
@@ -22,7 +21,6 @@ import mimetypes
 import os
 import re
 import socket
-import stat
 import sys
 import tempfile
 import threading
@@ -45,14 +43,15 @@ from starlette.routing import Route
 from mediasearch import media
 from mediasearch.bundle import DEFAULT_MODEL
 from mediasearch.catalog import DIM
-from mediasearch.errors import DecodeError, EmptyLibrary, MediasearchError
+from mediasearch.errors import DecodeError, EmptyLibrary, FileUnavailable, MediasearchError
 from mediasearch.media.sniff import SNIFF_BYTES
 from mediasearch.media.sound import WINDOW_S
+from mediasearch.originals import Opened
 from mediasearch.params import parse_kinds, parse_near, parse_score, parse_when
 from mediasearch.paths import cache_dir
 from mediasearch.query import parse
 from mediasearch.search import mean_vector
-from mediasearch.terminal import Terminal, json_path
+from mediasearch.terminal import Terminal, hit_json
 
 MAX_BODY = 64 * 1024 * 1024  # an upload or an embedding request, whole
 MAX_PARTS = 32  # inputs in one embedding request
@@ -122,7 +121,6 @@ class Service:
 
         self.settings = settings
         self.library = mediasearch.open(settings.library, model=settings.model)
-        self.verified: set[tuple] = set()  # files reached through links whose content was checked
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -174,7 +172,7 @@ def _all(params, key: str) -> list[str]:
 def _hits(hits, locations: bool) -> list[dict]:
     out = []
     for hit in hits:
-        row = hit.as_dict(locations) | json_path(hit.path) | {"copies": [json_path(c)["path"] for c in hit.copies]}
+        row = hit_json(hit, locations)
         if hit.file_id is None:  # another machine's file, from a shared store: nothing here to serve
             row |= {"id": None, "file": None, "thumb": None}
         else:
@@ -267,86 +265,12 @@ def _file_id(request: Request) -> int:
     return file_id
 
 
-@dataclass
-class Opened:
-    """An indexed file, opened once and checked: everything served is read from `fd`."""
-
-    fd: int
-    size: int
-    mtime: float
-    path: str
-    kind: str
-
-    def reopenable(self) -> str:
-        """A name that opens this very file again (not whatever the path names now), for decoders
-        that want a path: Linux and macOS both give one for an open descriptor."""
-        return f"/dev/fd/{self.fd}"
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
 def _catalog_file(service: Service, file_id: int) -> Opened:
-    """Open an indexed file once and check what was opened, not what the path names a moment later.
-
-    Without --follow-links the last step is opened with O_NOFOLLOW (a link swapped in fails), and the
-    opened file must be the one at the path's real location, under its library folder (same device
-    and inode: a folder swapped for a link in between is caught too).  With --follow-links links may
-    go anywhere, so the opened file must hold the content that was indexed (its SHA-256, checked once
-    per file identity).  Either way it must be a regular file of the size and time indexed.
-    """
-    row = service.library.file(file_id)
-    root = service.library.folder_of(row.root_id) if row else None
-    if row is None or root is None or row.status != "indexed":
-        raise ApiError(404, "not_found", "no such file")
-    follows = bool(root.options.get("follow_links"))
-    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)  # a FIFO never blocks
+    """An indexed file opened once and checked (see originals.open_checked): 403 or 404 if it fails."""
     try:
-        fd = os.open(row.path, flags | (0 if follows else getattr(os, "O_NOFOLLOW", 0)))
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ApiError(403, "forbidden", "the file is not where it was indexed (a link now)") from exc
-        raise ApiError(404, "not_found", "the file is no longer there") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime) != (row.size, row.mtime):
-            raise ApiError(404, "changed", "the file changed since it was indexed")
-        if follows:
-            _check_content(service, fd, st, row.hash)
-        elif not _where_indexed(row.path, root.path, st):
-            raise ApiError(403, "forbidden", "the file is not where it was indexed")
-    except BaseException:
-        os.close(fd)
-        raise
-    return Opened(fd, st.st_size, st.st_mtime, row.path, row.kind or "")
-
-
-def _where_indexed(path: str, folder: str, opened: os.stat_result) -> bool:
-    """Whether the opened file is the one at the path's real location, and that is in the folder."""
-    try:
-        real, base = os.path.realpath(path), os.path.realpath(folder)
-        there = os.stat(real, follow_symlinks=False)
-    except OSError:  # a link swapped in or out while being resolved
-        return False
-    if not (real == base or real.startswith(base.rstrip("/") + "/")):
-        return False
-    return (there.st_dev, there.st_ino) == (opened.st_dev, opened.st_ino)
-
-
-def _check_content(service: Service, fd: int, st: os.stat_result, digest: str | None) -> None:
-    """A file reached through links is served only if it holds what was indexed: a link swapped for
-    one to another file of the same size and time (touch -r) fails here."""
-    identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, digest)
-    if identity in service.verified:
-        return
-    hasher = hashlib.sha256()
-    offset = 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        hasher.update(chunk)
-        offset += len(chunk)
-    if digest is None or hasher.hexdigest() != digest:
-        raise ApiError(403, "forbidden", "the file is not the one indexed")
-    service.verified.add(identity)
+        return service.library.open_file(file_id)
+    except FileUnavailable as exc:
+        raise ApiError(403 if exc.code == "forbidden" else 404, exc.code, str(exc)) from exc
 
 
 async def file_original(request: Request) -> Response:
@@ -545,7 +469,7 @@ def _thumbnail_file(service: Service, file_id: int, params) -> tuple[Path, str]:
             make = partial(_sound_picture, opened.reopenable(), start, end)
         else:
             cached, form = folder / f"{digest}-{THUMB_SIZE}.jpg", "JPEG"
-            make = partial(_thumbnail_of, opened)
+            make = partial(media.thumbnail, opened.reopenable(), opened.kind, THUMB_SIZE, name=opened.path)
         if not cached.exists():
             image = make()
             if image is None:
@@ -554,25 +478,6 @@ def _thumbnail_file(service: Service, file_id: int, params) -> tuple[Path, str]:
     finally:
         opened.close()
     return cached, form
-
-
-def _thumbnail_of(opened: Opened):
-    """An upright RGB picture at most THUMB_SIZE on its long side, made with Pillow."""
-    media.configure_pillow()
-    path, kind = opened.reopenable(), opened.kind
-    if kind == "image":
-        image, _ = media.load_raw(Path(path)) if media.is_raw(opened.path) else media.load_image(Path(path))
-    elif kind == "video":
-        from mediasearch.media import ffmpeg
-
-        first = next(iter(ffmpeg.pick_frames(path, 10.0, 1)), None)
-        if first is None:
-            return None
-        image = media.to_rgb(first[1])
-    else:
-        return None
-    image.thumbnail((THUMB_SIZE, THUMB_SIZE))
-    return image
 
 
 def _trim(folder: Path) -> None:

@@ -138,6 +138,12 @@ def json_path(path: str, key: str = "path") -> dict:
         return {key: raw.decode("utf-8", "replace"), f"{key}_bytes": base64.b64encode(raw).decode("ascii")}
 
 
+def hit_json(hit, locations: bool = True) -> dict:
+    """A search.Hit as every face gives it in JSON (`query --json`, the page's API, MCP): the path
+    exactly (json_path), copies as text; coordinates only where they may go (see Hit.as_dict)."""
+    return hit.as_dict(locations) | json_path(hit.path) | {"copies": [json_path(c)["path"] for c in hit.copies]}
+
+
 _C1 = {code: f"\\u{code:04x}" for code in range(0x7F, 0xA0)}
 
 

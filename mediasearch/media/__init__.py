@@ -57,7 +57,7 @@ __all__ = [
     "MAX_PIXELS", "RAW_EXTENSIONS", "REDUCE_ABOVE", "SAMPLE_RATE", "VIDEO_EXTENSIONS", "Decoded", "Segment",
     "Span", "audio_features", "configure_pillow", "content_hash", "decode", "decode_or_error", "expected_segments",
     "ffmpeg", "image_tensor", "is_raw", "kind_of", "load_image", "load_raw", "samples_between", "silent_features",
-    "sniff", "to_rgb", "windows",
+    "sniff", "thumbnail", "thumbnail_jpeg", "to_rgb", "windows",
 ]  # fmt: skip
 
 # The one table: a file's decoder by its kind ("raw" is a picture LibRaw, not Pillow, reads).
@@ -97,3 +97,39 @@ def decode_or_error(path: str | Path, max_duration: float | None = None) -> Deco
         return DecodeError(path, "too large to decode in the memory available")
     except Exception as exc:  # a decoder bug: still reported per file
         return DecodeError(path, f"could not be decoded ({type(exc).__name__}: {first_line(exc)})")
+
+
+def thumbnail(path: str | Path, kind: str, size: int, name: str | Path | None = None):
+    """An upright RGB picture of a picture (or a video's first key frame) at most `size` on its long
+    side, made with Pillow; None for a sound or a video without frames.  The one way every face (the
+    page's thumbnails, MCP's pictures) makes them.  name: the file's own name where `path` is another
+    way to it (/dev/fd/N), so camera RAW is still known by its extension."""
+    configure_pillow()
+    if kind == "image":
+        image, _ = load_raw(Path(path)) if is_raw(name or path) else load_image(Path(path))
+    elif kind == "video":
+        first = next(iter(ffmpeg.pick_frames(path, 10.0, 1)), None)
+        if first is None:
+            return None
+        image = to_rgb(first[1])
+    else:
+        return None
+    image.thumbnail((size, size))
+    return image
+
+
+def thumbnail_jpeg(path: str | Path, kind: str, size: int, name: str | Path | None = None) -> bytes | None:
+    """thumbnail() as JPEG bytes (None for a sound); whatever the decoders raise is a DecodeError."""
+    import io
+
+    try:
+        image = thumbnail(path, kind, size, name)
+    except DecodeError:
+        raise
+    except Exception as exc:  # Pillow and FFmpeg have many ways to refuse a file
+        raise DecodeError(name or path, f"no thumbnail ({type(exc).__name__}: {first_line(exc)})") from exc
+    if image is None:
+        return None
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=82)
+    return buffer.getvalue()
