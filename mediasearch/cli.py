@@ -892,6 +892,32 @@ def serve(host, port, token, open_browser, share_locations, model, library) -> N
     uvicorn.Server(config).run(sockets=[sock])
 
 
+@cli.command(name="mcp")
+@click.option(
+    "--share-locations",
+    is_flag=True,
+    help="Put files' coordinates in the answers (place names always are): the assistant's model may run elsewhere.",
+)
+@model_option
+@precision_option
+@library_option
+def mcp_command(share_locations, model, precision, library) -> None:
+    """Let an assistant search the library over the Model Context Protocol (stdio).
+
+    An MCP client (Claude Desktop, an IDE, an agent) starts this command and
+    talks to it on stdin/stdout.  Tools: search (words, example files, filters),
+    similar (more like a result) and status; results carry paths, scores, time
+    spans and small thumbnails.  Read-only and offline: nothing is changed or
+    downloaded (pull the model first, or index once).
+
+    Example: mediasearch mcp --library ~/.local/share/mediasearch
+    """
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a tool call never downloads; a missing model is a tool error saying so
+    from mediasearch.mcp import serve
+
+    serve(library, model=model, precision=precision, locations=share_locations)
+
+
 def main() -> None:
     runtime.configure()
     runtime.quiet_native_stderr()
