@@ -902,7 +902,7 @@ def serve(host, port, token, open_browser, share_locations, model, library) -> N
 @precision_option
 @library_option
 def mcp_command(share_locations, model, precision, library) -> None:
-    """Let an assistant search the library over the Model Context Protocol (stdio).
+    """Let an AI assistant search the library (MCP over stdio).
 
     An MCP client (Claude Desktop, an IDE, an agent) starts this command and
     talks to it on stdin/stdout.  Tools: search (words, example files, filters),
