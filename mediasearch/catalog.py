@@ -29,113 +29,11 @@ import sqlite_utils
 from mediasearch.errors import LibraryError
 from mediasearch.filters import Filters
 from mediasearch.places import Near, distance_km
+from mediasearch.schema import MIGRATIONS
 
 DIM = 512  # the width of every vector: the model gives it, the catalog, the index and the store keep it
 PAGE_SIZE = 16_384
 
-
-def _m001_first_schema(db: sqlite_utils.Database) -> None:
-    """The first schema, as shipped."""
-    for statement in (
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)",
-        "CREATE TABLE roots (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, added_at REAL)",
-        """CREATE TABLE files (
-            id INTEGER PRIMARY KEY,
-            root_id INTEGER NOT NULL REFERENCES roots(id),
-            path TEXT NOT NULL UNIQUE,
-            rel TEXT NOT NULL,
-            kind TEXT,
-            size INTEGER NOT NULL,
-            mtime REAL NOT NULL,
-            hash TEXT,
-            width INTEGER,
-            height INTEGER,
-            duration REAL,
-            status TEXT NOT NULL,
-            error TEXT,
-            indexed_at REAL
-        )""",
-        "CREATE INDEX files_root ON files(root_id)",
-        "CREATE INDEX files_hash ON files(hash)",
-        """CREATE TABLE segments (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            file_id INTEGER NOT NULL REFERENCES files(id),
-            start REAL,
-            end REAL,
-            vector BLOB NOT NULL
-        )""",
-        "CREATE INDEX segments_file ON segments(file_id)",
-    ):
-        db.execute(statement)
-
-
-def _m002_byte_paths_and_folder_state(db: sqlite_utils.Database) -> None:
-    """Paths become raw bytes (SQLite keeps BLOBs as they are in TEXT columns, compared
-    bytewise); folders remember their walk options and whether the last pass reached them."""
-    db.execute("UPDATE files SET path = CAST(path AS BLOB), rel = CAST(rel AS BLOB)")
-    db.execute("UPDATE roots SET path = CAST(path AS BLOB)")
-    db["roots"].add_column("options", str)
-    db["roots"].add_column("state", str)
-    db["roots"].add_column("reason", str)
-
-
-def _m003_filter_indexes(db: sqlite_utils.Database) -> None:
-    """Filters are answered from the catalog first: kind and date get covering indexes (the file id
-    is in every index), so picking 10,000 sounds among a million files never reads the table."""
-    db.execute("CREATE INDEX files_kind_mtime ON files(kind, mtime, status)")
-    db.execute("CREATE INDEX files_mtime ON files(mtime, kind, status)")
-
-
-def _m004_segment_modality(db: sqlite_utils.Database) -> None:
-    """A video's segments are frames and soundtrack windows: each says which tower made its vector."""
-    db["segments"].add_column("modality", str)
-
-
-def _m005_store_outbox(db: sqlite_utils.Database) -> None:
-    """A library bound to an Antfly table mirrors its segments there.  Every change to a file's
-    row bumps its version (a trigger, so no code path can forget), and `store_sent` records which
-    version of each segment the table has: what differs is what the next send carries."""
-    db["files"].add_column("version", int, not_null_default=0)
-    db.execute(
-        "CREATE TRIGGER files_version AFTER UPDATE OF path, root_id, kind, size, mtime, hash, width, height, "
-        "duration, status ON files BEGIN UPDATE files SET version = OLD.version + 1 WHERE id = NEW.id; END"
-    )
-    db.execute("CREATE TABLE store_sent (segment_id INTEGER PRIMARY KEY, version INTEGER NOT NULL)")
-
-
-CAPTURE_COLUMNS = ("taken", "taken_source", "latitude", "longitude", "city", "region", "country")
-
-
-def _m006_capture_and_place(db: sqlite_utils.Database) -> None:
-    """When and where each file was taken: its capture time (seconds since the epoch) and where that
-    came from (exif, quicktime, tag, mtime), its coordinates and their place.  `taken` starts as the
-    mtime, so the date filter answers at once; a NULL source means the file's own metadata is not read
-    yet, which the next pass does without embedding anything again.  The date filter and the
-    coordinates get indexes (covering, as files_kind_mtime; partial where most files have none), and
-    the version trigger counts the new columns so a bound store receives them."""
-    for name, kind in zip(CAPTURE_COLUMNS, (float, str, float, float, str, str, str), strict=True):
-        db["files"].add_column(name, kind)
-    db.execute("DROP TRIGGER files_version")
-    db.execute("UPDATE files SET taken = mtime")
-    db.execute("CREATE INDEX files_taken ON files(taken, kind, status)")
-    db.execute("CREATE INDEX files_kind_taken ON files(kind, taken, status)")
-    db.execute("CREATE INDEX files_coordinates ON files(latitude, longitude, status) WHERE latitude IS NOT NULL")
-    db.execute("CREATE INDEX files_country ON files(country, region, status) WHERE country IS NOT NULL")
-    db.execute(
-        "CREATE TRIGGER files_version AFTER UPDATE OF path, root_id, kind, size, mtime, hash, width, height, "
-        f"duration, status, {', '.join(CAPTURE_COLUMNS)} ON files "
-        "BEGIN UPDATE files SET version = OLD.version + 1 WHERE id = NEW.id; END"
-    )
-
-
-MIGRATIONS = [
-    _m001_first_schema,
-    _m002_byte_paths_and_folder_state,
-    _m003_filter_indexes,
-    _m004_segment_modality,
-    _m005_store_outbox,
-    _m006_capture_and_place,
-]
 
 # File states: indexed (has segments), failed (error recorded), ignored (not media, or video for now),
 # partial (a long recording whose first windows are stored; the next pass resumes it).
@@ -477,7 +375,7 @@ class Catalog:
 
     def _segment_ids(self, file_ids: list[int]) -> list[int]:
         out: list[int] = []
-        for chunk in _chunks(file_ids):
+        for chunk in chunks(file_ids):
             marks = ",".join("?" * len(chunk))
             out += [r[0] for r in self.conn.execute(f"SELECT id FROM segments WHERE file_id IN ({marks})", chunk)]
         return out
@@ -485,7 +383,7 @@ class Catalog:
     def delete_files(self, file_ids: list[int]) -> list[int]:
         """Remove files and their segments (inside the caller's transaction); return segment ids."""
         removed = self._segment_ids(file_ids)
-        for chunk in _chunks(file_ids):
+        for chunk in chunks(file_ids):
             marks = ",".join("?" * len(chunk))
             self.conn.execute(f"DELETE FROM segments WHERE file_id IN ({marks})", chunk)
             self.conn.execute(f"DELETE FROM files WHERE id IN ({marks})", chunk)
@@ -579,7 +477,7 @@ class Catalog:
     def hits(self, segment_ids: list[int]) -> dict[int, dict]:
         """File facts for segment ids, keyed by segment id."""
         out: dict[int, dict] = {}
-        for chunk in _chunks(segment_ids):
+        for chunk in chunks(segment_ids):
             marks = ",".join("?" * len(chunk))
             rows = self.db.query(
                 f"""SELECT s.id AS segment_id, s.start, s.end, s.modality AS matched, f.id AS file_id, f.path,
@@ -627,60 +525,6 @@ class Catalog:
         ids = np.array([r[0] for r in self.conn.execute(sql, [*args, at_most + 1])], np.int64)
         return None if len(ids) > at_most else ids
 
-    # ------------------------------------------------------------------ the store's outbox
-
-    def unsent(self, limit: int) -> list[dict]:
-        """Segments the bound store lacks, or has with older file facts: what the next send carries."""
-        ids = self.conn.execute(
-            """SELECT s.id FROM segments s JOIN files f ON f.id = s.file_id
-               LEFT JOIN store_sent t ON t.segment_id = s.id
-               WHERE t.segment_id IS NULL OR t.version != f.version ORDER BY s.id LIMIT ?""",
-            (limit,),
-        ).fetchall()
-        out = []
-        for chunk in _chunks([r[0] for r in ids]):
-            out += self.db.query(
-                f"""SELECT s.id, s.start, s.end, s.modality AS matched, s.vector, f.id AS file_id, f.version,
-                           f.path, f.kind, f.size, f.mtime, f.hash, f.width, f.height, f.duration, r.path AS folder,
-                           f.taken, f.taken_source, f.latitude, f.longitude, f.city, f.region, f.country
-                    FROM segments s JOIN files f ON f.id = s.file_id JOIN roots r ON r.id = f.root_id
-                    WHERE s.id IN ({",".join("?" * len(chunk))}) ORDER BY s.id""",
-                chunk,
-            )
-        return out
-
-    def unsent_count(self) -> int:
-        """Segments waiting to be sent plus documents waiting to be deleted."""
-        sends = self.conn.execute(
-            """SELECT count(*) FROM segments s JOIN files f ON f.id = s.file_id
-               LEFT JOIN store_sent t ON t.segment_id = s.id WHERE t.segment_id IS NULL OR t.version != f.version"""
-        ).fetchone()[0]
-        deletes = self.conn.execute(
-            "SELECT count(*) FROM store_sent WHERE segment_id NOT IN (SELECT id FROM segments)"
-        ).fetchone()[0]
-        return sends + deletes
-
-    def undeleted(self, limit: int) -> list[int]:
-        """Segments the store has that the catalog no longer does."""
-        rows = self.conn.execute(
-            "SELECT segment_id FROM store_sent WHERE segment_id NOT IN (SELECT id FROM segments) "
-            "ORDER BY segment_id LIMIT ?",
-            (limit,),
-        )
-        return [r[0] for r in rows]
-
-    def mark_sent(self, sent: list[tuple[int, int]], deleted: list[int]) -> None:
-        """The store confirmed these (segment id, file version) writes and these deletions."""
-        with self.transaction():
-            self.conn.executemany("INSERT OR REPLACE INTO store_sent VALUES (?, ?)", sent)
-            for chunk in _chunks(deleted):
-                self.conn.execute(f"DELETE FROM store_sent WHERE segment_id IN ({','.join('?' * len(chunk))})", chunk)
-
-    def forget_sent(self) -> None:
-        """A new table knows nothing yet: everything is sent again."""
-        with self.transaction():
-            self.conn.execute("DELETE FROM store_sent")
-
 
 def _distance_or_null(lat1, lon1, lat2, lon2) -> float | None:
     """The exact distance for SQL's place filter (NULL for a file without coordinates)."""
@@ -705,7 +549,7 @@ def _near_clause(near: Near) -> tuple[str, list]:
     return "(" + " OR ".join(areas) + ")", args
 
 
-def _chunks(ids: list[int], size: int = 900) -> Iterator[list[int]]:
+def chunks(ids: list[int], size: int = 900) -> Iterator[list[int]]:
     """Ids in chunks that fit SQLite's limit on bound parameters."""
     for i in range(0, len(ids), size):
         yield ids[i : i + size]

@@ -8,6 +8,7 @@ from mediasearch.antfly import Antfly, StoreError
 from mediasearch.catalog import FAILED, IGNORED, INDEXED
 from mediasearch.index import VectorIndex
 from mediasearch.library import Library
+from mediasearch.outbox import Outbox
 from mediasearch.paths import cache_dir
 from mediasearch.terminal import json_path
 
@@ -76,7 +77,7 @@ def store_status(library: Library) -> dict | None:
         "url": str(store.address),
         "library_id": store.library_id,
         "host": store.host,
-        "waiting": library.catalog.unsent_count(),
+        "waiting": Outbox(library.catalog).unsent_count(),
         "reachable": error is None,
         "error": error,
     }

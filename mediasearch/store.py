@@ -29,6 +29,7 @@ from mediasearch.bundle import base_revision
 from mediasearch.catalog import DIM, Catalog, decode, encode
 from mediasearch.errors import LibraryError
 from mediasearch.filters import Filters
+from mediasearch.outbox import Outbox
 from mediasearch.places import Near
 
 INDEX = "clipclap"  # the table's embeddings index: bring-your-own 512-d vectors
@@ -140,17 +141,17 @@ class Store:
         try:
             self.ensure_table()
             while True:
-                rows = catalog.unsent(batch)
-                gone = catalog.undeleted(batch)
+                rows = Outbox(catalog).unsent(batch)
+                gone = Outbox(catalog).undeleted(batch)
                 if not rows and not gone:
                     break
                 self.client.write({self._key(r["id"]): self._document(r) for r in rows}, [self._key(i) for i in gone])
-                catalog.mark_sent([(r["id"], r["version"]) for r in rows], gone)
+                Outbox(catalog).mark_sent([(r["id"], r["version"]) for r in rows], gone)
                 sent.written += len(rows)
                 sent.deleted += len(gone)
         except StoreError as exc:
             sent.error = str(exc)
-        sent.waiting = catalog.unsent_count() if sent.error else 0
+        sent.waiting = Outbox(catalog).unsent_count() if sent.error else 0
         return sent
 
     def _key(self, segment_id: int) -> str:
@@ -289,7 +290,7 @@ def bind_library(catalog: Catalog, url: str) -> tuple[Store, str | None]:
             catalog.set("library_id", uuid.uuid4().hex[:16])
         catalog.set("store_url", url)
     if before and before != url:
-        catalog.forget_sent()  # the new table knows nothing of this library yet
+        Outbox(catalog).forget_sent()  # the new table knows nothing of this library yet
     store = Store.of(catalog)
     assert store is not None
     return store, before if before != url else None
