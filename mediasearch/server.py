@@ -742,6 +742,9 @@ class Guard:
         problem = self._refuse(scope, headers)
         if problem is not None:
             return await _send_error(problem, secure_send, scope.get("path", ""))
+        clean = _page_without_token(scope) if self.settings.token else None
+        if clean is not None:
+            return await _redirect_clean(secure_send, clean)
         try:
             await self.app(scope, _bounded(receive), secure_send)
         except ApiError as exc:
@@ -764,23 +767,41 @@ class Guard:
         extra += [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
         extra.append((b"x-frame-options", b"DENY"))
         token = self.settings.token
-        if token and hmac.compare_digest(_token_of(scope) or b"", _token_bytes(token)):
-            cookie = f"mediasearch_token={quote(token, safe='')}; HttpOnly; SameSite=Strict; Path=/"
+        if token and hmac.compare_digest(self._token_of(scope) or b"", _token_bytes(token)):
+            cookie = f"{self.cookie}={quote(token, safe='')}; HttpOnly; SameSite=Strict; Path=/"
             extra.append((b"set-cookie", cookie.encode()))
         return extra
+
+    @property
+    def cookie(self) -> str:
+        """The cookie's name, per port: cookies are not tied to ports, so every other web app on this
+        machine's name would receive one named alike."""
+        return f"mediasearch_token_{self.settings.port}"
+
+    def _token_of(self, scope) -> bytes | None:
+        return _token_of(scope, self.cookie.encode())
+
+    def _host_refused(self, scope, host: str) -> bool:
+        """Whether the Host header names something else than this server (DNS rebinding): its name
+        must be a loopback name, the --host given, or, listening on every address (0.0.0.0, ::), the
+        address this connection reached; its port must be the one this connection reached."""
+        name, port = _host_and_port(host)
+        local = scope.get("server") or (None, self.settings.port)
+        if name is None or port != local[1]:
+            return True
+        wildcard = self.settings.host in ("0.0.0.0", "::", "")
+        return name not in self.settings.hosts and not (wildcard and name == str(local[0]).lower())
 
     def _refuse(self, scope, headers) -> ApiError | None:
         length = headers.get("content-length", "0")
         if length.isdigit() and int(length) > MAX_BODY:
             return ApiError(413, "too_large", f"the request is over {MAX_BODY // (1024 * 1024)} MB")
-        host = headers.get("host", "")
-        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
-        if name.lower() not in self.settings.hosts:
-            return ApiError(421, "wrong_host", "this server answers to its own address only")
+        if self._host_refused(scope, headers.get("host", "")):
+            return ApiError(421, "wrong_host", "this server answers to its own address and port only")
         if not _same_origin(scope, headers):
             return ApiError(403, "cross_origin", "requests from other sites are refused: use the page or an API client")
         token = self.settings.token
-        if token and not hmac.compare_digest(_token_of(scope) or b"", _token_bytes(token)):
+        if token and not hmac.compare_digest(self._token_of(scope) or b"", _token_bytes(token)):
             return ApiError(401, "token_required", "give the server's token: ?token=..., or Authorization: Bearer")
         return None
 
@@ -823,7 +844,16 @@ def _token_bytes(token: str) -> bytes:
     return token.encode("utf-8", "surrogateescape")  # compared as bytes: a token need not be ASCII
 
 
-def _token_of(scope) -> bytes | None:
+def _host_and_port(host: str) -> tuple[str | None, int]:
+    """The name (lower case, IPv6 without brackets) and port (80 if none) of a Host header; (None, 0)
+    for one that is not a name and a port."""
+    match = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^\s:\[\]/@]+)(?::(\d{1,5}))?", host.strip())
+    if not match:
+        return None, 0
+    return match.group(1).strip("[]").lower(), int(match.group(2) or 80)
+
+
+def _token_of(scope, cookie: bytes) -> bytes | None:
     """The token a request carries, as the bytes sent (header bytes as they came; the query and the
     cookie percent-decoded), so that any token, ASCII or not, compares safely."""
     raw = dict(scope["headers"])
@@ -835,7 +865,7 @@ def _token_of(scope) -> bytes | None:
             return unquote_to_bytes(pair[6:].replace(b"+", b" "))
     for item in raw.get(b"cookie", b"").split(b";"):
         key, _, value = item.strip().partition(b"=")
-        if key == b"mediasearch_token":
+        if key == cookie:
             return unquote_to_bytes(value)
     return None
 
@@ -843,6 +873,23 @@ def _token_of(scope) -> bytes | None:
 def _log(line: str) -> None:
     """One line on the server's stderr (uvicorn logs warnings there too)."""
     print(f"mediasearch serve: {line}", file=sys.stderr, flush=True)
+
+
+def _page_without_token(scope) -> bytes | None:
+    """For the page asked with ?token= (the address `serve` prints), the same address without it."""
+    if scope.get("method") != "GET" or scope.get("path") != "/":
+        return None
+    pairs = [p for p in scope.get("query_string", b"").split(b"&") if p]
+    rest = [p for p in pairs if not p.startswith(b"token=")]
+    return None if len(rest) == len(pairs) else b"/" + (b"?" + b"&".join(rest) if rest else b"")
+
+
+async def _redirect_clean(send, location: bytes) -> None:
+    """The page's address with ?token= left out (it would stay in the address bar and the history);
+    the cookie that replaces it comes with the redirect."""
+    headers = [(b"location", location), (b"content-length", b"0"), (b"cache-control", b"no-store")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _send_error(error: ApiError, send, path: str) -> None:

@@ -272,7 +272,12 @@ def test_errors_are_json_4xx_never_500s(sounds):
         ("GET", f"/api/files/{huge}", {}, 404),
         ("GET", f"/api/thumbs/{huge}", {}, 404),
         ("GET", f"/api/similar/{huge}", {}, 404),
-        ("GET", "/api/status", {"headers": {"Cookie": "mediasearch_token=p\xe4ss".encode("latin-1")}}, 200),
+        (
+            "GET",
+            "/api/status",
+            {"headers": {"Cookie": f"mediasearch_token_{served.port}=p\xe4ss".encode("latin-1")}},
+            200,
+        ),
         ("GET", "/api/status", {"headers": {"Authorization": "Bearer p\xe4ss".encode()}}, 200),
     ]
     for method, path, kw, status in cases:
@@ -290,11 +295,13 @@ def test_a_non_ascii_token_logs_in(sounds):
         assert served.get("/api/status", headers={"Authorization": "Bearer pässwort".encode()}).status_code == 200
         assert served.get("/api/status", headers={"Authorization": "Bearer passwort"}).status_code == 401
         assert (
-            served.get("/api/status", headers={"Cookie": "mediasearch_token=p\xe4sswort".encode("latin-1")}).status_code
+            served.get(
+                "/api/status", headers={"Cookie": f"mediasearch_token_{served.port}=p\xe4sswort".encode("latin-1")}
+            ).status_code
             == 401
         )
-        answer = served.get("/api/status?token=p%C3%A4sswort")
-        assert answer.status_code == 200
+        answer = served.get("/?token=p%C3%A4sswort")
+        assert answer.status_code == 303
         assert served.get("/api/status", cookies=dict(answer.cookies)).status_code == 200, "the cookie it sets works"
     finally:
         served.stop()
@@ -517,3 +524,46 @@ def test_the_cache_is_private_whatever_the_umask(tmp_path):
     loose = {path: f"{mode:o}" for path, mode in modes.items() if mode not in (0o700, 0o600)}
     assert not loose, loose
     assert {p.name for p in (tmp_path / "cache").iterdir()} >= {"thumbs"}
+
+
+# ----------------------------------------------------------------------------- Host
+
+
+def test_the_host_must_name_this_server_and_its_port(sounds):
+    served = sounds
+    port = served.port
+    for host, status in (
+        (f"127.0.0.1:{port}", 200),
+        (f"localhost:{port}", 200),
+        (f"[::1]:{port}", 200),
+        ("localhost:1", 421),
+        ("localhost", 421),  # port 80
+        (f"attacker.example:{port}", 421),
+        (f"127.0.0.2:{port}", 421),  # an address this server does not listen on
+        (f"localhost:{port}:1", 421),
+        ("", 421),
+    ):
+        assert served.get("/api/status", headers={"Host": host}).status_code == status, host
+
+
+def test_listening_everywhere_accepts_the_address_reached(sounds):
+    """--host 0.0.0.0, in process (no test binds beyond loopback): a request reaching the server on
+    one of its addresses (a loopback alias stands for a LAN address) may name that address, at the
+    port reached; not another address, another port, or a name that could be rebound."""
+    import asyncio
+
+    from mediasearch.server import Settings, create_app
+
+    app = create_app(Settings(Path(sounds.env["MEDIASEARCH_HOME"]), host="0.0.0.0", port=8765, token="t"))
+
+    async def ask(base: str, host: str | None = None) -> int:
+        transport = httpx.ASGITransport(app=app)  # the request's scope["server"] is base's address
+        async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+            headers = {"Authorization": "Bearer t", **({"Host": host} if host else {})}
+            return (await client.get("/api/status", headers=headers)).status_code
+
+    assert asyncio.run(ask("http://127.0.0.3:8765")) == 200
+    assert asyncio.run(ask("http://[::1]:8765")) == 200
+    assert asyncio.run(ask("http://127.0.0.3:8765", "127.0.0.4:8765")) == 421
+    assert asyncio.run(ask("http://127.0.0.3:8765", "127.0.0.3:8766")) == 421
+    assert asyncio.run(ask("http://127.0.0.3:8765", "rebound.example:8765")) == 421

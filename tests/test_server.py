@@ -268,9 +268,13 @@ def test_another_address_needs_a_token(library):
         line = next(l for l in iter(served.proc.stderr.readline, "") if "token" in l)  # noqa: E741
         token = line.strip().split()[-1]
         assert served.get("/api/status", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-        page = served.get(f"/?token={token}")
-        assert page.status_code == 200 and "mediasearch_token" in page.headers["set-cookie"]
-        assert served.get("/api/status", cookies={"mediasearch_token": token}).status_code == 200
+        page = served.get(f"/?q=cat&token={token}")  # traded for a cookie named per port, at the clean address
+        cookie = f"mediasearch_token_{served.port}"
+        assert page.status_code == 303 and page.headers["location"] == "/?q=cat"
+        assert page.headers["set-cookie"].startswith(f"{cookie}={token};")
+        assert served.get("/", cookies={cookie: token}).status_code == 200
+        assert served.get("/api/status", cookies={cookie: token}).status_code == 200
+        assert served.get("/api/status", cookies={"mediasearch_token": token}).status_code == 401
         assert served.get("/api/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
     finally:
         served.stop()
