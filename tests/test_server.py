@@ -214,7 +214,8 @@ def test_remote_urls_are_refused(server):
 def raw_get(server, target: bytes) -> tuple[int, bytes]:
     """A GET sent byte for byte (httpx would resolve the dot segments before sending)."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        host = f"127.0.0.1:{server.port}".encode()
+        sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
         answer = b"".join(iter(lambda: sock.recv(65536), b""))
     return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
 
