@@ -8,6 +8,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -83,7 +84,7 @@ def client(indexed):
     """A function calling one tool on the module's server and returning its CallToolResult."""
     library, _ = indexed
     with start_blocking_portal() as portal:
-        with portal.wrap_async_context_manager(_connected(library, library.parent / "cache")) as session:
+        with portal.wrap_async_context_manager(_connected(library, library.parent / "server-cache")) as session:
 
             def call(tool: str, arguments: dict | None = None):
                 return portal.call(session.call_tool, tool, arguments or {})
@@ -302,3 +303,26 @@ def test_coordinates_go_only_when_shared(indexed, embedder):
             assert row == as_rows(opened.search("a picture", near="38.72,-9.14,10"), shared)[0]
             assert ("latitude" in row) is shared
     assert row["latitude"] == pytest.approx(LISBON[0], abs=1e-6)
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_nothing_is_written_library_or_cache(client, indexed):
+    """Read-only: the library's files are as indexing left them, and the server's cache holds no query
+    text (queries.db) and no thumbnail, after searches by words, by example, similar and status."""
+    library, media = indexed
+    before = _files(library)
+    rows(client("search", {"text": "words never asked before", "limit": 3}))
+    rows(client("search", {"like": [str(media / "chirp.wav")], "limit": 3}))
+    client("status")
+    assert _files(library) == before
+    cache = library.parent / "server-cache"
+    assert not (cache / "queries.db").exists() and not (cache / "thumbs").exists()
+
+
+def test_other_commands_never_import_the_sdk():
+    code = "import sys, mediasearch.cli, mediasearch.server; assert 'mcp' not in sys.modules, 'mcp imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
