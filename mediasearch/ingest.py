@@ -16,8 +16,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import chain, islice
 
 import numpy as np
@@ -26,6 +26,8 @@ from mediasearch import capture, media, places
 from mediasearch.catalog import DIM, FAILED, IGNORED, INDEXED, OFFLINE, ONLINE, PARTIAL, FileRow, Root, to_blob
 from mediasearch.errors import DecodeError
 from mediasearch.library import Library
+from mediasearch.media.workers import POLL_S, DecoderPool, Stopped
+from mediasearch.media.workers import prepare as prepare_decoders
 from mediasearch.model import TOWERS
 from mediasearch.paths import under_any
 from mediasearch.walk import Walk, WalkOptions, root_of
@@ -33,6 +35,7 @@ from mediasearch.walk import Walk, WalkOptions, root_of
 BATCH_FILES = 16  # files per committed transaction at most
 DECODERS = min(4, os.cpu_count() or 1)
 TRANSIENT = "cannot read file"  # failures that may pass (permissions, a flaky disk): retried every pass
+RETRIED = (TRANSIENT, media.OUT_OF_MEMORY)  # ... and a file that found too little memory for it
 
 
 @dataclass
@@ -159,14 +162,17 @@ class Indexer:
         warn: Callable[[str], None] = lambda message: None,
         on_change: Callable[[Change], None] = lambda change: None,
         max_duration: float | None = None,
+        decoder_setup: Callable[[], None] | None = None,
     ):
+        """`decoder_setup` runs in each decoder worker as it starts: for tests only (a decoder made to crash)."""
         self.library = library
         self.catalog = library.catalog
         self._embedder_factory = embedder_factory
         self._embedder = None
         self.warn = warn
         self.on_change = on_change
-        self.decode = partial(media.decode_or_error, max_duration=max_duration)
+        self.max_duration = max_duration
+        self.decoder_setup = decoder_setup
         self.summary = Summary()  # of the pass in flight
         self.stopping = False  # set (e.g. by a signal handler) to stop after the model batch in flight
 
@@ -301,6 +307,8 @@ class Indexer:
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
         """Index new and changed files (moves first, by hash), then drop the ones gone."""
+        if todo:
+            prepare_decoders()  # the decoder workers' forkserver warms up while files are hashed
         gone_by_hash = {row.hash: row for row in gone if row.hash and row.status == INDEXED}
         moved_ids: set[int] = set()
         jobs: list[Job] = []
@@ -375,13 +383,16 @@ class Indexer:
         """
         if not jobs:
             return
+        # Decoder threads each wait on a worker process; one worker more serves the rest of the recording
+        # the pass is on (see media/workers.py), so a thread never waits on a worker the pass holds.
+        workers = DecoderPool(DECODERS + 1, self.max_duration, self.decoder_setup, lambda: self.stopping)
         pool = ThreadPoolExecutor(DECODERS)
         window: deque = deque()
         try:
             upcoming = iter(jobs)
             for job in islice(upcoming, 2 * BATCH_FILES):
-                window.append((job, pool.submit(self.decode, job.item.path)))
-            units = self._units(window, upcoming, pool)
+                window.append((job, pool.submit(workers.decode, job.item.path)))
+            units = self._units(window, upcoming, pool, workers)
             while not self.stopping:
                 batch = _next_batch(units)
                 if not batch:
@@ -390,28 +401,48 @@ class Indexer:
                 for unit in batch:
                     yield unit.job, max(1, len(unit.spans))
         finally:
+            workers.close()  # first: a thread waiting on a worker is then answered at once
             pool.shutdown(wait=True, cancel_futures=True)
             for _job, future in window:
-                if future.done() and not future.cancelled() and isinstance(future.result(), media.Decoded):
+                finished = future.done() and not future.cancelled() and future.exception() is None
+                if finished and isinstance(future.result(), media.Decoded):
                     future.result().close()
 
-    def _units(self, window: deque, upcoming: Iterator[Job], pool) -> Iterator[Unit]:
-        """Units in file order: a picture whole, a recording a model batch of windows at a time."""
+    def _units(self, window: deque, upcoming: Iterator[Job], pool, workers: DecoderPool) -> Iterator[Unit]:
+        """Units in file order: a picture whole, a recording a model batch of windows at a time.
+
+        Waits look at `stopping` every POLL_S, so a stop is seen while a decoder is busy (ends at once).
+        """
         while window:
             job, future = window[0]
-            decoded = future.result()
+            decoded = self._result(future)
+            if decoded is None:
+                return
             window.popleft()
             for nxt in islice(upcoming, 1):
-                window.append((nxt, pool.submit(self.decode, nxt.item.path)))
+                window.append((nxt, pool.submit(workers.decode, nxt.item.path)))
             if isinstance(decoded, DecodeError):
                 yield Unit(job, decoded)
                 continue
             try:
                 yield from _chunks(job, decoded)
-            except Exception as exc:  # a reader bug mid-recording: reported for this file alone
-                yield Unit(job, DecodeError(job.item.path, f"could not be decoded ({type(exc).__name__}: {exc})"))
+            except Stopped:
+                return
+            except Exception as exc:  # a reader failing mid-recording, a worker dying: this file alone
+                yield Unit(job, media.failure(job.item.path, exc))
             finally:
                 decoded.close()
+
+    def _result(self, future) -> media.Decoded | DecodeError | None:
+        """A decoder thread's result, or None once the pass is stopping."""
+        while not self.stopping:
+            try:
+                return future.result(timeout=POLL_S)
+            except FutureTimeout:
+                continue
+            except Stopped:
+                return None
+        return None
 
     def _embed_batch(self, batch: list[Unit]) -> None:
         runnable = [u for u in batch if isinstance(u.decoded, DecodeError) or u.tensors]
@@ -568,7 +599,7 @@ def when_and_where(path: str, kind: str | None, mtime: float) -> dict:
 
 def _retry(row: FileRow) -> bool:
     """Unchanged files worth another look: a failure that may have passed, a recording left half-done."""
-    return row.status == PARTIAL or (row.status == FAILED and (row.error or "").startswith(TRANSIENT))
+    return row.status == PARTIAL or (row.status == FAILED and (row.error or "").startswith(RETRIED))
 
 
 def _seen(path: str, st: os.stat_result, roots: list[Root]) -> Seen:

@@ -8,10 +8,15 @@ touches the test runner or another test.
 from __future__ import annotations
 
 import json
+import os
+import resource
+import shutil
+import signal
 import struct
 import subprocess
 import sys
 import textwrap
+import time
 import zlib
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +25,8 @@ import av
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import INPUTS
+from PIL import Image
 from test_ffmpeg import make_video
 
 from mediasearch import media
@@ -167,3 +174,176 @@ def test_the_read_size_does_not_change_the_windows(tmp_path, monkeypatch):
     small = media.decode(tmp_path / "thirty.wav").read_all()
     assert whole.spans == small.spans and len(whole.spans) == 4
     assert all(np.array_equal(a, b) for a, b in zip(whole.tensors, small.tensors, strict=True))
+
+
+# ----------------------------------------------------------------------------- decoder workers
+
+
+@pytest.fixture
+def indexed(tmp_path, embedder):
+    """Index a folder with the real towers, decoders misbehaving on marked files (tests/decoder_hooks.py)."""
+    from conftest import open_library
+    from decoder_hooks import misbehave_on_marked_files
+
+    from mediasearch.ingest import Indexer
+
+    libraries = []
+
+    def run(folder: Path, hooks: bool = True, **kw):
+        library = open_library(tmp_path / "library", embedder.bundle)
+        libraries.append(library)
+        roots = library.add_folders([str(folder)])
+        setup = misbehave_on_marked_files if hooks else None
+        indexer = Indexer(library, lambda: embedder, decoder_setup=setup, **kw)
+        return indexer.scan(roots), library
+
+    yield run
+    for library in libraries:
+        library.close()
+
+
+def good_files(folder: Path) -> list[str]:
+    folder.mkdir(exist_ok=True)
+    for name in ("landscape.jpg", "portrait.png", "tone48k.wav"):
+        shutil.copy(INPUTS / name, folder / name)
+    return ["landscape.jpg", "portrait.png", "tone48k.wav"]
+
+
+def test_a_decoder_that_crashes_fails_its_file_and_the_pass_goes_on(tmp_path, indexed):
+    """A decoder killed by SIGSEGV (as a crash in a C library would be) fails its file with the signal;
+    the pass goes on and the other files are indexed (before: the pass, and `index`, died with it)."""
+    good = good_files(tmp_path / "media")
+    shutil.copy(INPUTS / "landscape.jpg", tmp_path / "media" / "segfault.jpg")
+    summary, library = indexed(tmp_path / "media")
+    assert summary.added == len(good) and summary.failed == 1 and not summary.stopped
+    assert summary.failures == [
+        {"path": str(tmp_path / "media" / "segfault.jpg"), "error": "the decoder crashed (signal 11, SIGSEGV)"}
+    ]
+
+
+def test_a_decoder_that_hangs_is_given_up(tmp_path, indexed, monkeypatch):
+    from mediasearch.media import workers
+
+    monkeypatch.setattr(workers, "HANG_S", 1.0)
+    good = good_files(tmp_path / "media")
+    shutil.copy(INPUTS / "landscape.jpg", tmp_path / "media" / "hang.jpg")
+    summary, _ = indexed(tmp_path / "media")
+    assert summary.added == len(good) and summary.failed == 1
+    assert "the decoder stopped answering for 1 s" in summary.failures[0]["error"]
+
+
+def test_out_of_memory_fails_the_file_for_now_and_it_is_tried_again(tmp_path, indexed):
+    """An allocation that fails is that file's failure, saying so, never a stop; the next pass tries again."""
+    good = good_files(tmp_path / "media")
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(tmp_path / "media" / "nomemory.png")
+    summary, library = indexed(tmp_path / "media")
+    assert summary.added == len(good) and summary.failed == 1 and not summary.stopped
+    assert summary.failures[0]["error"].startswith("not enough memory to decode it (Unable to allocate 6.00 GiB")
+    library.close()
+    again, library = indexed(tmp_path / "media", hooks=False)  # the same, unchanged file, memory now enough
+    assert (again.updated, again.unchanged, again.failed) == (1, len(good), 0)
+    assert library.catalog.file(str(tmp_path / "media" / "nomemory.png")).status == "indexed"
+
+
+def test_workers_give_the_same_segments_as_decoding_in_process(tmp_path):
+    """Pictures, a recording longer than the read-ahead (its rest decoded again by another worker), a video:
+    every segment, time and fact equal to the in-process decoder's, so every vector is equal too."""
+    from mediasearch.media.workers import DecoderPool
+
+    t = np.arange(8_000 * 150) / 8_000
+    sf.write(tmp_path / "long.wav", (0.3 * np.sin(2 * np.pi * 300 * t * (1 + t / 150))).astype(np.float32), 8_000)
+    files = [INPUTS / "landscape.jpg", INPUTS / "deep16.png", tmp_path / "long.wav"]
+    files.append(make_video(tmp_path / "clip.mp4", seconds=4))
+    pool = DecoderPool(2)
+    try:
+        for path in files:
+            here, there = media.decode(path).read_all(), pool.decode(path)
+            assert not isinstance(there, media.DecodeError), there
+            there.read_all()
+            assert (there.kind, there.spans, there.modalities, there.facts, there.note) == (
+                here.kind, here.spans, here.modalities, here.facts, here.note
+            )  # fmt: skip
+            assert all(np.array_equal(a, b) for a, b in zip(here.tensors, there.tensors, strict=True))
+        assert len(here.spans) > 2 and len(media.decode(tmp_path / "long.wav").read_all().spans) == 19
+    finally:
+        pool.close()
+
+
+STOP_SCRIPT = """
+import json, signal, sys
+sys.path.insert(0, {tests!r})
+from decoder_hooks import misbehave_on_marked_files
+from mediasearch.bundle import resolve
+from mediasearch.ingest import Indexer
+from mediasearch.library import Library
+from mediasearch.model import Embedder
+
+bundle = resolve({bundle!r})
+library = Library({library!r}, write=True)
+library.bind(bundle)
+roots = library.add_folders([{folder!r}])
+indexer = Indexer(library, lambda: Embedder(bundle), decoder_setup=misbehave_on_marked_files)
+signal.signal(signal.SIGTERM, lambda *_: indexer.stop())
+summary = indexer.scan(roots)
+library.close()
+print(json.dumps({{"stopped": summary.stopped, "added": summary.added, "failed": summary.failed}}))
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_decode_stops_within_a_second(tmp_path):
+    """A decoder busy on one file (here one that never ends) does not hold up a stop: the pass stops
+    within about a second of SIGTERM, without recording that file as failed."""
+    from conftest import BUNDLE
+
+    good_files(tmp_path / "media")
+    shutil.copy(INPUTS / "landscape.jpg", tmp_path / "media" / "hang.jpg")
+    script = STOP_SCRIPT.format(
+        tests=str(Path(__file__).parent), bundle=str(BUNDLE), library=str(tmp_path / "library"),
+        folder=str(tmp_path / "media"),
+    )  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "media" / "hanging").exists():
+            assert time.monotonic() < deadline and child.poll() is None, "the decoder never started"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        child.send_signal(signal.SIGTERM)
+        asked = time.monotonic()
+        out, err = child.communicate(timeout=60)
+        took = time.monotonic() - asked
+    finally:
+        child.kill()
+    assert out, err[-3000:]
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["stopped"] and summary["failed"] == 0, summary
+    assert took < 2.0, f"stopped {took:.1f} s after SIGTERM"
+
+
+@pytest.mark.slow
+def test_index_under_an_address_space_cap_completes(tmp_path):
+    """`mediasearch index` under a 1 GB address-space cap (ulimit -v), with a 119 MP picture that cannot
+    fit beside the decoder (475 MB of pixels), the wide Ogg and good files: the pass completes (exit 3),
+    the picture fails for want of memory and the rest is indexed, the Ogg included; without the cap, the
+    next pass indexes the picture.  (Before: the Ogg was "contains no audio samples", a permanent failure,
+    and the picture's failure was never tried again.)"""
+    from conftest import BUNDLE
+
+    folder = tmp_path / "media"
+    good = good_files(folder)
+    shutil.copy(HOSTILE / "wide-255ch-192khz.ogg", folder)
+    (folder / "big.png").write_bytes(black_png(11000, 10800))
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "mediasearch", "index", str(folder), "--model", str(BUNDLE), "--json"]
+
+    def capped():
+        resource.setrlimit(resource.RLIMIT_AS, (int(1.0 * GB), int(1.0 * GB)))
+
+    first = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=capped, timeout=600)
+    assert first.returncode == 3, first.stderr[-3000:]
+    summary = json.loads(first.stdout)
+    assert summary["added"] == len(good) + 1 and summary["failed"] == 1, summary
+    assert summary["failures"][0]["error"].startswith("not enough memory to decode it"), summary
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and json.loads(again.stdout)["updated"] == 1, again.stderr[-3000:]

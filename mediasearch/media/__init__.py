@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mediasearch.errors import DecodeError
 from mediasearch.media import ffmpeg
-from mediasearch.media.decoded import Decoded, Segment, Span, first_line
+from mediasearch.media.decoded import OUT_OF_MEMORY, Decoded, Segment, Span, failure, first_line, out_of_memory
 from mediasearch.media.pictures import (
     DRAFT_SHORT_SIDE,
     IMAGE_BUDGET,
@@ -54,10 +54,11 @@ from mediasearch.media.video import decode_video
 
 __all__ = [
     "AUDIO_EXTENSIONS", "DECODERS", "DRAFT_SHORT_SIDE", "IMAGE_BUDGET", "IMAGE_EXTENSIONS", "MAX_DURATION_S",
-    "MAX_PIXELS", "RAW_EXTENSIONS", "REDUCE_ABOVE", "SAMPLE_RATE", "VIDEO_EXTENSIONS", "Decoded", "Segment",
-    "Span", "audio_features", "configure_pillow", "content_hash", "decode", "decode_or_error", "expected_segments",
-    "ffmpeg", "image_tensor", "is_raw", "kind_of", "load_image", "load_raw", "samples_between", "silent_features",
-    "sniff", "thumbnail", "thumbnail_jpeg", "to_rgb", "windows",
+    "MAX_PIXELS", "OUT_OF_MEMORY", "RAW_EXTENSIONS", "REDUCE_ABOVE", "SAMPLE_RATE", "VIDEO_EXTENSIONS", "Decoded",
+    "Segment", "Span", "audio_features", "configure_pillow", "content_hash", "decode", "decode_or_error",
+    "expected_segments", "failure", "ffmpeg", "image_tensor", "is_raw", "kind_of", "load_image", "load_raw",
+    "out_of_memory", "samples_between", "silent_features", "sniff", "thumbnail", "thumbnail_jpeg", "to_rgb",
+    "windows",
 ]  # fmt: skip
 
 # The one table: a file's decoder by its kind ("raw" is a picture LibRaw, not Pillow, reads).
@@ -91,12 +92,8 @@ def decode_or_error(path: str | Path, max_duration: float | None = None) -> Deco
     """decode(), with any failure returned as a DecodeError so one file never stops a run."""
     try:
         return decode(path, max_duration)
-    except DecodeError as exc:
-        return exc
-    except MemoryError:
-        return DecodeError(path, "too large to decode in the memory available")
-    except Exception as exc:  # a decoder bug: still reported per file
-        return DecodeError(path, f"could not be decoded ({type(exc).__name__}: {first_line(exc)})")
+    except Exception as exc:  # not enough memory, or a decoder bug: still reported per file
+        return failure(path, exc)
 
 
 def thumbnail(path: str | Path, kind: str, size: int, name: str | Path | None = None):

@@ -8,6 +8,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from mediasearch.errors import DecodeError
+
 Span = tuple[float | None, float | None]
 
 
@@ -58,6 +60,28 @@ class Decoded:
         if self.more is not None:
             self.more.close()  # type: ignore[attr-defined]
             self.more = None
+
+
+# How a failure for want of memory begins: such a file is tried again on the next pass, when memory allows.
+OUT_OF_MEMORY = "not enough memory to decode"
+_ALLOCATION_FAILURES = ("unable to allocate", "cannot allocate memory", "out of memory", "memory allocation failed")
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether an error is an allocation that failed (Python's, numpy's, FFmpeg's, LibRaw's, libsndfile's),
+    which says nothing about the file: it must never be recorded as the file being damaged."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "LibRawUnsufficientMemoryError":
+        return True
+    return any(words in str(exc).lower() for words in _ALLOCATION_FAILURES)
+
+
+def failure(path, exc: Exception) -> DecodeError:
+    """Any error of a decoder as the file's one-line failure."""
+    if isinstance(exc, DecodeError):
+        return exc
+    if out_of_memory(exc):
+        return DecodeError(path, f"{OUT_OF_MEMORY} it ({first_line(exc)}); it is tried again on the next pass")
+    return DecodeError(path, f"could not be decoded ({type(exc).__name__}: {first_line(exc)})")  # a decoder bug
 
 
 def first_line(exc: BaseException) -> str:

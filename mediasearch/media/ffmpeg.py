@@ -70,6 +70,8 @@ def probe(path: str | Path) -> VideoInfo:
             if video is not None:
                 width, height = video.codec_context.width, video.codec_context.height
             return VideoInfo(video is not None, bool(container.streams.audio), duration, width, height)
+    except MemoryError:  # FFmpeg could not allocate (av.error.MemoryError): not the file's fault
+        raise
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(path, f"not a readable video or sound file ({_reason(exc)})") from exc
 
@@ -81,6 +83,8 @@ class AvAudio:
         av = _av()
         try:
             self.container = _open(av, path)
+        except MemoryError:  # FFmpeg could not allocate (av.error.MemoryError): not the file's fault
+            raise
         except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
             raise DecodeError(path, f"not a readable sound file ({_reason(exc)})") from exc
         if not self.container.streams.audio:
@@ -135,6 +139,8 @@ def pick_frames(path: str | Path, interval: float, cap: int) -> Iterator[tuple[f
     av = _av()
     try:
         container = _open(av, path)
+    except MemoryError:  # FFmpeg could not allocate (av.error.MemoryError): not the file's fault
+        raise
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(path, f"not a readable video ({_reason(exc)})") from exc
     try:

@@ -8,13 +8,14 @@ and decoder threads share a memory budget so that large pictures take turns.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from mediasearch.errors import DecodeError
-from mediasearch.media.decoded import Decoded, Segment, first_line
+from mediasearch.media.decoded import Decoded, Segment, first_line, out_of_memory
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
@@ -37,17 +38,31 @@ class MemoryBudget:
     """Decoder threads reserve the bytes a decode will hold before starting it.
 
     A count of threads does not bound memory when one picture can take 600 MB:
-    this does.  A job larger than the whole budget runs alone.
+    this does.  A job larger than the whole budget runs alone.  In a decoder
+    worker process the budget is delegated to the parent's, so that one budget
+    bounds every worker together.
     """
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.free = capacity
         self._cond = threading.Condition()
+        self._remote: tuple[Callable[[int], None], Callable[[int], None]] | None = None
+
+    def delegate(self, reserve: Callable[[int], None], release: Callable[[int], None]) -> None:
+        """Reserve through these calls (a worker asking its parent) instead of from this process's budget."""
+        self._remote = (reserve, release)
 
     @contextmanager
     def reserve(self, cost: int):
         cost = min(max(cost, 0), self.capacity)
+        if self._remote is not None:
+            self._remote[0](cost)
+            try:
+                yield
+            finally:
+                self._remote[1](cost)
+            return
         with self._cond:
             self._cond.wait_for(lambda: self.free >= cost)
             self.free -= cost
@@ -141,9 +156,9 @@ def load_image(path: Path, reduced: bool = True):
         raise
     except Image.DecompressionBombError as exc:
         raise DecodeError(path, f"refused as a decompression bomb ({exc})") from exc
-    except MemoryError:
-        raise
     except Exception as exc:
+        if out_of_memory(exc):
+            raise
         raise DecodeError(path, f"not a readable image ({first_line(exc)})") from exc
 
 

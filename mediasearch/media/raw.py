@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from mediasearch.errors import DecodeError
-from mediasearch.media.decoded import Decoded, Segment, first_line
+from mediasearch.media.decoded import Decoded, Segment, first_line, out_of_memory
 from mediasearch.media.pictures import DRAFT_SHORT_SIDE, IMAGE_BUDGET, image_cost, image_tensor, to_rgb
 from mediasearch.media.sniff import RAW_EXTENSIONS
 
@@ -53,9 +53,9 @@ def load_raw(path: Path):
             return Image.fromarray(rgb), size
     except DecodeError:
         raise
-    except MemoryError:
-        raise
     except Exception as exc:
+        if out_of_memory(exc):
+            raise
         raise DecodeError(path, f"not a readable camera RAW file ({first_line(exc)})") from exc
 
 

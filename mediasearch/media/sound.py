@@ -14,7 +14,7 @@ import numpy as np
 
 from mediasearch.errors import DecodeError
 from mediasearch.media import ffmpeg
-from mediasearch.media.decoded import Decoded, Segment, first_line
+from mediasearch.media.decoded import Decoded, Segment, first_line, out_of_memory
 
 SAMPLE_RATE = 48_000
 WINDOW_S = 10.0
@@ -119,6 +119,8 @@ def _open_sound(path: Path):
     try:
         snd = sf.SoundFile(str(path))
     except Exception as exc:
+        if out_of_memory(exc):
+            raise
         try:
             snd = ffmpeg.AvAudio(path)
         except DecodeError as other:
@@ -168,6 +170,8 @@ def read_windows(path: Path, snd, decoded: Decoded, max_duration: float) -> Iter
             try:
                 block = snd.read(min(step, limit - total), dtype="float32", always_2d=True)
             except Exception as exc:
+                if out_of_memory(exc):
+                    raise  # not damage: the file fails for now, and is tried again
                 decoded.note = f"read up to {total / rate:.1f} s: the rest is damaged ({_sndfile_reason(exc)})"
                 break
             if len(block) == 0:

@@ -1,0 +1,290 @@
+"""Decoding in worker processes, so that a decoder that crashes loses its file, not the pass.
+
+Pillow, libheif, LibRaw, libsndfile and FFmpeg are C libraries reading files
+anybody can put in a folder; a segfault in one of them would end the process
+that called it, on every pass.  `index` and `watch` therefore decode in a few
+worker processes (started by a forkserver that has the decoders imported, so
+a worker starts in milliseconds): a worker that dies fails its file with the
+signal that killed it ("the decoder crashed (signal 11)"), one that stops
+answering for HANG_S is killed and fails its file, and a new worker takes the
+next file.
+
+A worker sends segments back as it decodes them, over a pipe that holds about
+one segment, so a long recording never sits in memory whole.  A file is
+decoded in two steps: a decoder thread asks for its first READ_AHEAD segments
+(the worker is then free again); the rest, when there is more, is asked for
+when the pass gets to that file, by a worker that decodes the file again and
+skips what was sent.  Every worker reserves its memory from the one budget of
+the parent (IMAGE_BUDGET), so the budget still bounds all decoders together.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from itertools import chain
+from pathlib import Path
+
+from mediasearch.errors import DecodeError
+from mediasearch.media.decoded import Decoded, failure
+from mediasearch.media.pictures import IMAGE_BUDGET
+from mediasearch.media.sound import READ_AHEAD
+
+HANG_S = 120.0  # a worker silent this long (no segment, no request) is taken for hung
+POLL_S = 0.2  # how often a wait for a worker looks whether the pass is stopping
+# Imported once in the forkserver, which runs each decoder once, so that each worker starts warm.
+PRELOAD = ["mediasearch.media.warmup"]
+
+
+class Stopped(Exception):
+    """The pass is stopping: a wait for a worker was given up (not a failure of the file)."""
+
+
+class DecoderPool:
+    """Up to `size` worker processes, each decoding one file at a time for whichever thread asks.
+
+    `setup` is run in each worker as it starts; only code can pass it (tests use it to
+    make a decoder crash or hang), never a file, an option or the environment.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        max_duration: float | None = None,
+        setup: Callable[[], None] | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+    ):
+        self.size, self.max_duration, self.setup, self.stopping = size, max_duration, setup, stopping
+        self._context = _context()
+        self._idle: list[_Worker] = []
+        self._count = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def decode(self, path: str | Path) -> Decoded | DecodeError:
+        """A file's first segments (the rest on demand), or its failure: media.decode_or_error, in a worker."""
+        try:
+            with self._worker() as worker:
+                decoded, more = worker.first(path, self.max_duration, self.stopping)
+        except DecodeError as exc:
+            return exc
+        if more:
+            decoded.more = self._rest(path, decoded)
+        return decoded
+
+    def _rest(self, path: str | Path, decoded: Decoded) -> Iterator:
+        """The segments after the first ones, decoded again from the start by a worker that skips those."""
+        with self._worker() as worker:
+            yield from worker.rest(path, self.max_duration, decoded, self.stopping)
+
+    def _worker(self) -> _Lease:
+        with self._cond:
+            self._cond.wait_for(lambda: self._closed or self._idle or self._count < self.size)
+            if self._closed:
+                raise Stopped
+            if self._idle:
+                return _Lease(self, self._idle.pop())
+            self._count += 1
+        try:
+            return _Lease(self, _Worker(self._context, self.setup))
+        except BaseException:
+            self._give_back(None)
+            raise
+
+    def _give_back(self, worker: _Worker | None) -> None:
+        with self._cond:
+            if worker is not None and worker.usable and not self._closed:
+                self._idle.append(worker)
+            else:
+                self._count -= 1
+                if worker is not None:
+                    worker.kill()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop every worker now (a stop, or the end of the pass); waits in other threads end at once."""
+        with self._cond:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._cond.notify_all()
+        for worker in idle:
+            worker.kill()
+        for worker in list(_Worker.busy):
+            worker.kill()
+
+
+class _Lease:
+    """A worker held for one request; a worker left out of step (a stream given up) is killed, not reused."""
+
+    def __init__(self, pool: DecoderPool, worker: _Worker):
+        self.pool, self.worker = pool, worker
+
+    def __enter__(self) -> _Worker:
+        return self.worker
+
+    def __exit__(self, *exc) -> None:
+        self.pool._give_back(self.worker)
+
+
+class _Worker:
+    """One worker process and the parent's end of its pipe."""
+
+    busy: set[_Worker] = set()  # workers in a request, killed by DecoderPool.close()
+
+    def __init__(self, context, setup: Callable[[], None] | None):
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, setup), daemon=True, name="mediasearch-decoder")
+        self.process.start()
+        child.close()
+        self.usable = True
+        self._held: list = []  # budget reservations made for the worker, released if it dies
+
+    def first(self, path, max_duration, stopping) -> tuple[Decoded, bool]:
+        """The first READ_AHEAD segments and the facts so far; True when more segments follow."""
+        decoded = Decoded("", [])
+        for segment in self._request(path, max_duration, 0, READ_AHEAD, decoded, stopping):
+            decoded.ready.append(segment)
+        return decoded, self._more
+
+    def rest(self, path, max_duration, decoded: Decoded, stopping) -> Iterator:
+        yield from self._request(path, max_duration, len(decoded.ready), None, decoded, stopping)
+
+    def _request(self, path, max_duration, skip: int, limit: int | None, decoded: Decoded, stopping) -> Iterator:
+        """Ask for segments [skip, skip + limit) of a file; yield them; fill in `decoded`'s kind, facts and note."""
+        _Worker.busy.add(self)
+        self.usable = False  # until the worker says it is done with this file
+        try:
+            self.conn.send((str(path), max_duration, skip, limit))
+            while True:
+                message = self._receive(path, stopping)
+                if message[0] == "segment":
+                    yield message[1]
+                elif message[0] == "reserve":
+                    self._reserve(message[1])
+                elif message[0] == "release":
+                    self._held.pop().__exit__(None, None, None)
+                elif message[0] == "error":
+                    self.usable = True
+                    raise DecodeError(path, message[1])
+                else:  # done
+                    _, decoded.kind, facts, decoded.note, self._more = message
+                    decoded.facts.update(facts)
+                    self.usable = True
+                    return
+        finally:
+            _Worker.busy.discard(self)
+            self._release_all()
+
+    def _receive(self, path, stopping) -> tuple:
+        """The worker's next message; a dead worker or a hung one fails the file, a stop gives up waiting."""
+        waited = 0.0
+        try:
+            while not self.conn.poll(POLL_S):
+                waited += POLL_S
+                if stopping():
+                    raise Stopped
+                if waited >= HANG_S:
+                    self.kill()
+                    raise DecodeError(path, f"the decoder stopped answering for {HANG_S:.0f} s: given up")
+            return self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise DecodeError(path, self._death()) from exc
+
+    def _death(self) -> str:
+        """Why the worker's pipe closed: the signal that killed it, or its exit status."""
+        self.process.join(timeout=5)
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            return f"the decoder crashed (signal {-code}, {signal.Signals(-code).name})"
+        return f"the decoder crashed (exit status {code})"
+
+    def _reserve(self, cost: int) -> None:
+        reservation = IMAGE_BUDGET.reserve(cost)
+        reservation.__enter__()
+        self._held.append(reservation)
+        self.conn.send(("granted",))
+
+    def _release_all(self) -> None:
+        while self._held:
+            self._held.pop().__exit__(None, None, None)
+
+    def kill(self) -> None:
+        self.usable = False
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+def _context():
+    """forkserver where there is one (a fork of a small, clean server), else spawn: never a plain fork of a
+    process holding threads and an ONNX session."""
+    try:
+        context = multiprocessing.get_context("forkserver")
+    except ValueError:
+        return multiprocessing.get_context("spawn")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def prepare() -> None:
+    """Start the forkserver now, in the background (its warm-up takes a second or more), so that it is
+    ready when the first file is decoded; a pass calls this before it walks and hashes."""
+    if _context().get_start_method() == "forkserver":
+        threading.Thread(target=_start_forkserver, daemon=True, name="mediasearch-forkserver").start()
+
+
+def _start_forkserver() -> None:
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+
+
+# ----------------------------------------------------------------------------- in the worker
+
+
+def _serve(conn, setup: Callable[[], None] | None) -> None:
+    """A worker's life: decode the files asked for, one at a time, until the pipe closes."""
+    from mediasearch import media
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the workers
+    IMAGE_BUDGET.delegate(lambda cost: _ask(conn, cost), lambda cost: conn.send(("release", cost)))
+    if setup is not None:
+        setup()
+    while True:
+        try:
+            path, max_duration, skip, limit = conn.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        _answer(conn, path, media.decode_or_error(path, max_duration), skip, limit)
+
+
+def _ask(conn, cost: int) -> None:
+    conn.send(("reserve", cost))
+    conn.recv()  # ("granted",)
+
+
+def _answer(conn, path: str, decoded: Decoded | DecodeError, skip: int, limit: int | None) -> None:
+    """Send segments [skip, skip + limit) of a decoded file, then ("done", ...) or ("error", reason)."""
+    if isinstance(decoded, DecodeError):
+        conn.send(("error", decoded.reason))
+        return
+    sent, more = 0, False
+    try:
+        for index, segment in enumerate(chain(decoded.ready, decoded.more or ())):
+            if index < skip:
+                continue
+            if limit is not None and sent == limit:
+                more = True
+                break
+            conn.send(("segment", segment))
+            sent += 1
+    except Exception as exc:  # a reader failing mid-recording: the same reasons as decode_or_error gives
+        conn.send(("error", failure(path, exc).reason))
+        return
+    finally:
+        decoded.close()
+    conn.send(("done", decoded.kind, decoded.facts, decoded.note, more))

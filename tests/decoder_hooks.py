@@ -1,0 +1,37 @@
+"""Test-only decoder hooks, run in each decoder worker process as it starts (Indexer(decoder_setup=...),
+DecoderPool(setup=...)).  Only code can pass them: no file, option or environment variable reaches them.
+
+A file whose name starts with `segfault` makes its worker kill itself with SIGSEGV, as a C library's
+crash would; `hang` makes it sleep (after writing `hanging` beside the file, so a test knows when);
+`nomemory` makes the decoder's allocation fail.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from mediasearch import media
+
+
+def misbehave_on_marked_files() -> None:
+    for kind, decoder in list(media.DECODERS.items()):
+        media.DECODERS[kind] = _marked(decoder)
+
+
+def _marked(decoder: Callable) -> Callable:
+    def decode(path: Path, max_duration: float):
+        name = Path(path).name
+        if name.startswith("segfault"):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if name.startswith("hang"):
+            (Path(path).parent / "hanging").write_text(str(os.getpid()))
+            time.sleep(600)
+        if name.startswith("nomemory"):
+            raise MemoryError("Unable to allocate 6.00 GiB for an array with shape (40000, 40000)")
+        return decoder(path, max_duration)
+
+    return decode
