@@ -121,10 +121,13 @@ def test_the_server_thumbnail_of_a_giant_frame_is_refused(tmp_path):
     """The server's thumbnail calls the same frame picker: refused with a reason, within the same memory."""
     path = giant_frame_video(tmp_path / "giant.mov")
     body = f"""
+        import os
         from mediasearch.errors import DecodeError
-        from mediasearch.server import _thumbnail_of
+        from mediasearch.server import Opened, _thumbnail_of
+        st = os.stat({str(path)!r})
+        opened = Opened(os.open({str(path)!r}, os.O_RDONLY), st.st_size, st.st_mtime, {str(path)!r}, "video")
         try:
-            out = {{"thumbnail": str(_thumbnail_of({str(path)!r}, "video"))}}
+            out = {{"thumbnail": str(_thumbnail_of(opened))}}
         except DecodeError as exc:
             out = {{"reason": exc.reason}}
         """
@@ -216,8 +219,8 @@ def test_a_decoder_that_crashes_fails_its_file_and_the_pass_goes_on(tmp_path, in
     shutil.copy(INPUTS / "landscape.jpg", tmp_path / "media" / "segfault.jpg")
     summary, library = indexed(tmp_path / "media")
     assert summary.added == len(good) and summary.failed == 1 and not summary.stopped
-    assert summary.failures == [
-        {"path": str(tmp_path / "media" / "segfault.jpg"), "error": "the decoder crashed (signal 11, SIGSEGV)"}
+    assert [(f["path"], f["error"]) for f in summary.failures] == [
+        (str(tmp_path / "media" / "segfault.jpg"), "the decoder crashed (signal 11, SIGSEGV)")
     ]
 
 
