@@ -117,18 +117,15 @@ def test_a_giant_video_frame_is_refused_without_decoding_it(tmp_path, header_sid
     assert result["peak_mb"] < 400, result
 
 
-def test_the_server_thumbnail_of_a_giant_frame_is_refused(tmp_path):
-    """The server's thumbnail calls the same frame picker: refused with a reason, within the same memory."""
+def test_the_thumbnail_of_a_giant_frame_is_refused(tmp_path):
+    """Thumbnails (the server's and MCP's, media.thumbnail) call the same frame picker: refused with a
+    reason, within the same memory."""
     path = giant_frame_video(tmp_path / "giant.mov")
     body = f"""
-        import os
-        from mediasearch.errors import DecodeError
-        from mediasearch.server import Opened, _thumbnail_of
-        st = os.stat({str(path)!r})
-        opened = Opened(os.open({str(path)!r}, os.O_RDONLY), st.st_size, st.st_mtime, {str(path)!r}, "video")
+        from mediasearch import media
         try:
-            out = {{"thumbnail": str(_thumbnail_of(opened))}}
-        except DecodeError as exc:
+            out = {{"thumbnail": str(media.thumbnail({str(path)!r}, "video", 256))}}
+        except media.DecodeError as exc:
             out = {{"reason": exc.reason}}
         """
     result = run_capped(body, 2 * GB)
