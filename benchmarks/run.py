@@ -172,7 +172,7 @@ def clustered(count: int, seed: int, clusters: int = 2000) -> np.ndarray:
 
 def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = False) -> Path:
     """A library of `count` fake picture files with clustered vectors (written straight to SQLite)."""
-    library = work / f"lib-synthetic-v6-{count}{'-disk' if files_on_disk else ''}"  # v6: capture columns
+    library = work / f"lib-synthetic-v6t-{count}{'-disk' if files_on_disk else ''}"  # capture columns, a trip
     if (library / "done").exists():
         return _index_current(library)
     shutil.rmtree(library, ignore_errors=True)
@@ -236,6 +236,7 @@ def _synthetic_cities() -> list[tuple[float, float, tuple[str, str, str]]]:
     chosen = [int(i) for i in order[:98]] + [
         max(g.cities[n], key=lambda i: g.population[i]) for n in ("lisbon", "porto")
     ]
+    chosen.append(max(g.cities["reykjavik"], key=lambda i: g.population[i]))  # the trip's, last
     out = []
     for i in chosen:
         row = g.rows[i]
@@ -243,12 +244,21 @@ def _synthetic_cities() -> list[tuple[float, float, tuple[str, str, str]]]:
     return out
 
 
+TRIP_FOLDER, TRIP_START = 42, 1_622_505_600.0  # d0042: a June 2021 trip to Reykjavik, its 1,000 photos together
+
+
 def _synthetic_capture(i: int, cities: list) -> tuple:
-    """File i's capture columns: EXIF-dated over ten years; 3 files in 10 with coordinates near a city."""
+    """File i's capture columns: EXIF-dated over ten years, 3 files in 10 with coordinates near one of 100
+    cities, scattered through the whole library (a worst case: every folder holds every city and year);
+    and one folder that is a trip, as a real camera roll's folders are, its photos together."""
+    if i // 1000 == TRIP_FOLDER:
+        lat, lon, (city, region, country) = cities[-1]
+        jitter = ((i * 7919) % 2001 / 1000 - 1) * CITY_SPREAD, ((i * 104_729) % 2001 / 1000 - 1) * CITY_SPREAD
+        return (TRIP_START + (i % 1000) * 2000.0, "exif", lat + jitter[0], lon + jitter[1], city, region, country)
     taken = TAKEN_EPOCH + (i * 37 % 3650) * 86_400.0
     if i % 10 >= 3:
         return (taken, "exif", None, None, None, None, None)
-    lat, lon, (city, region, country) = cities[(i // 10) % len(cities)]
+    lat, lon, (city, region, country) = cities[(i // 10) % (len(cities) - 1)]
     jitter = ((i * 7919) % 2001 / 1000 - 1) * CITY_SPREAD, ((i * 104_729) % 2001 / 1000 - 1) * CITY_SPREAD
     return (taken, "exif", lat + jitter[0], lon + jitter[1], city, region, country)
 
@@ -267,10 +277,14 @@ def filter_table(library: Path, embedder: Embedder, repeats: int = 5) -> list[di
         ("--in FOLDER (0.1% match)", Filters(within=[folder])),
         ("--type audio --in FOLDER (10 files match)", Filters(kinds=["audio"], within=[folder])),
         ("--after a date nothing matches", Filters(after=datetime(2031, 1, 1))),
-        ("--after/--before a month (0.8% match)", Filters(after=datetime(2015, 3, 1), before=datetime(2015, 4, 1))),
-        ("--near Lisbon (25 km circle, 0.3% match)", Filters(near=parse_near("Lisbon"))),
-        ("--near 38.72,-9.14,5 (5 km circle, 0.06%)", Filters(near=parse_near("38.72,-9.14,5"))),
-        ("--near Portugal (country, 0.6% match)", Filters(near=parse_near("Portugal"))),
+        ("--after/--before the trip's month (0.1%, one folder)", Filters(after=datetime(2021, 6, 1),
+                                                                     before=datetime(2021, 7, 1))),
+        ("--near Reykjavik (the trip: 0.1%, one folder)", Filters(near=parse_near("Reykjavik"))),
+        ("--near Iceland (the trip's country)", Filters(near=parse_near("Iceland"))),
+        ("--after/--before a month (0.8%, spread)", Filters(after=datetime(2015, 3, 1), before=datetime(2015, 4, 1))),
+        ("--near Lisbon (25 km, 0.3%, spread)", Filters(near=parse_near("Lisbon"))),
+        ("--near 38.72,-9.14,5 (5 km, 0.06%, spread)", Filters(near=parse_near("38.72,-9.14,5"))),
+        ("--near Portugal (country, 0.6%, spread)", Filters(near=parse_near("Portugal"))),
         ("--near Lisbon --after/--before a year (0.03%)", Filters(near=parse_near("Lisbon"), after=datetime(2015, 1, 1),
                                                          before=datetime(2016, 1, 1))),
     ]  # fmt: skip

@@ -28,7 +28,7 @@ import sqlite_utils
 
 from mediasearch.errors import LibraryError
 from mediasearch.filters import Filters
-from mediasearch.places import Near, distance_km
+from mediasearch.places import Near, within_km
 from mediasearch.schema import MIGRATIONS
 
 DIM = 512  # the width of every vector: the model gives it, the catalog, the index and the store keep it
@@ -119,7 +119,6 @@ class Catalog:
         try:
             conn = self._connect(write)
             self.db = sqlite_utils.Database(conn)
-            conn.create_function("distance_km", 4, _distance_or_null, deterministic=True)
             if write:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
@@ -494,7 +493,7 @@ class Catalog:
     def matching_segments(self, filters: Filters, at_most: int) -> np.ndarray | None:
         """Ids of the segments whose files pass these filters, or None when more than at_most do.
         Dates are capture times; a place is a box of coordinates on their index, then the exact
-        distance, or named regions and countries on theirs."""
+        distance (in numpy, over what the boxes hold), or named regions and countries on theirs."""
         kinds, within, after, before, near = (
             filters.kinds, filters.within, filters.after_stamp, filters.before_stamp, filters.near
         )  # fmt: skip
@@ -521,27 +520,29 @@ class Catalog:
             clause, more = _near_clause(near)
             where.append(clause)
             args += more
-        sql = f"SELECT s.id FROM files f JOIN segments s ON s.file_id = f.id WHERE {' AND '.join(where)} LIMIT ?"
-        ids = np.array([r[0] for r in self.conn.execute(sql, [*args, at_most + 1])], np.int64)
+        circle = near is not None and near.circle
+        columns = "s.id, f.latitude, f.longitude" if circle else "s.id"
+        sql = f"SELECT {columns} FROM files f JOIN segments s ON s.file_id = f.id WHERE {' AND '.join(where)} LIMIT ?"
+        # A circle fills at least pi/4 of its box away from the poles: a box holding more than twice
+        # the bound is a broad filter, answered by the index and the exact check afterwards.
+        cap = 2 * at_most + 1 if circle else at_most + 1
+        rows = self.conn.execute(sql, [*args, cap]).fetchall()
+        if len(rows) >= cap:
+            return None
+        if circle:
+            rows = [r for r, inside in zip(rows, within_km(near, rows), strict=True) if inside]
+        ids = np.array([r[0] for r in rows], np.int64)
         return None if len(ids) > at_most else ids
 
 
-def _distance_or_null(lat1, lon1, lat2, lon2) -> float | None:
-    """The exact distance for SQL's place filter (NULL for a file without coordinates)."""
-    if None in (lat1, lon1, lat2, lon2):
-        return None
-    return distance_km(lat1, lon1, lat2, lon2)
-
-
 def _near_clause(near: Near) -> tuple[str, list]:
-    """SQL for a place filter: boxes on the coordinates index and the exact distance, or named areas."""
-    if near.circle:
+    """SQL for a place filter: a circle's boxes on the coordinates index, or named areas."""
+    if near.circle:  # the boxes only: the caller checks the distance
         boxes, args = [], []
         for south, north, west, east in near.boxes():
             boxes.append("(f.latitude BETWEEN ? AND ? AND f.longitude BETWEEN ? AND ?)")
             args += [south, north, west, east]
-        exact = "distance_km(f.latitude, f.longitude, ?, ?) <= ?"
-        return f"(({' OR '.join(boxes)}) AND {exact})", [*args, near.latitude, near.longitude, near.km]
+        return "(" + " OR ".join(boxes) + ")", args
     areas, args = [], []
     for country, region in near.areas:
         areas.append("(f.country = ?" + (" AND f.region = ?)" if region is not None else ")"))

@@ -94,6 +94,19 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * EARTH_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
+def within_km(near: Near, rows: list) -> np.ndarray:
+    """Which (id, latitude, longitude) rows lie in the circle: the haversine of them all at once."""
+    if not rows:
+        return np.zeros(0, bool)
+    points = np.radians(np.array([r[1:3] for r in rows], np.float64))
+    lat, lon = math.radians(near.latitude), math.radians(near.longitude)
+    a = (
+        np.sin((points[:, 0] - lat) / 2) ** 2
+        + math.cos(lat) * np.cos(points[:, 0]) * np.sin((points[:, 1] - lon) / 2) ** 2
+    )
+    return 2 * EARTH_KM * np.arcsin(np.minimum(1.0, np.sqrt(a))) <= near.km
+
+
 def _unit(latitude, longitude) -> np.ndarray:
     lat, lon = np.radians(latitude), np.radians(longitude)
     return np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], axis=-1)

@@ -222,10 +222,8 @@ class SharedIndex:
             k *= 4
 
 
-def _place_name(row: dict) -> str | None:
-    if not row.get("country"):
-        return None
-    return Place(row.get("city") or "", row.get("region") or "", row["country"]).name
+def _place_name(city: str | None, region: str | None, country: str | None) -> str | None:
+    return Place(city or "", region or "", country).name if country else None
 
 
 def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit: int, complete: bool = False):
@@ -243,8 +241,8 @@ def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit:
                 row["path"], row["kind"], round(score, 6), row["start"], row["end"], row["size"], row["mtime"],
                 row["width"], row["height"], row["duration"], [],
                 row["matched"] if row["kind"] == "video" else None, row["file_id"], row.get("host"),
-                row.get("taken") or row["mtime"], row.get("taken_source"), _place_name(row),
-                row.get("latitude"), row.get("longitude"),
+                row.get("taken") or row["mtime"], row.get("taken_source"),
+                (row.get("city"), row.get("region"), row.get("country")), row.get("latitude"), row.get("longitude"),
             )  # fmt: skip
         copies.setdefault(key, {}).setdefault(row["path"], row)
     if len(best) <= limit and not complete:
@@ -254,6 +252,7 @@ def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit:
         first, *others = sorted(copies[key].values(), key=copy_order)
         hit.path, hit.mtime, hit.file_id = first["path"], first["mtime"], first["file_id"]
         hit.copies = [row["path"] for row in others]
+        hit.place = _place_name(*hit.place)  # named for the hits kept only
     return [hit for _key, hit in hits]
 
 

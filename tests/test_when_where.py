@@ -236,3 +236,16 @@ def test_the_python_api_takes_near_and_capture_dates(indexed):
         assert [os.path.basename(h.path) for h in library.similar(first.file_id, near="Porto")] == ["porto.jpg"]
         with pytest.raises(UsageError, match="unknown place"):
             library.search("a street", near="Qwertyville")
+
+
+def test_a_broad_place_or_date_filter_is_checked_exactly_after_the_index(indexed, monkeypatch):
+    """Past the selective bound the catalog gives up (None) and the index's hits are checked one by one."""
+    from mediasearch import search as search_module
+
+    library = indexed[0]
+    wide = parse_near("38.70,-9.14,400")
+    assert library.catalog.matching_segments(Filters(near=wide), 1) is None
+    monkeypatch.setattr(search_module, "SELECTIVE", 1)
+    assert found(library, near=wide) == ["lisbon.jpg", "porto.jpg"]
+    assert found(library, near=parse_near("Portugal")) == ["lisbon.jpg", "porto.jpg"]
+    assert found(library, after=datetime(2018, 1, 1), before=datetime(2020, 1, 1)) == ["lisbon.jpg", "porto.jpg"]
