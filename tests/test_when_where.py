@@ -22,6 +22,7 @@ from mediasearch.catalog import Catalog
 from mediasearch.cli import cli
 from mediasearch.ingest import Indexer
 from mediasearch.places import parse_near
+from mediasearch.schema import CAPTURE_COLUMNS
 from mediasearch.search import Filters, search
 
 LISBON, PORTO, OXFORD = (38.7223, -9.1393), (41.1497, -8.6110), (51.7520, -1.2577)
@@ -67,7 +68,7 @@ def columns(catalog: Catalog, name: str) -> dict:
         "SELECT taken, taken_source, latitude, longitude, city, region, country FROM files WHERE rel = ?",
         (name.encode(),),
     ).fetchone()
-    return dict(zip(catalog_module.CAPTURE_COLUMNS, row, strict=True))
+    return dict(zip(CAPTURE_COLUMNS, row, strict=True))
 
 
 def test_indexing_records_capture_time_and_place(indexed):
@@ -106,7 +107,7 @@ def as_schema_5(folder: Path) -> None:
     for index in ("files_taken", "files_kind_taken", "files_coordinates", "files_country"):
         conn.execute(f"DROP INDEX {index}")
     conn.execute("DROP TRIGGER files_version")
-    for name in catalog_module.CAPTURE_COLUMNS:
+    for name in CAPTURE_COLUMNS:
         conn.execute(f"ALTER TABLE files DROP COLUMN {name}")
     conn.execute(
         "CREATE TRIGGER files_version AFTER UPDATE OF path, root_id, kind, size, mtime, hash, width, height, "
