@@ -24,7 +24,7 @@ from mediasearch.catalog import DIM
 from mediasearch.errors import BundleError, DecodeError
 from mediasearch.media import silent_features
 from mediasearch.paths import cache_dir
-from mediasearch.queries import QueryCache
+from mediasearch.remembered import QueryCache
 
 PROVIDERS = ["CPUExecutionProvider"]  # every session runs on the CPU
 MAX_TOKENS = 77

@@ -212,7 +212,7 @@ def forget(path, queries, library, as_json) -> None:
 
 def _forget_queries(as_json: bool) -> None:
     """Delete queries.db; the count goes to stderr (or stdout as JSON when nothing else is printed)."""
-    from mediasearch.queries import forget_queries, query_memory
+    from mediasearch.remembered import forget_queries, query_memory
 
     count = forget_queries()
     if as_json:
