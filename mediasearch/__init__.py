@@ -14,10 +14,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 __all__ = [
+    "Busy",
     "DecodeError",
     "Hit",
     "Library",
     "LibraryError",
+    "Limits",
     "MediasearchError",
     "UsageError",
     "__version__",
@@ -27,6 +29,8 @@ __all__ = [
 _FROM = {
     "open": "mediasearch.api",
     "Library": "mediasearch.api",
+    "Limits": "mediasearch.api",
+    "Busy": "mediasearch.errors",
     "Hit": "mediasearch.search",
     "MediasearchError": "mediasearch.errors",
     "LibraryError": "mediasearch.errors",

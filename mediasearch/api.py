@@ -19,6 +19,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -28,7 +29,7 @@ import numpy as np
 from mediasearch import paths as places
 from mediasearch import search as ranking
 from mediasearch.bundle import DEFAULT_MODEL, resolve
-from mediasearch.errors import DecodeError, EmptyLibrary, ExampleError, UsageError
+from mediasearch.errors import Busy, DecodeError, EmptyLibrary, ExampleError, UsageError
 from mediasearch.library import Library as Storage
 from mediasearch.places import Near, parse_near
 from mediasearch.precision import with_precision
@@ -39,7 +40,19 @@ from mediasearch.walk import root_of
 PathLike = str | os.PathLike
 Log = Callable[[str], None]
 
-__all__ = ["Hit", "Library", "open"]
+__all__ = ["Hit", "Library", "Limits", "open"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on the work one call may cause, so a Library shared by many callers (a server's clients,
+    an assistant) stays responsive and within memory.  Indexing is not bounded by these: a pass over
+    one's own folders decodes what it must (see index's max_duration)."""
+
+    model_at_once: int = 2  # embeddings (texts, example files) running at once; others wait ...
+    wait_seconds: float = 30.0  # ... this long for a turn, then Busy
+    text_chars: int = 10_000  # a query text is cut here before tokenising: the model reads 77 tokens
+    example_seconds: float | None = 600.0  # of an example's or an upload's sound: 60 windows at most
 
 
 class Embedded(NamedTuple):
@@ -90,6 +103,7 @@ class Library:
         write: bool = False,
         one_shot: bool = False,
         log: Log = _quiet,
+        limits: Limits | None = None,
     ):
         if write and not (places.library_dir(library) / "catalog.db").exists() and not _is_embedder(model):
             # A library is made only once its model is found: a first `index` that cannot reach one
@@ -100,6 +114,8 @@ class Library:
         self.writable = write
         self._model, self._precision, self._log = model, precision, log
         self._lock = threading.RLock()  # catalog and index take turns; the towers run outside it
+        self.limits = limits or Limits()
+        self._slots = threading.BoundedSemaphore(self.limits.model_at_once)
         self._verified: set[tuple] = set()  # files reached through links whose content was checked
         if model is None or isinstance(model, str | os.PathLike):
             self._make_embedder = self._storage.embedder_factory(model, precision, log, one_shot=one_shot)
@@ -254,17 +270,36 @@ class Library:
         return self._make_embedder()
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """One unit vector per text, [N, 512]."""
-        return self.embedder.embed_texts(list(texts))
+        """One unit vector per text, [N, 512].  A text is cut at limits.text_chars before it is
+        tokenised (the model reads its first 77 tokens)."""
+        texts = [t[: self.limits.text_chars] for t in texts]
+        with self._model_slot():
+            return self.embedder.embed_texts(texts)
 
     def embed_file(self, path: PathLike, max_duration: float | None = None):
         """The segments of one picture, sound or video and their vectors (an Embedded), or a
-        DecodeError saying why it cannot be used."""
+        DecodeError saying why it cannot be used.  At most limits.example_seconds of a recording
+        (or max_duration, if shorter) are decoded and embedded."""
         return self.embed_files([path], max_duration)[0]
 
     def embed_files(self, paths: Sequence[PathLike], max_duration: float | None = None) -> list:
         """embed_file for several files at once (pictures share the image tower's batches)."""
-        return embed_files(self.embedder, paths, max_duration)
+        bound = self.limits.example_seconds
+        seconds = bound if max_duration is None or bound is None else min(bound, max_duration)
+        with self._model_slot():
+            return embed_files(self.embedder, paths, seconds)
+
+    @contextlib.contextmanager
+    def _model_slot(self):
+        """Model work takes one of limits.model_at_once slots; a caller waits at most limits.wait_seconds
+        for one, then gets Busy (a server answers 429), so a crowd of requests queues, bounded, instead
+        of piling every decode and tower run onto the CPU at once."""
+        if not self._slots.acquire(timeout=self.limits.wait_seconds):
+            raise Busy(f"the model is busy with {self.limits.model_at_once} other requests: try again shortly")
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def vector_of(self, path: PathLike) -> np.ndarray:
         """One unit vector for a whole file (the mean of its segments): stored if the file is indexed
@@ -496,6 +531,7 @@ def open(
     cache: PathLike | None = None,
     one_shot: bool = False,
     log: Log = _quiet,
+    limits: Limits | None = None,
 ) -> Library:
     """Open a library: `library` is its folder (default: $MEDIASEARCH_HOME, else XDG data).
 
@@ -506,8 +542,9 @@ def open(
     create anything.  one_shot: this process answers a query or two and ends (the command line):
     query texts are remembered in the cache and the towers load for one run.  cache names the cache
     folder (models, int8 copies, thumbnails) for this process, instead of $MEDIASEARCH_CACHE.  log
-    receives the library's warnings, one line each.
+    receives the library's warnings, one line each.  limits bounds the work one call may cause
+    (see Limits; a server keeps the defaults).
     """
     if cache is not None:
         places.use_cache(cache)
-    return Library(library, model=model, precision=precision, write=write, one_shot=one_shot, log=log)
+    return Library(library, model=model, precision=precision, write=write, one_shot=one_shot, log=log, limits=limits)

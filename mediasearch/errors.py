@@ -21,6 +21,10 @@ class ExampleError(MediasearchError):
         super().__init__(message)
 
 
+class Busy(MediasearchError):
+    """Every turn at the model is taken and none came free in time (a server answers 429)."""
+
+
 class BundleError(MediasearchError):
     """The model bundle is missing, partial, damaged or cannot be downloaded."""
 

@@ -43,7 +43,7 @@ from starlette.routing import Route
 from mediasearch import media
 from mediasearch.bundle import DEFAULT_MODEL
 from mediasearch.catalog import DIM
-from mediasearch.errors import DecodeError, EmptyLibrary, FileUnavailable, MediasearchError
+from mediasearch.errors import Busy, DecodeError, EmptyLibrary, FileUnavailable, MediasearchError
 from mediasearch.media.sniff import SNIFF_BYTES
 from mediasearch.media.sound import WINDOW_S
 from mediasearch.originals import Opened
@@ -214,7 +214,8 @@ def _run_search(service: Service, text: str, examples, nots, params, sent: dict 
 async def search_get(request: Request) -> JSONResponse:
     params = request.query_params
     text = params.get("q", "")
-    return JSONResponse(_run_search(request.app.state.service, text, [], _all(params, "not"), params))
+    hits = await run_in_threadpool(_run_search, request.app.state.service, text, [], _all(params, "not"), params)
+    return JSONResponse(hits)
 
 
 async def search_post(request: Request) -> JSONResponse:
@@ -231,7 +232,8 @@ async def search_post(request: Request) -> JSONResponse:
             path.write_bytes(await upload.read())
             examples.append(path)
             sent[path] = _sent_name(upload.filename, i)
-        hits = _run_search(request.app.state.service, text, examples, _all(form, "not"), form, sent)
+        service = request.app.state.service
+        hits = await run_in_threadpool(_run_search, service, text, examples, _all(form, "not"), form, sent)
     return JSONResponse(hits)
 
 
@@ -246,7 +248,8 @@ async def similar(request: Request) -> JSONResponse:
     file_id, filters = _file_id(request), _filters(request.query_params)
     example = request.query_params.get("example") in ("1", "true", "yes")
     try:
-        hits = _hits(service.library.similar(file_id, **filters, include_example=example), service.settings.locations)
+        found = await run_in_threadpool(partial(service.library.similar, file_id, **filters, include_example=example))
+        hits = _hits(found, service.settings.locations)
     except MediasearchError as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
     if example and hits and hits[0]["id"] == file_id:
@@ -491,7 +494,7 @@ def _trim(folder: Path) -> None:
 
 
 async def status(request: Request) -> JSONResponse:
-    return JSONResponse(request.app.state.service.library.status())
+    return JSONResponse(await run_in_threadpool(request.app.state.service.library.status))
 
 
 # ----------------------------------------------------------------------------- Termite-compatible embeddings
@@ -602,7 +605,7 @@ async def embed(request: Request) -> Response:
         raise ApiError(400, "invalid_input", f"send between 1 and {MAX_PARTS} inputs")
     service: Service = request.app.state.service
     _check_model(service, body)
-    vectors = _embed_inputs(service, inputs)
+    vectors = await run_in_threadpool(_embed_inputs, service, inputs)
     if "application/octet-stream" in request.headers.get("accept", ""):
         header = np.array([len(vectors), vectors.shape[1]], "<u8").tobytes()
         return Response(header + vectors.astype("<f4").tobytes(), media_type="application/octet-stream")
@@ -615,7 +618,7 @@ async def embed(request: Request) -> Response:
         }
         for i, v in enumerate(vectors)
     ]
-    tokens = _text_tokens(service, inputs)
+    tokens = await run_in_threadpool(_text_tokens, service, inputs)
     usage = {"prompt_tokens": tokens, "total_tokens": tokens}
     return JSONResponse({"object": "list", "data": data, "model": _model_name(service), "usage": usage})
 
@@ -905,6 +908,11 @@ def create_app(settings: Settings) -> Guard:
     async def user_error(request, exc: MediasearchError):
         return JSONResponse(error_body(request.url.path, "bad_request", str(exc)), status_code=400)
 
+    async def busy(request, exc: Busy):
+        """The core's bound on model work was reached: come back shortly."""
+        body = error_body(request.url.path, "busy", str(exc))
+        return JSONResponse(body, status_code=429, headers={"Retry-After": "2"})
+
     async def internal_error(request, exc: Exception):
         """What nothing foresaw: JSON too (Guard logs it in one line)."""
         return JSONResponse(error_body("", "internal", "the server failed on this request"), status_code=500)
@@ -930,7 +938,10 @@ def create_app(settings: Settings) -> Guard:
         Route("/ai/v1/embeddings", embed, methods=["POST"]),
         Route("/ai/v1/models", models),
     ]
-    handlers = {ApiError: api_error, MediasearchError: user_error, HTTPException: http_error, Exception: internal_error}
+    handlers = {
+        ApiError: api_error, Busy: busy, MediasearchError: user_error, HTTPException: http_error,
+        Exception: internal_error,
+    }  # fmt: skip
     app = Starlette(routes=routes, exception_handlers=handlers)
     app.state.service = Service(settings)
     return Guard(app, settings)

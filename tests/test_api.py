@@ -88,3 +88,42 @@ def test_stop_from_another_thread_ends_a_watch(tmp_path, media_dir, embedder):
         timer.start()
         library.watch(media_dir, settle=0.1)  # returns once stopped
         assert library.status()["counts"]["indexed"] > 0
+
+
+class Blocking:
+    """An embedder whose text tower waits for a signal: a long model run, held open by the test."""
+
+    def __init__(self):
+        self.started, self.release, self.seen = threading.Event(), threading.Event(), []
+
+    def embed_texts(self, texts):
+        import numpy as np
+
+        self.seen += texts
+        self.started.set()
+        self.release.wait(10)
+        return np.ones((len(texts), 512), np.float32) / np.sqrt(512)
+
+
+def test_model_work_is_bounded_and_a_crowd_waits_then_hears_busy(tmp_path):
+    blocking = Blocking()
+    limits = mediasearch.Limits(model_at_once=1, wait_seconds=0.2, text_chars=50)
+    with mediasearch.open(tmp_path / "lib", model=blocking, write=True, limits=limits) as library:
+        first = threading.Thread(target=library.embed_texts, args=(["x" * 5000],))
+        first.start()
+        assert blocking.started.wait(5)
+        with pytest.raises(mediasearch.Busy, match="busy"):
+            library.embed_texts(["another"])  # the one turn is taken: wait 0.2 s, then Busy
+        blocking.release.set()
+        first.join(5)
+        assert library.embed_texts(["free again"]).shape == (1, 512)  # the turn came back
+    assert [len(t) for t in blocking.seen] == [50, 10]  # cut before tokenising; the refused text never ran
+
+
+def test_an_example_recording_is_embedded_up_to_the_bound(tmp_path, media_dir, embedder):
+    limits = mediasearch.Limits(example_seconds=10)
+    with mediasearch.open(tmp_path / "lib", model=embedder, write=True, limits=limits) as library:
+        bounded = library.embed_file(media_dir / "long-recording.flac")
+    with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as library:
+        whole = library.embed_file(media_dir / "long-recording.flac")
+    assert len(bounded.spans) == 1 < len(whole.spans)
