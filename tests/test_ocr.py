@@ -1,0 +1,67 @@
+"""The OCR reader with its real PP-OCRv5 weights: accents, turned text, EXIF orientation, no text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from mediasearch import ocr
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+
+
+@pytest.fixture(scope="module")
+def reader():
+    return ocr.Reader(threads=2)
+
+
+def card(text: str, size: int = 40) -> Image.Image:
+    font = ImageFont.truetype(FONT, size)
+    img = Image.new("RGB", (int(font.getlength(text)) + 60, size + 60), (250, 250, 250))
+    ImageDraw.Draw(img).text((30, 25), text, font=font, fill=(15, 15, 15))
+    return img
+
+
+def texts(reader, img: Image.Image) -> str:
+    return " ".join(line.text for line in reader.read(np.asarray(img)))
+
+
+def test_accents_are_read_as_written(reader):
+    assert "Café Müller" in texts(reader, card("Café Müller"))
+
+
+def test_upside_down_and_sideways_text_is_read(reader):
+    assert "Lemon drizzle" in texts(reader, card("Lemon drizzle").rotate(180))
+    assert "WINTER ORCHARD" in texts(reader, card("WINTER ORCHARD").rotate(90, expand=True))
+    assert "WINTER ORCHARD" in texts(reader, card("WINTER ORCHARD").rotate(-90, expand=True))
+
+
+def test_a_picture_without_text_reads_nothing(reader):
+    rng = np.random.default_rng(0)
+    smooth = Image.fromarray(rng.integers(0, 255, (3, 4, 3), dtype=np.uint8)).resize((400, 300), Image.BICUBIC)
+    assert reader.read(np.asarray(smooth)) == []
+
+
+def test_exif_orientation_is_applied_before_reading(reader, tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned; a viewer turns it back 90 degrees clockwise
+    path = tmp_path / "sideways.jpg"
+    card("Sprint goals", 48).rotate(90, expand=True).save(path, exif=exif, quality=95)
+    upright = ocr.load(str(path))
+    assert upright.shape[1] > upright.shape[0]  # turned back to the wide card
+    assert "Sprint goals" in " ".join(line.text for line in reader.read_file(str(path)))
+
+
+@pytest.mark.slow
+def test_small_text_in_a_12_megapixel_photo(reader, tmp_path):
+    rng = np.random.default_rng(1)
+    photo = Image.fromarray(rng.integers(60, 200, (3, 4, 3), dtype=np.uint8)).resize((4000, 3000), Image.BICUBIC)
+    photo.paste(card("Gelateria Fiorentina", 44), (2600, 2300))
+    path = tmp_path / "big.jpg"
+    photo.save(path, quality=90)
+    assert "Gelateria Fiorentina" in " ".join(line.text for line in reader.read_file(str(path)))
+
+
+def test_the_fingerprint_names_the_weights():
+    assert ocr.fingerprint().startswith("ppocrv5-") and ocr.fingerprint() == ocr.fingerprint()
