@@ -327,6 +327,8 @@ class Library:
         store: str | None = None,
         progress: Callable[[int, int], None] | None = None,
         on_change: Callable | None = None,
+        ocr: bool = True,
+        reading: Callable[[], Callable[[int, int], None]] | None = None,
     ):
         """Add folders (or bring single files in step) and index what changed; with no path, rescan
         every folder the library has.  Returns the pass's ingest.Summary.
@@ -334,6 +336,9 @@ class Library:
         Folder options given are remembered by the folder.  max_duration is in seconds.  store binds
         the library to an Antfly table (http://HOST:PORT/TABLE).  The saved index and the store are
         brought in step at the end, also when the pass fails or is stopped.
+
+        After the vectors, the text in pictures not read yet is read (OCR), unless ocr is False;
+        reading() makes that stage's progress callback (after `progress` is closed, if it can be).
         """
         from mediasearch.ingest import Indexer
 
@@ -352,12 +357,17 @@ class Library:
             roots = self._roots(folders, hidden, excludes, clear_excludes, follow_links) if folders or not files else []
             owners = self._owners(files)
         indexer = Indexer(self._storage, make, warn=self._log, on_change=on_change or (lambda c: None),
-                          max_duration=max_duration)  # fmt: skip
+                          max_duration=max_duration, reader_factory=_ocr_reader if ocr else None)  # fmt: skip
         self._started(indexer)
         try:
             summary = indexer.scan(roots, progress) if roots else None
             if files:
                 summary = indexer.sync_paths(files, owners).plus(summary)
+            if summary is not None and ocr and not indexer.stopping:
+                if hasattr(progress, "close"):
+                    progress.close()
+                summary.read = indexer.read_text(reading() if reading else None)
+                summary.stopped = summary.stopped or indexer.stopping
         finally:
             self._indexer = None
             self._save(quietly=True)
@@ -505,6 +515,13 @@ class Library:
     def model_name(self) -> str:
         """The model this library's vectors come from (a hub id, or a bundle folder)."""
         return self._storage.catalog.get("model_source") or DEFAULT_MODEL
+
+
+def _ocr_reader():
+    """The OCR reader, made when the first picture needs reading (a pass with none never loads it)."""
+    from mediasearch.ocr import Reader
+
+    return Reader()
 
 
 def embed_files(embedder, paths: Sequence[PathLike], max_duration: float | None = None) -> list:

@@ -30,10 +30,16 @@ from mediasearch.errors import LibraryError
 from mediasearch.filters import Filters
 from mediasearch.places import Near, within_km
 from mediasearch.schema import MIGRATIONS
+from mediasearch.words import MAX_TEXT, indexed, name_words
 
 DIM = 512  # the width of every vector: the model gives it, the catalog, the index and the store keep it
 PAGE_SIZE = 16_384
 
+
+# Where a file's words were found: its path's names, its sound or video tags, its picture caption and
+# keywords, text read in the picture, text read in a video frame (at its time).
+NAME, TAG, CAPTION, TEXT, FRAME = "name", "tag", "caption", "text", "frame"
+READ = (TEXT, FRAME)  # what OCR wrote: kept while the content is the same
 
 # File states: indexed (has segments), failed (error recorded), ignored (not media, or video for now),
 # partial (a long recording whose first windows are stored; the next pass resumes it).
@@ -247,6 +253,12 @@ class Catalog:
             "AND root_id IN (SELECT id FROM roots WHERE length(path) < ?)",  # outer folders only
             (root.id, len(prefix) + 1, prefix, prefix[:-1] + b"0", len(encode(root.path))),
         )
+        self._rename(root.id)
+
+    def _rename(self, root_id: int) -> None:
+        """Files that changed folder (and so their path inside it) get their name words again."""
+        for file_id, rel in self.conn.execute("SELECT id, rel FROM files WHERE root_id = ?", (root_id,)).fetchall():
+            _put_name(self.conn, file_id, decode(rel))
 
     def remove_root(self, root: Root, heir: Root | None) -> list[int]:
         """Forget a folder.  Its files go to `heir` (an outer library folder) when there is
@@ -263,6 +275,7 @@ class Catalog:
                     "UPDATE files SET root_id = ?, rel = substr(path, ?) WHERE root_id = ?",
                     (heir.id, prefix + 1, root.id),
                 )
+                self._rename(heir.id)
             self.db["roots"].delete(root.id)
         return removed
 
@@ -310,26 +323,91 @@ class Catalog:
         return _stack([r[0] for r in rows])
 
     def put_file(
-        self, record: dict, segments: Iterable[tuple[float | None, float | None, bytes]]
+        self, record: dict, segments: Iterable[tuple[float | None, float | None, bytes]], texts: dict | None = None
     ) -> tuple[list[int], list[int]]:
-        """Insert or replace one file and its segments (inside the caller's transaction).
+        """Insert or replace one file and its segments (inside the caller's transaction), with its
+        words: the names of its path, and `texts` ({tag: ..., caption: ...}) read from its metadata.
+        Text read by OCR stays while the content is the same, and a copy of known content takes it.
 
         Returns (removed segment ids, added segment ids) for the vector index.
         """
         record = dict(record, path=encode(record["path"]), rel=encode(record["rel"]))
         record.setdefault("taken", record["mtime"])  # never NULL: the date filter reads it alone
-        old = self.conn.execute("SELECT id FROM files WHERE path = ?", (record["path"],)).fetchone()
+        old = self.conn.execute("SELECT id, hash, ocr FROM files WHERE path = ?", (record["path"],)).fetchone()
         removed: list[int] = []
         if old:
             removed = self._segment_ids([old[0]])
             self.conn.execute("DELETE FROM segments WHERE file_id = ?", (old[0],))
             record["id"] = old[0]
+            same = old[1] is not None and old[1] == record.get("hash")
+            self.conn.execute(
+                f"DELETE FROM texts WHERE file_id = ?{' AND source NOT IN (?, ?)' if same else ''}",
+                (old[0], *(READ if same else ())),
+            )
+            record["ocr"] = old[2] if same else None
         file_id = self.db["files"].insert(record, pk="id", replace=True).last_pk
         added = self._insert_segments(file_id, segments)
+        if record["status"] in (INDEXED, PARTIAL):
+            self._put_texts(file_id, decode(record["rel"]), texts or {})
+            if record.get("ocr") is None and record.get("hash"):
+                self._copy_read(file_id, record["hash"])
         if removed or added:
             self._bump()
         self._record(removed=removed)
         return removed, added
+
+    def _put_texts(self, file_id: int, rel: str, texts: dict) -> None:
+        _put_name(self.conn, file_id, rel)
+        for source, text in texts.items():
+            _put_text(self.conn, file_id, source, None, text)
+
+    def _copy_read(self, file_id: int, digest: str) -> None:
+        """A copy of content whose text was read takes that text (the reuse of copies, for words)."""
+        source = self.conn.execute(
+            "SELECT id, ocr FROM files WHERE hash = ? AND id != ? AND ocr IS NOT NULL LIMIT 1", (digest, file_id)
+        ).fetchone()
+        if source is None:
+            return
+        self.conn.execute(
+            "INSERT INTO texts (file_id, source, at, shown, words) SELECT ?, source, at, shown, words FROM texts "
+            "WHERE file_id = ? AND source IN (?, ?) ORDER BY id",
+            (file_id, source[0], *READ),
+        )
+        self.conn.execute("UPDATE files SET ocr = ? WHERE id = ?", (source[1], file_id))
+
+    def put_read(self, file_id: int, reader: str, found: list[tuple[float | None, str]]) -> None:
+        """What OCR read in a file ((time or None, text) lines), replacing what an older reader read."""
+        self.conn.execute("DELETE FROM texts WHERE file_id = ? AND source IN (?, ?)", (file_id, *READ))
+        by_time: dict[float | None, list[str]] = {}
+        for at, text in found:
+            by_time.setdefault(at, []).append(text)
+        for at, lines in by_time.items():
+            _put_text(self.conn, file_id, TEXT if at is None else FRAME, at, "\n".join(lines))
+        self.conn.execute("UPDATE files SET ocr = ? WHERE id = ?", (reader, file_id))
+
+    def unread(self, reader: str, limit: int, after: int = 0) -> list[tuple[int, str, str]]:
+        """(id, path, kind) of indexed pictures whose text this reader has not read, by id."""
+        rows = self.conn.execute(
+            "SELECT id, path, kind FROM files WHERE status = ? AND kind = 'image' AND (ocr IS NULL OR ocr != ?) "
+            "AND id > ? ORDER BY id LIMIT ?",
+            (INDEXED, reader, after, limit),
+        ).fetchall()
+        return [(r[0], decode(r[1]), r[2]) for r in rows]
+
+    def read_counts(self, reader: str | None) -> dict:
+        """Pictures whose text was read (by this reader) and pictures waiting, for `status`."""
+        total = self.conn.execute(
+            "SELECT count(*) FROM files WHERE status = ? AND kind = 'image'", (INDEXED,)
+        ).fetchone()[0]
+        read = self.conn.execute(
+            "SELECT count(*) FROM files WHERE status = ? AND kind = 'image' AND ocr = ?", (INDEXED, reader)
+        ).fetchone()[0]
+        with_text = self.conn.execute(
+            "SELECT count(DISTINCT t.file_id) FROM texts t JOIN files f ON f.id = t.file_id "
+            "WHERE t.source = ? AND f.ocr = ?",
+            (TEXT, reader),
+        ).fetchone()[0]
+        return {"read": read, "with_text": with_text, "waiting": total - read}
 
     def add_segments(self, file_id: int, segments: Iterable[tuple]) -> list[int]:
         """More windows of a long recording (inside the caller's transaction); return their ids."""
@@ -385,6 +463,7 @@ class Catalog:
         for chunk in chunks(file_ids):
             marks = ",".join("?" * len(chunk))
             self.conn.execute(f"DELETE FROM segments WHERE file_id IN ({marks})", chunk)
+            self.conn.execute(f"DELETE FROM texts WHERE file_id IN ({marks})", chunk)
             self.conn.execute(f"DELETE FROM files WHERE id IN ({marks})", chunk)
         if removed:
             self._bump()
@@ -392,13 +471,17 @@ class Catalog:
         return removed
 
     def move_file(self, file_id: int, path: str, rel: str, root_id: int, mtime: float) -> None:
-        """A rename: same content, same vectors, same capture time and place, new path (and a capture
-        time that was only the mtime follows the mtime)."""
-        self.conn.execute("DELETE FROM files WHERE path = ? AND id != ?", (encode(path), file_id))
+        """A rename: same content, same vectors, same capture time and place, same text read, new path
+        and name words (and a capture time that was only the mtime follows the mtime)."""
+        replaced = self.conn.execute("SELECT id FROM files WHERE path = ? AND id != ?", (encode(path), file_id))
+        for (other,) in replaced.fetchall():
+            self.conn.execute("DELETE FROM texts WHERE file_id = ?", (other,))
+            self.conn.execute("DELETE FROM files WHERE id = ?", (other,))
         self.db["files"].update(file_id, {"path": encode(path), "rel": encode(rel), "root_id": root_id, "mtime": mtime})
         self.conn.execute(
             "UPDATE files SET taken = ? WHERE id = ? AND coalesce(taken_source, 'mtime') = 'mtime'", (mtime, file_id)
         )
+        _put_name(self.conn, file_id, rel)
 
     def set_captures(self, captures: dict[int, dict]) -> None:
         """Record capture times and places by file id (inside the caller's transaction): no vector changes."""
@@ -548,6 +631,22 @@ def _near_clause(near: Near) -> tuple[str, list]:
         areas.append("(f.country = ?" + (" AND f.region = ?)" if region is not None else ")"))
         args += [country] + ([region] if region is not None else [])
     return "(" + " OR ".join(areas) + ")", args
+
+
+def _put_text(conn: sqlite3.Connection, file_id: int, source: str, at: float | None, text: str) -> None:
+    shown = text[:MAX_TEXT]
+    found = indexed(shown)
+    if found:
+        conn.execute(
+            "INSERT INTO texts (file_id, source, at, shown, words) VALUES (?, ?, ?, ?, ?)",
+            (file_id, source, at, shown, found),
+        )
+
+
+def _put_name(conn: sqlite3.Connection, file_id: int, rel: str) -> None:
+    """The words of a file's path inside its library folder (folders' names and its own), renewed."""
+    conn.execute("DELETE FROM texts WHERE file_id = ? AND source = ?", (file_id, NAME))
+    _put_text(conn, file_id, NAME, None, name_words(rel))
 
 
 def chunks(ids: list[int], size: int = 900) -> Iterator[list[int]]:

@@ -31,8 +31,10 @@ from mediasearch.media.workers import prepare as prepare_decoders
 from mediasearch.model import TOWERS
 from mediasearch.paths import under_any
 from mediasearch.walk import Walk, WalkOptions, root_of
+from mediasearch.words import metadata_texts
 
 BATCH_FILES = 16  # files per committed transaction at most
+READ_BATCH = 8  # pictures whose text is committed together
 DECODERS = min(4, os.cpu_count() or 1)
 TRANSIENT = "cannot read file"  # failures that may pass (permissions, a flaky disk): retried every pass
 RETRIED = (TRANSIENT, media.OUT_OF_MEMORY)  # ... and a file that found too little memory for it
@@ -61,12 +63,14 @@ class Summary:
     seconds: float = 0.0
     batches: int = 0
     stopped: bool = False
+    read: int = 0  # pictures whose text was read (OCR)
 
     def plus(self, other: Summary | None) -> Summary:
         """Two passes' counts together (an index of folders and of single files at once)."""
         if other is None:
             return self
-        for key in ("added", "updated", "unchanged", "reused", "removed", "failed", "failed_new", "ignored", "batches"):
+        counts = ("added", "updated", "unchanged", "reused", "removed", "failed", "failed_new", "ignored", "batches")
+        for key in (*counts, "read"):
             setattr(self, key, getattr(self, key) + getattr(other, key))
         self.failures += other.failures
         self.offline += other.offline
@@ -76,7 +80,7 @@ class Summary:
 
     def as_dict(self) -> dict:
         keys = ("added", "updated", "unchanged", "reused", "removed", "failed", "failed_new", "ignored")
-        return {k: getattr(self, k) for k in (*keys, "failures", "offline")} | {"seconds": self.seconds}
+        return {k: getattr(self, k) for k in (*keys, "failures", "offline", "read")} | {"seconds": self.seconds}
 
     def failure(self, path: str, error: str | None, new: bool) -> None:
         """A file that stands failed after this pass: failed now (new), or earlier and unchanged."""
@@ -163,6 +167,7 @@ class Indexer:
         on_change: Callable[[Change], None] = lambda change: None,
         max_duration: float | None = None,
         decoder_setup: Callable[[], None] | None = None,
+        reader_factory: Callable[[], object] | None = None,
     ):
         """`decoder_setup` runs in each decoder worker as it starts: for tests only (a decoder made to crash)."""
         self.library = library
@@ -175,6 +180,8 @@ class Indexer:
         self.decoder_setup = decoder_setup
         self.summary = Summary()  # of the pass in flight
         self.stopping = False  # set (e.g. by a signal handler) to stop after the model batch in flight
+        self._reader_factory = reader_factory  # OCR: None leaves text in pictures unread (`index --no-ocr`)
+        self._reader = None
 
     def stop(self) -> None:
         """Stop after the model batch in flight (safe from a signal handler or another thread)."""
@@ -471,6 +478,59 @@ class Indexer:
             )
         self._commit_units(writes)
 
+    # ------------------------------------------------------------------ reading text
+
+    def read_text(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Read the text in every indexed picture this reader has not read (after the vector pass, so
+        every file is findable by its vector first). Committed a few pictures at a time: Ctrl-C or a
+        kill keeps what was read, and the next pass reads the rest. Returns how many were read."""
+        if self._reader_factory is None:
+            return 0
+        from mediasearch import ocr
+
+        reader_id = ocr.fingerprint()
+        waiting = self.catalog.read_counts(reader_id)["waiting"]
+        done, last = 0, 0
+        with ThreadPoolExecutor(1) as pool:  # the next picture decodes while this one is read
+            while not self.stopping:
+                todo = self.catalog.unread(reader_id, READ_BATCH, last)
+                if not todo:
+                    break
+                found = []
+                loads = [pool.submit(_load_or_error, path) for _, path, _ in todo]
+                for (file_id, path, _kind), loaded in zip(todo, loads, strict=True):
+                    if self.stopping:
+                        break
+                    found.append((file_id, self._read(path, loaded.result())))
+                    done += 1
+                    if progress:
+                        progress(done, max(waiting, done))
+                self._commit_read(reader_id, found)
+                last = todo[-1][0]
+        if self.stopping:
+            self.summary.stopped = True
+        return done
+
+    def _read(self, path: str, loaded) -> list[tuple[float | None, str]]:
+        """The lines read in one decoded picture; a picture that cannot be decoded has none."""
+        if isinstance(loaded, Exception):
+            return []
+        if self._reader is None:
+            self._reader = self._reader_factory()
+        try:
+            return [(None, line.text) for line in self._reader.read(loaded)]
+        except Exception as exc:  # a reader failure on one picture must not stop the pass
+            self.warn(f"note: {path}: its text could not be read ({type(exc).__name__}: {exc})")
+            return []
+
+    def _commit_read(self, reader_id: str, found: list) -> None:
+        if not found:
+            return
+        with self.catalog.transaction():
+            for file_id, lines in found:
+                if self.catalog.file_by_id(file_id) is not None:  # not removed meanwhile (the watcher)
+                    self.catalog.put_read(file_id, reader_id, lines)
+
     # ------------------------------------------------------------------ committing
 
     def _commit_units(self, writes: list[tuple[Unit, list]]) -> None:
@@ -478,13 +538,14 @@ class Indexer:
         if not writes:
             return
         finished = []
+        texts = {id(u): metadata_texts(u.job.item.path, u.decoded.kind) for u, _ in writes if u.job.file_id is None}
         with self.library.change():
             for unit, segments in writes:
                 job = unit.job
                 if job.file_id is None:
                     status = INDEXED if unit.last else PARTIAL
                     record = self._record(job.item, unit.decoded.kind, status, job.digest, unit.decoded.facts)
-                    self.catalog.put_file(record, segments)
+                    self.catalog.put_file(record, segments, texts[id(unit)])
                     job.file_id = self.catalog.file(job.item.path).id
                 else:
                     self.catalog.add_segments(job.file_id, segments)
@@ -506,9 +567,10 @@ class Indexer:
 
     def _commit(self, writes: list[tuple[dict, list]]) -> None:
         """Whole files with their segments (or none), in one write."""
+        texts = [metadata_texts(r["path"], r["kind"]) if r["status"] == INDEXED else {} for r, _ in writes]
         with self.library.change():
-            for record, segments in writes:
-                self.catalog.put_file(record, segments)
+            for (record, segments), found in zip(writes, texts, strict=True):
+                self.catalog.put_file(record, segments, found)
 
     def _commit_removal(self, rows: list[FileRow]) -> None:
         with self.library.change():
@@ -595,6 +657,16 @@ def when_and_where(path: str, kind: str | None, mtime: float) -> dict:
         "region": (place.region or None) if place else None,
         "country": place.country if place else None,
     }
+
+
+def _load_or_error(path: str):
+    """A picture decoded for reading (mediasearch.ocr.load), or the error that stopped it."""
+    from mediasearch import ocr
+
+    try:
+        return ocr.load(path)
+    except Exception as exc:
+        return exc
 
 
 def _retry(row: FileRow) -> bool:

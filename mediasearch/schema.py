@@ -3,7 +3,11 @@ once shipped (a library made by any earlier version is brought up to date by run
 
 from __future__ import annotations
 
+import os
+
 import sqlite_utils
+
+from mediasearch.words import indexed, name_words
 
 
 def _m001_first_schema(db: sqlite_utils.Database) -> None:
@@ -100,6 +104,38 @@ def _m006_capture_and_place(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m007_words(db: sqlite_utils.Database) -> None:
+    """Words find files: `texts` holds a file's words by where they were found (its name, its tags,
+    its caption, the text read in the picture or in a video frame at its time), as shown and as
+    matched (folded by mediasearch.words); `texts_fts` is FTS5's index of them, kept in step by
+    triggers in the same transactions.  `files.ocr` names the reader that read the picture's text
+    (NULL: not read yet), so a library indexed before reads its text on the next pass."""
+    for statement in (
+        """CREATE TABLE texts (
+            id INTEGER PRIMARY KEY,
+            file_id INTEGER NOT NULL REFERENCES files(id),
+            source TEXT NOT NULL,
+            at REAL,
+            shown TEXT NOT NULL,
+            words TEXT NOT NULL
+        )""",
+        "CREATE INDEX texts_file ON texts(file_id)",
+        "CREATE VIRTUAL TABLE texts_fts USING fts5(words, content='texts', content_rowid='id', "
+        "tokenize='unicode61', prefix='2 3')",
+        "CREATE TRIGGER texts_added AFTER INSERT ON texts BEGIN "
+        "INSERT INTO texts_fts(rowid, words) VALUES (new.id, new.words); END",
+        "CREATE TRIGGER texts_removed AFTER DELETE ON texts BEGIN "
+        "INSERT INTO texts_fts(texts_fts, rowid, words) VALUES ('delete', old.id, old.words); END",
+        "ALTER TABLE files ADD COLUMN ocr TEXT",
+    ):
+        db.execute(statement)
+    for file_id, rel in db.execute("SELECT id, rel FROM files WHERE status IN ('indexed', 'partial')").fetchall():
+        name = name_words(os.fsdecode(rel))
+        db.execute(
+            "INSERT INTO texts (file_id, source, shown, words) VALUES (?, 'name', ?, ?)", (file_id, name, indexed(name))
+        )
+
+
 MIGRATIONS = [
     _m001_first_schema,
     _m002_byte_paths_and_folder_state,
@@ -107,4 +143,5 @@ MIGRATIONS = [
     _m004_segment_modality,
     _m005_store_outbox,
     _m006_capture_and_place,
+    _m007_words,
 ]

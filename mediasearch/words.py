@@ -67,3 +67,81 @@ def name_words(rel: str) -> str:
 def query_terms(text: str) -> list[str]:
     """A query's words that may match text: stop words dropped (a query of only stop words matches nothing)."""
     return [t for t in terms(text) if t not in STOP]
+
+
+# Sound and video tags that hold words people search by (mutagen's "easy" names, and the comment frames).
+TAG_KEYS = ("title", "artist", "album", "albumartist", "composer", "genre", "comment", "description")
+_XMP_FIELDS = re.compile(rb"<(dc:description|dc:subject|dc:title|photoshop:Headline)\b.*?</\1>", re.S)
+_XMP_ITEM = re.compile(rb"<rdf:li\b[^>]*>([^<]{1,2000})</rdf:li>")
+_IPTC = {(2, 5): "title", (2, 25): "keywords", (2, 105): "headline", (2, 120): "caption"}
+
+
+def metadata_texts(path: str, kind: str | None) -> dict[str, str]:
+    """The words a file's metadata holds: {"tag": ...} for sounds and videos, {"caption": ...} for
+    pictures. Read by mutagen (tags) and Pillow (EXIF, XMP, IPTC); a file whose metadata cannot be
+    read simply has none (its vectors and name still find it)."""
+    try:
+        if kind in ("audio", "video"):
+            text = _tags(path)
+            return {"tag": text} if text else {}
+        if kind == "image":
+            text = _caption(path)
+            return {"caption": text} if text else {}
+    except Exception:  # hostile or odd metadata must never fail the file
+        return {}
+    return {}
+
+
+def _tags(path: str) -> str:
+    import mutagen
+
+    found: list[str] = []
+    easy = mutagen.File(path, easy=True)
+    for key in TAG_KEYS:
+        found += [str(v) for v in (easy.get(key) or [])] if easy is not None and easy.tags is not None else []
+    full = mutagen.File(path)
+    tags = getattr(full, "tags", None)
+    if tags is not None and hasattr(tags, "getall"):  # ID3 comments are not among the easy keys
+        found += [str(t) for frame in tags.getall("COMM") for t in frame.text]
+    elif type(tags).__name__ == "MP4Tags":
+        found += [str(t) for key in ("\xa9cmt", "desc") for t in (tags.get(key) or [])]  # MP4 atoms
+    return _joined(found)
+
+
+def _caption(path: str) -> str:
+    from PIL import Image, IptcImagePlugin
+
+    found: list[str] = []
+    with Image.open(path) as img:
+        exif = img.getexif()
+        found += [_exif_text(exif.get(tag)) for tag in (0x010E, 0x9C9B, 0x9C9C, 0x9C9E)]  # description, XP*
+        packet = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp") or b""
+        if isinstance(packet, str):
+            packet = packet.encode("utf-8", "replace")
+        for field in _XMP_FIELDS.finditer(packet[:1_000_000]):
+            found += [m.decode("utf-8", "replace") for m in _XMP_ITEM.findall(field.group(0))]
+        iptc = IptcImagePlugin.getiptcinfo(img) or {}
+        for key in _IPTC:
+            values = iptc.get(key)
+            for value in values if isinstance(values, list) else [values] if values else []:
+                found.append(value.decode("utf-8", "replace"))
+    return _joined(found)
+
+
+def _exif_text(value) -> str:
+    """An EXIF text: ASCII, or Windows' XP tags as UTF-16 bytes."""
+    if isinstance(value, bytes):
+        return value.decode("utf-16-le", "replace").rstrip("\x00")
+    if isinstance(value, tuple):  # XP tags may come as a tuple of byte values
+        return bytes(value).decode("utf-16-le", "replace").rstrip("\x00")
+    return str(value or "").strip("\x00 ")
+
+
+def _joined(found: list[str]) -> str:
+    """Distinct non-empty texts in their order, one a line, bounded."""
+    seen: dict[str, None] = {}
+    for text in found:
+        text = text.strip()
+        if text and text not in seen:
+            seen[text] = None
+    return "\n".join(seen)[:MAX_TEXT]

@@ -47,10 +47,14 @@ from mediasearch.terminal import (
     help="Also keep the vectors in this Antfly table, shared with other libraries: http://HOST:PORT/TABLE "
     "(remembered; queries then search the whole table). Token: $MEDIASEARCH_STORE_TOKEN.",
 )
+@click.option(
+    "--no-ocr", "no_ocr", is_flag=True,
+    help="Leave the text in pictures unread this time (names, tags and captions are always read).",
+)  # fmt: skip
 @json_option
 def index(
     paths, model, library, hidden, excludes, clear_excludes, follow_links, max_duration, reembed, precision, store,
-    as_json,
+    no_ocr, as_json,
 ) -> None:  # fmt: skip
     """Add folders to the library and bring it in step with them.
 
@@ -61,6 +65,10 @@ def index(
     file in step.  A folder that cannot be reached (an unplugged drive) keeps
     its files.  Ctrl-C stops within about a second, keeping what is finished (a
     long recording keeps its windows so far); the next run carries on.
+
+    After the vectors, the text in pictures is read (OCR, its own progress
+    line): every file is findable by its vector first.  --no-ocr leaves it
+    for a later pass.
 
     Exit status: 0 when every file reached is indexed, 3 when the pass
     finished but some files stand failed, new or from earlier passes (listed in
@@ -76,7 +84,8 @@ def index(
             summary = lib.index(
                 *paths, hidden=hidden, excludes=excludes, clear_excludes=clear_excludes, follow_links=follow_links,
                 max_duration=_seconds(max_duration), reembed=reembed, store=store, progress=progress,
-                on_change=_tell_failure,
+                on_change=_tell_failure, ocr=not no_ocr,
+                reading=lambda: Progress(terminal(), "picture read", quiet=as_json),
             )  # fmt: skip
         finally:
             progress.close()
@@ -109,6 +118,7 @@ def _tell_summary(s) -> None:
     warn(
         f"{s.added} added, {s.updated} updated, {s.reused} reused, {s.removed} removed, "
         f"{s.unchanged} unchanged, {failed}, {s.ignored} ignored in {s.seconds:.1f}s"
+        + (f"; text read in {count(s.read, 'picture')}" if s.read else "")
     )
     if s.failed:
         warn("see `mediasearch status --failures` for the reasons")
@@ -170,6 +180,11 @@ def status(library, failures, list_ignored, as_json) -> None:
     say(
         f"index:    {count(idx['vectors'], 'vector')}, {idx['bytes'] / 1e6:.1f} MB, "
         f"{'up to date' if idx['current'] else 'stale (rebuilt from the catalog on next use)'}"
+    )
+    words = data["words"]
+    say(
+        f"text:     read in {count(words['read'], 'picture')} ({words['with_text']} holding some)"
+        + (f", {words['waiting']} waiting (the next `mediasearch index` reads them)" if words["waiting"] else "")
     )
     if data["store"]:
         store = data["store"]

@@ -154,10 +154,20 @@ def print_hits(hits, as_json: bool, paths_only: bool, nul: bool, preview: bool =
         where = _host_prefix(h) + display(h.path) if h.host else display(term.tilde(h.path))
         place = f"  ({h.place})" if h.place else ""
         say(f"{h.score:6.3f}  {h.kind:<5}  {_day(h.taken)}{time_cell}  {where}{copies}{place}")
+        if h.words:
+            say("        " + _words_line(h.words))
         if preview and h.kind == "image" and not h.host:
             picture = term.picture(h.path)
             if picture:
                 draw(picture)
+
+
+def _words_line(words: dict) -> str:
+    """Under a hit whose words matched: where, and a short snippet (`text: …INVOICE No. 2024-0815…`)."""
+    found = words["found"][0]
+    at = f" at {_clock(found['at'])}" if found.get("at") is not None else ""
+    more = f" (+{len(words['found']) - 1} more)" if len(words["found"]) > 1 else ""
+    return f"{found['source']}{at}: {display(found['snippet'])}{more}"
 
 
 def _day(taken: float | None) -> str:
