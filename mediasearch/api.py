@@ -199,7 +199,8 @@ class Library:
         vector = ranking.combine(positives, negatives)
         with self._lock:
             exclude = frozenset() if include_examples else ranking.example_hashes(self._storage, [*like, *unlike])
-        return self._rank(vector, self._filters(kinds, within, after, before, min_score, exclude, place), limit)
+        filters = self._filters(kinds, within, after, before, min_score, exclude, place)
+        return self._rank(vector, filters, limit, query)
 
     def similar(
         self,
@@ -235,11 +236,11 @@ class Library:
     def _filters(self, kinds, within, after, before, min_score, exclude, near=None) -> Filters:
         return Filters(tuple(kinds), [_absolute(p) for p in within], after, before, min_score, exclude, near)
 
-    def _rank(self, vector: np.ndarray, filters: Filters, limit: int) -> list[Hit]:
+    def _rank(self, vector: np.ndarray, filters: Filters, limit: int, query=None) -> list[Hit]:
         if limit < 1:
             raise UsageError("limit must be at least 1")
         with self._lock:
-            return self._backend.search(vector, limit, filters)
+            return ranking.fuse(self._storage, vector, query, limit, filters, self._backend)
 
     def _check_not_empty(self) -> None:
         with self._lock:

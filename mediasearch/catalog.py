@@ -446,6 +446,14 @@ class Catalog:
     def segment_spans(self, file_id: int) -> list[tuple[float | None, float | None]]:
         return self.conn.execute("SELECT start, end FROM segments WHERE file_id = ? ORDER BY id", (file_id,)).fetchall()
 
+    def hashes_of(self, file_ids: list[int]) -> dict[int, str]:
+        """Content hashes by file id (copies share one), for files that have one."""
+        out: dict[int, str] = {}
+        for chunk in chunks(sorted(set(file_ids))):
+            rows = self.conn.execute(f"SELECT id, hash FROM files WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            out.update({r[0]: r[1] for r in rows if r[1]})
+        return out
+
     def segment_ids(self, file_id: int) -> list[int]:
         """One file's segment ids, in order."""
         return self._segment_ids([file_id])

@@ -126,6 +126,7 @@ def _m007_words(db: sqlite_utils.Database) -> None:
         "INSERT INTO texts_fts(rowid, words) VALUES (new.id, new.words); END",
         "CREATE TRIGGER texts_removed AFTER DELETE ON texts BEGIN "
         "INSERT INTO texts_fts(texts_fts, rowid, words) VALUES ('delete', old.id, old.words); END",
+        "CREATE VIRTUAL TABLE texts_vocab USING fts5vocab(texts_fts, 'row')",  # the words, for one-letter slips
         "ALTER TABLE files ADD COLUMN ocr TEXT",
     ):
         db.execute(statement)

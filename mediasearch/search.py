@@ -52,6 +52,7 @@ class Hit:
     place: str | None = None  # 'Lisbon, Portugal', from its coordinates
     latitude: float | None = None
     longitude: float | None = None
+    words: dict | None = None  # what the query's words matched and where (see textrank.TextMatch.found)
 
     def as_dict(self, locations: bool = True) -> dict:
         """The hit as JSON gives it; without coordinates where they must not leave (a served API)."""
@@ -59,6 +60,8 @@ class Hit:
         del data["file_id"]
         if self.host is None:
             del data["host"]
+        if self.words is None:
+            del data["words"]
         if not locations:
             del data["latitude"], data["longitude"]
         return data
@@ -263,3 +266,62 @@ def copy_order(row: dict) -> tuple:
     another clock (a capture time) can come first in the key."""
     file_id = row.get("file_id")
     return (row["mtime"], file_id is None, file_id or 0, row["path"])
+
+
+# Reciprocal rank fusion's constant: a file's fused score is 1/(K + its rank) summed over the two rankings,
+# so neither half's raw scores (a cosine, a BM25-like sum) need to be put on one scale.
+RRF_K = 60
+
+
+def fuse(library: Library, vector: np.ndarray, query, limit: int, filters: Filters, backend) -> list[Hit]:
+    """The vector ranking fused with the text half (textrank.match).
+
+    Rule: files whose words hold every query word (and phrase) come first, those matching exactly or by
+    prefix before those needing a one-letter slip; within each tier, and for every other file, the order
+    is reciprocal rank fusion of the vector ranking (by cosine) and the text ranking (by summed idf), so
+    a file holding some of the words rises by how many and how rare they are.  A query whose words
+    match nothing (or a store-bound library, whose text half is not there yet) ranks as the vectors alone.
+    """
+    from mediasearch import textrank
+
+    matches = textrank.match(library.catalog.conn, query) if query is not None and backend_is_local(backend) else {}
+    if not matches:
+        return backend.search(vector, limit, filters)
+    hits = backend.search(vector, max(limit, 50), filters)
+    by_file = {hit.file_id: hit for hit in hits}
+    missing = [fid for fid in matches if fid not in by_file]
+    for hit in _hits_of(library, missing, vector, filters):
+        by_file.setdefault(hit.file_id, hit)
+    hashes = library.catalog.hashes_of(list(by_file) + list(matches))
+    text_of = {hashes.get(fid) or fid: m for fid, m in matches.items()}
+    vector_rank = {id(h): r for r, h in enumerate(sorted(by_file.values(), key=lambda h: -h.score))}
+    text_rank = {key: r for r, (key, _) in enumerate(sorted(text_of.items(), key=lambda kv: -kv[1].score))}
+    wanted = textrank.wanted(query)
+    ranked = []
+    for hit in by_file.values():
+        key = hashes.get(hit.file_id) or hit.file_id
+        m = text_of.get(key)
+        fused = 1 / (RRF_K + vector_rank[id(hit)]) + (1 / (RRF_K + text_rank[key]) if m else 0.0)
+        if m is not None:
+            hit.words = {"matched": sorted(m.matched), "found": m.found()}
+        ranked.append(((m.tier(wanted) if m else 0), fused, hit))
+    ranked.sort(key=lambda t: (-t[0], -t[1]))
+    return [hit for _, _, hit in ranked[:limit]]
+
+
+def backend_is_local(backend) -> bool:
+    return isinstance(backend, LocalIndex)
+
+
+def _hits_of(library: Library, file_ids: list[int], vector: np.ndarray, filters: Filters) -> list[Hit]:
+    """Hits for files the text half found beyond the vector candidates: their best segment's cosine."""
+    found = []
+    for file_id in file_ids[:1000]:
+        ids = library.catalog.segment_ids(file_id)
+        if not ids:
+            continue
+        vectors = library.catalog.vectors_of(ids)
+        facts = library.catalog.hits(ids)
+        found += [(float(vectors[sid] @ vector), row) for sid, row in facts.items() if sid in vectors]
+    found.sort(key=lambda pair: -pair[0])
+    return _best_files(found, filters, len(found) + 1, complete=True) or []
