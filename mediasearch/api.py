@@ -349,6 +349,7 @@ class Library:
         if not folders and not files and (hidden is not None or excludes or clear_excludes or follow_links is not None):
             raise UsageError("name the folders whose --hidden, --exclude or --follow-links should change")
         make = self._writer_embedder(reembed)
+        ocr = ocr and not os.environ.get("MEDIASEARCH_NO_OCR")  # a machine (or a test run) that never reads text
         if store:
             left = self._storage.bind_store(store)
             self._backend = ranking.backend_for(self._storage)
@@ -427,8 +428,9 @@ class Library:
         make = self._writer_embedder(False)
         with self._lock:
             roots = self._roots([_absolute(p) for p in folders], hidden, excludes, clear_excludes, follow_links)
+        reads = None if os.environ.get("MEDIASEARCH_NO_OCR") else _ocr_reader
         indexer = Indexer(self._storage, make, warn=self._log, on_change=on_change or (lambda c: None),
-                          max_duration=max_duration)  # fmt: skip
+                          max_duration=max_duration, reader_factory=reads)  # fmt: skip
         watcher = Watcher(indexer, roots, Settings(settle=settle, rescan=rescan), log or self._log, observer_factory)
         self._started(indexer, watcher)
         try:

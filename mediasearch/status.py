@@ -56,7 +56,19 @@ def library_status(library: Library, list_ignored: bool = False) -> dict:
             "approximate": bool(stamp.get("approximate")),
         },
         "store": store_status(library),
+        "words": words_status(library),
     }
+
+
+def words_status(library: Library) -> dict:
+    """Pictures whose text the current reader has read, how many held some, and how many wait."""
+    from mediasearch import ocr
+
+    try:
+        reader = ocr.fingerprint()
+    except (OSError, RuntimeError):  # the weights are not installed: nothing can be read
+        reader = None
+    return library.catalog.read_counts(reader)
 
 
 def store_status(library: Library) -> dict | None:

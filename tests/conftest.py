@@ -29,6 +29,9 @@ def isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("ORT_DISABLE_TELEMETRY", "1")
     monkeypatch.delenv("MEDIASEARCH_MODEL", raising=False)
+    # Reading text in pictures costs about a second a picture here: only the tests about words pay it
+    # (they take this away; see tests/test_words_index.py).
+    monkeypatch.setenv("MEDIASEARCH_NO_OCR", "1")
     return home
 
 
@@ -86,6 +89,7 @@ def built_library(tmp_path_factory) -> Built:
         patch.setenv("MEDIASEARCH_HOME", str(base / "library"))
         patch.setenv("MEDIASEARCH_CACHE", str(base / "cache"))
         patch.delenv("MEDIASEARCH_MODEL", raising=False)
+        patch.setenv("MEDIASEARCH_NO_OCR", "1")
         result = CliRunner().invoke(cli, ["index", str(media), "--model", str(BUNDLE), "--json"])
     assert result.exit_code == 0, result.output
     shutil.copytree(media, base / "pristine")  # copy2 keeps the mtimes the catalog compares against

@@ -175,6 +175,7 @@ def test_index_json_summary(indexed_cli):
         "ignored",
         "failures",
         "offline",
+        "read",
         "seconds",
     }
     assert summary["added"] == 12

@@ -104,6 +104,9 @@ def as_schema_5(folder: Path) -> None:
     """Take a library back to what mediasearch wrote before migration 6: no capture columns, indexes
     or trigger terms, user_version 5."""
     conn = sqlite3.connect(folder / "catalog.db", isolation_level=None)
+    for table in ("texts_vocab", "texts_fts", "texts"):  # migration 7 (words) undone too
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("ALTER TABLE files DROP COLUMN ocr")
     for index in ("files_taken", "files_kind_taken", "files_coordinates", "files_country"):
         conn.execute(f"DROP INDEX {index}")
     conn.execute("DROP TRIGGER files_version")

@@ -1,0 +1,167 @@
+"""Words find files: names, tags, captions and text read in pictures, in the catalog's FTS5 table, ranked
+with the vectors. Real OCR weights (PP-OCRv5), the small random-weight bundle (its vectors rank at random,
+so only words can put a file first), real SQLite and real files."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from mutagen import File as MutagenFile
+from PIL import Image, ImageDraw, ImageFont
+
+import mediasearch
+
+FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
+pytestmark = pytest.mark.slow  # each test indexes a folder and reads its pictures' text (several seconds)
+
+
+@pytest.fixture(autouse=True)
+def read_text(monkeypatch):
+    """These tests are about words: reading text in pictures is on, as it is for users."""
+    monkeypatch.delenv("MEDIASEARCH_NO_OCR", raising=False)
+
+
+def card(path: Path, lines: list[str], size: int = 36) -> Path:
+    """A small picture holding these lines of text (small, so reading it costs little)."""
+    font = ImageFont.truetype(FONT, size)
+    width = max(int(font.getlength(line)) for line in lines) + 60
+    img = Image.new("RGB", (width, len(lines) * (size + 20) + 40), (248, 248, 245))
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        draw.text((30, 20 + i * (size + 20)), line, font=font, fill=(10, 10, 10))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+def plain(path: Path, seed: int, **save) -> Path:
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 255, (3, 4, 3), dtype=np.uint8)).resize((320, 240), Image.BICUBIC)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, quality=90, **save)
+    return path
+
+
+def song(path: Path, **tags) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (0.1 * np.sin(np.arange(22050) / 10)).astype(np.float32), 22050, format="FLAC")
+    audio = MutagenFile(path)
+    for key, value in tags.items():
+        audio[key] = value
+    audio.save()
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    media = tmp_path / "media"
+    card(media / "scans" / "letter.png", ["Nordwind Energie", "INVOICE No. 2024-0815"])
+    card(media / "travel" / "sign.png", ["Café Müller"])
+    card(media / "cars" / "plate.png", ["RE16TGK"])
+    song(media / "music" / "track01.flac", title="Moonlight Ferry", artist="Ines Caravela")
+    exif = Image.Exif()
+    exif[0x010E] = "Lighthouse at Hallig Hooge"
+    plain(media / "camera" / "DSC_3001.jpg", 1, exif=exif)
+    plain(media / "family" / "grandmaBirthday_cake.jpg", 2)
+    plain(media / "Reykjavik 2019" / "DSC_0001.jpg", 3)
+    for i in range(8):
+        plain(media / "photos" / f"DSC_{i:04d}.jpg", 10 + i)
+    return media
+
+
+@pytest.fixture
+def library(folder, isolated, embedder):
+    with mediasearch.open(isolated / "library", model=embedder, write=True) as lib:
+        summary = lib.index(folder)
+        assert summary.read == 14, "every picture's text is read in the same pass, after the vectors"
+        yield lib
+
+
+def first(lib, text: str) -> str:
+    return Path(lib.search(text, limit=3)[0].path).name
+
+
+def test_each_kind_of_words_puts_its_file_first(library):
+    assert first(library, "invoice 2024-0815") == "letter.png"  # text in a picture, words not adjacent
+    assert first(library, "cafe muller") == "sign.png"  # accents folded both ways
+    assert first(library, "Café Müller") == "sign.png"
+    assert first(library, "RE16") == "plate.png"  # a prefix of a word OCR ran together
+    assert first(library, "moonlight ferry") == "track01.flac"  # a FLAC tag
+    assert first(library, "ines caravela") == "track01.flac"
+    assert first(library, "lighthouse hooge") == "DSC_3001.jpg"  # an EXIF caption
+    assert first(library, "grandma birthday") == "grandmaBirthday_cake.jpg"  # a file name split
+    assert first(library, "reykjavik") == "DSC_0001.jpg"  # a folder's name
+
+
+def test_json_says_what_matched_and_where(library):
+    hit = library.search("nordwind invoice", limit=1)[0]
+    data = hit.as_dict()
+    assert data["words"]["matched"] == ["invoice", "nordwind"]
+    assert data["words"]["found"][0]["source"] == "text" and "INVOICE" in data["words"]["found"][0]["snippet"]
+    assert "words" not in library.search("an animal", limit=1)[0].as_dict()
+
+
+def test_a_slip_of_one_letter_ranks_below_the_exact_word(library, folder):
+    card(folder / "scans" / "other.png", ["Nordwund Energie"])
+    library.index()
+    names = [Path(h.path).name for h in library.search("nordwind", limit=3)]
+    assert names[:2] == ["letter.png", "other.png"]
+
+
+def test_stop_words_alone_and_unmatched_words_rank_as_the_vectors_do(library, embedder):
+    from mediasearch.library import Library
+    from mediasearch.search import Filters, search
+
+    with Library(library.folder) as under:
+        for text in ["a photo of the", "zebra xylophone"]:
+            alone = search(under, embedder.embed_texts([text])[0], 10, Filters())
+            assert [h.path for h in library.search(text, limit=10)] == [h.path for h in alone]
+            assert all(h.words is None for h in library.search(text, limit=10))
+
+
+def test_a_negative_word_takes_the_text_match_away(library):
+    assert first(library, "energie") == "letter.png"
+    assert "letter.png" not in first(library, "energie -nordwind")
+
+
+def test_a_quoted_phrase_must_match_as_a_phrase(library):
+    assert first(library, '"moonlight ferry"') == "track01.flac"
+    hits = library.search('"ferry moonlight"', limit=20)
+    assert all(h.words is None for h in hits)
+
+
+def test_moves_copies_and_removals_keep_the_words_exact(library, folder):
+    (folder / "archive-2024").mkdir()
+    shutil.move(folder / "scans" / "letter.png", folder / "archive-2024" / "letter.png")
+    shutil.copy(folder / "travel" / "sign.png", folder / "travel" / "sign-copy.png")
+    (folder / "music" / "track01.flac").unlink()
+    summary = library.index()
+    assert summary.read == 0, "a move and a copy reuse the text read before: nothing is read again"
+    assert first(library, "invoice archive") == "letter.png"  # text kept, new folder name found
+    hit = library.search("cafe muller", limit=1)[0]
+    assert sorted(Path(p).name for p in [hit.path, *hit.copies]) == ["sign-copy.png", "sign.png"]
+    assert all(h.words is None for h in library.search("moonlight ferry", limit=20))
+    db = sqlite3.connect(library.folder / "catalog.db")
+    db.execute("INSERT INTO texts_fts(texts_fts) VALUES ('integrity-check')")  # FTS5 agrees with `texts`
+    orphans = db.execute("SELECT count(*) FROM texts WHERE file_id NOT IN (SELECT id FROM files)").fetchone()[0]
+    assert orphans == 0
+
+
+def test_a_library_indexed_without_text_reads_it_next_pass_without_embedding(folder, isolated, embedder):
+    with mediasearch.open(isolated / "library", model=embedder, write=True) as lib:
+        first_pass = lib.index(folder, ocr=False)
+        assert first_pass.read == 0
+        assert first(lib, "moonlight ferry") == "track01.flac", "tags and names need no OCR"
+        assert all(h.words is None for h in lib.search("nordwind", limit=20))
+        db = sqlite3.connect(lib.folder / "catalog.db")
+        segments = db.execute("SELECT id FROM segments ORDER BY id").fetchall()
+        second = lib.index()
+        assert second.read == 14 and second.added == second.updated == 0
+        assert db.execute("SELECT id FROM segments ORDER BY id").fetchall() == segments, "no vector made again"
+        assert first(lib, "nordwind") == "letter.png"
+        assert lib.status()["words"] == {"read": 14, "with_text": 3, "waiting": 0}
