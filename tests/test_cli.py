@@ -301,6 +301,7 @@ def test_terminal_gets_a_table_and_a_progress_bar_a_pipe_gets_neither(media_dir)
     piped = CliRunner().invoke(cli, ["index", "--json"], obj=Terminal())
     assert "segment" not in piped.stderr and piped.stderr == ""
     header, *table = CliRunner().invoke(cli, ["query", "a cat", "-n", "3"], obj=tty).stdout.splitlines()
+    table = [line for line in table if not line.startswith(" " * 8)]  # not the lines saying which words matched
     assert header.split() in (["score", "kind", "taken", "time", "path"], ["score", "kind", "taken", "path"])
     assert len(table) == 3 and all("\t" not in line and line.split()[1] in ("image", "audio") for line in table)
     assert len({line.index(str(media_dir.resolve())) for line in table}) == 1, "paths line up"
@@ -381,6 +382,9 @@ def test_the_terminal_table_reads_like_fd(indexed_cli):
     folder, _ = indexed_cli
     tty = Terminal(stdout_isatty=True, home=str(folder.parent))
     lines = CliRunner().invoke(cli, ["query", "rain", "-n", "12"], obj=tty).stdout.splitlines()
+    said = [line.strip() for line in lines if line.startswith(" " * 8)]
+    assert said == ["name: rain noise"], "the file whose name holds the word says so under its row"
+    lines = [line for line in lines if not line.startswith(" " * 8)]
     assert lines[0].split() == ["score", "kind", "taken", "time", "path"] and len(lines) == 13
     assert all("~/media/" in line and str(folder) not in line for line in lines[1:])
     starts = {line.index("~") for line in lines[1:]}
