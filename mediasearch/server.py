@@ -24,6 +24,7 @@ import socket
 import sys
 import tempfile
 import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from functools import partial
@@ -55,6 +56,14 @@ from mediasearch.terminal import Terminal, hit_json
 
 MAX_BODY = 64 * 1024 * 1024  # an upload or an embedding request, whole
 MAX_PARTS = 32  # inputs in one embedding request
+# What one request may make the server do (issue 23: an hour of 4 kHz silence is a 47 KB FLAC).
+MAX_SOUND_S = 120.0  # seconds of sound or video decoded for one request, all its inputs together
+MAX_BODIES = 8  # requests whose bodies are being read at once; more are answered 429
+MEDIA_WORKERS = 1  # uploads and media inputs embedded at once; the others are answered 429
+HEADER_TIMEOUT_S = 10.0  # a connection has this long to send a request's headers
+BODY_TIMEOUT_S = 30.0  # and each part of its body must come within this
+MAX_CONNECTIONS = 1000  # open connections in all (each is a file descriptor)
+MAX_CONNECTIONS_PER_CLIENT = 64  # open connections from one address
 THUMB_SIZE = 320
 THUMB_CACHE_BYTES = 256 * 1024 * 1024
 HOME = Terminal()  # only for its home folder, shown as ~
@@ -121,6 +130,18 @@ class Service:
 
         self.settings = settings
         self.library = mediasearch.open(settings.library, model=settings.model)
+        self.media_gate = threading.BoundedSemaphore(MEDIA_WORKERS)
+
+    @contextmanager
+    def media_work(self):
+        """One slot of decoding and embedding media; none free is a 429, not a queue (a queue of
+        waiting threads would take the ones searches need)."""
+        if not self.media_gate.acquire(blocking=False):
+            raise ApiError(429, "busy", "the server is embedding another file: try again in a moment")
+        try:
+            yield
+        finally:
+            self.media_gate.release()
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -232,9 +253,42 @@ async def search_post(request: Request) -> JSONResponse:
             path.write_bytes(await upload.read())
             examples.append(path)
             sent[path] = _sent_name(upload.filename, i)
-        service = request.app.state.service
-        hits = await run_in_threadpool(_run_search, service, text, examples, _all(form, "not"), form, sent)
+        hits = await run_in_threadpool(_search_by_examples, request.app.state.service, text, examples, form, sent)
     return JSONResponse(hits)
+
+
+def _search_by_examples(service: Service, text: str, examples: list[Path], form, sent: dict) -> list[dict]:
+    """A search with uploads: their sound bounded before any decoding, one such search at a time."""
+    _sound_budget(examples, [sent[p] for p in examples])
+    with service.media_work() if examples else nullcontext():
+        return _run_search(service, text, examples, _all(form, "not"), form, sent)
+
+
+def _sound_budget(paths: list[Path], names: list[str]) -> None:
+    """Refuse (413) inputs whose headers declare more than MAX_SOUND_S of sound or video in all:
+    their decoding is bounded too (max_duration), but this says so before any work."""
+    total = 0.0
+    for path, name in zip(paths, names, strict=True):
+        total += _declared_seconds(path)
+        if total > MAX_SOUND_S:
+            raise ApiError(413, "too_long", f"{name}: more than {MAX_SOUND_S:g} s of sound or video in one request")
+
+
+def _declared_seconds(path: Path) -> float:
+    """How long a sound or video says it is, from its header (0 for a picture or what says nothing)."""
+    try:
+        import soundfile
+
+        return float(soundfile.info(str(path)).duration)
+    except Exception:  # not a sound libsndfile reads: ask FFmpeg's demuxer
+        pass
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            return max(float(container.duration or 0) / 1e6, 0.0)
+    except Exception:  # neither reads it: decoding will say why
+        return 0.0
 
 
 def _sent_name(filename: str | None, index: int) -> str:
@@ -583,16 +637,20 @@ def _embed_inputs(service: Service, inputs: list) -> np.ndarray:
     texts = [(i, v) for i, (k, v) in enumerate(parts) if k == "text"]
     if texts:
         out[[i for i, _ in texts]] = library.embed_texts([v for _, v in texts])
+    media_parts = [(i, v) for i, (k, v) in enumerate(parts) if k == "media"]
+    if not media_parts:
+        return out
     with tempfile.TemporaryDirectory(prefix="mediasearch-embed-") as folder:
-        for i, (kind, value) in enumerate(parts):
-            if kind != "media":
-                continue
-            path = Path(folder) / f"part-{i}"
+        paths = [Path(folder) / f"part-{i}" for i, _ in media_parts]
+        for path, (_, value) in zip(paths, media_parts, strict=True):
             path.write_bytes(value)
-            result = library.embed_file(path)
-            if isinstance(result, DecodeError):
-                raise ApiError(422, "undecodable_input", f"input {i}: {result.reason}")
-            out[i] = mean_vector(result.vectors)
+        _sound_budget(paths, [f"input {i}" for i, _ in media_parts])
+        with service.media_work():
+            for path, (i, _) in zip(paths, media_parts, strict=True):
+                result = library.embed_file(path, max_duration=MAX_SOUND_S)
+                if isinstance(result, DecodeError):
+                    raise ApiError(422, "undecodable_input", f"input {i}: {result.reason}")
+                out[i] = mean_vector(result.vectors)
     return out
 
 
@@ -729,6 +787,7 @@ class Guard:
 
     def __init__(self, app, settings: Settings):
         self.app, self.settings = app, settings
+        self.bodies = 0  # requests sending bodies now (the event loop's own count: no lock needed)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -748,6 +807,11 @@ class Guard:
         clean = _page_without_token(scope) if self.settings.token else None
         if clean is not None:
             return await _redirect_clean(secure_send, clean)
+        with_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+        if with_body and self.bodies >= MAX_BODIES:
+            busy = ApiError(429, "busy", f"{MAX_BODIES} requests are sending bodies already: try again in a moment")
+            return await _send_error(busy, secure_send, scope.get("path", ""))
+        self.bodies += with_body
         try:
             await self.app(scope, _bounded(receive), secure_send)
         except ApiError as exc:
@@ -763,6 +827,8 @@ class Guard:
             _log(f"{scope.get('method')} {scope.get('path')!r}: {type(exc).__name__}: {str(exc)[:300]}{at}")
             if not started[0]:
                 await _send_error(ApiError(500, "internal", "the server failed on this request"), secure_send, "")
+        finally:
+            self.bodies -= with_body
 
     def _extra_headers(self, message, scope) -> list[tuple[bytes, bytes]]:
         own = {k.lower() for k, _ in message.get("headers", [])}
@@ -809,14 +875,86 @@ class Guard:
         return None
 
 
+def uvicorn_config(app, sock: socket.socket):
+    """uvicorn's settings for `serve`: short keep-alives, and connections that must send their headers
+    in time, few per client address (each one is a file descriptor, and 1,100 of them that never
+    finish their headers took every descriptor a process has)."""
+    import resource
+
+    import uvicorn
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MAX_CONNECTIONS + 256  # the connections, and the files and sockets the server opens itself
+    if soft < wanted and (hard == resource.RLIM_INFINITY or hard >= wanted):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    host, port = sock.getsockname()[:2]
+    return uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False,
+                          http=_guarded_h11(), timeout_keep_alive=5)  # fmt: skip
+
+
+def _guarded_h11():
+    """uvicorn's HTTP/1.1 protocol with a deadline for a request's headers (uvicorn has none: a
+    connection that sends nothing stays open for ever) and a cap on connections, in all and by
+    client address."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedH11(H11Protocol):
+        header_timer = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            peer = self.client[0] if self.client else None
+            same = sum(1 for c in self.connections if (c.client[0] if c.client else None) == peer)
+            if len(self.connections) > MAX_CONNECTIONS or same > MAX_CONNECTIONS_PER_CLIENT:
+                transport.close()
+                return
+            self._wait_for_headers()
+
+        def _wait_for_headers(self) -> None:
+            if self.header_timer is not None:
+                self.header_timer.cancel()
+            self.header_timer = self.loop.call_later(HEADER_TIMEOUT_S, self._headers_late)
+
+        def _headers_late(self) -> None:
+            if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+                self.transport.close()
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.cycle is not None and not self.cycle.response_complete and self.header_timer is not None:
+                self.header_timer.cancel()  # the headers came: the request's own time is the handler's
+                self.header_timer = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._wait_for_headers()  # the next request on this connection, too
+
+        def connection_lost(self, exc) -> None:
+            if self.header_timer is not None:
+                self.header_timer.cancel()
+            super().connection_lost(exc)
+
+    return GuardedH11
+
+
 def _bounded(receive):
-    """`receive`, refusing a body past MAX_BODY (one sent without a Content-Length, chunked)."""
-    budget = [MAX_BODY]
+    """`receive`, refusing a body past MAX_BODY (one sent without a Content-Length, chunked) and one
+    that stalls: each part of it must come within BODY_TIMEOUT_S (a body trickled in would hold one
+    of the MAX_BODIES slots for ever).  Once the body is whole, waiting (for a disconnect) is free."""
+    budget, whole = [MAX_BODY], [False]
 
     async def limited_receive():
-        message = await receive()
+        if whole[0]:
+            return await receive()
+        try:
+            with anyio.fail_after(BODY_TIMEOUT_S):
+                message = await receive()
+        except TimeoutError as exc:
+            raise ApiError(408, "too_slow", f"the body stalled for {BODY_TIMEOUT_S:g} s") from exc
         if message["type"] == "http.request":
             budget[0] -= len(message.get("body", b""))
+            whole[0] = not message.get("more_body", False)
             if budget[0] < 0:
                 raise ApiError(413, "too_large", f"the request is over {MAX_BODY // (1024 * 1024)} MB")
         return message

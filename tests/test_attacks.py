@@ -8,9 +8,12 @@ import json
 import os
 import random
 import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
@@ -567,3 +570,121 @@ def test_listening_everywhere_accepts_the_address_reached(sounds):
     assert asyncio.run(ask("http://127.0.0.3:8765", "127.0.0.4:8765")) == 421
     assert asyncio.run(ask("http://127.0.0.3:8765", "127.0.0.3:8766")) == 421
     assert asyncio.run(ask("http://127.0.0.3:8765", "rebound.example:8765")) == 421
+
+
+# ----------------------------------------------------------------------------- denial of service
+
+
+def hour_of_silence(path: Path) -> Path:
+    """A FLAC holding an hour of 4 kHz silence: tens of KB that once meant 450 windows to embed."""
+    import numpy as np
+    import soundfile
+
+    with soundfile.SoundFile(path, "w", samplerate=4000, channels=1, format="FLAC", subtype="PCM_16") as out:
+        block = np.zeros(4000 * 60, np.int16)
+        for _ in range(60):
+            out.write(block)
+    return path
+
+
+def slow_headers(source: str, port: int, count: int) -> list[socket.socket]:
+    """Connections from `source` that start a request and never finish its headers."""
+    opened = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind((source, 0))
+        sock.settimeout(5)
+        try:
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(f"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: ".encode())
+        except OSError:
+            sock.close()
+            continue
+        opened.append(sock)
+    return opened
+
+
+def closed_by_server(sock: socket.socket, wait: float) -> bool:
+    sock.settimeout(wait)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except OSError:
+        return True
+
+
+def search_times(url: str, words: list[str]) -> list[float]:
+    """How long each search takes, one after another; new words each time, so that the text tower
+    runs (a query remembered would be answered without it)."""
+    times = []
+    with httpx.Client(timeout=30) as client:
+        for word in words:
+            started = time.perf_counter()
+            assert client.get(url, params={"q": f"a {word} barking", "limit": 10}).status_code == 200
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def test_small_requests_cannot_stop_the_server(sounds, tmp_path):
+    """The hour of silence sent to /embed again and again, and hundreds of connections that never
+    finish their headers, from other addresses: a search from this one answers within twice its
+    median without the attack; the attack's requests are refused with 413 and the slow connections
+    are closed by the server."""
+    served = sounds
+    body = embed_body(hour_of_silence(tmp_path / "hour.flac"), "audio/flac")
+    words = ["dog", "cat", "bird", "horse", "cow", "frog", "owl", "wolf", "seal", "duck", "lion", "bear", "goat"]
+    search_times(served.url + "/api/search", ["warm", "up"])
+    quiet = statistics.median(search_times(served.url + "/api/search", [w + " one" for w in words]))
+    stop, answers = threading.Event(), []
+
+    def flood() -> None:
+        transport = httpx.HTTPTransport(local_address="127.0.0.2")
+        with httpx.Client(transport=transport, timeout=60) as client:
+            while not stop.is_set():
+                try:
+                    answers.append(client.post(served.url + "/embed", json=body).status_code)
+                except httpx.HTTPError:
+                    answers.append(0)
+
+    flooders = [threading.Thread(target=flood)]
+    for thread in flooders:
+        thread.start()
+    try:
+        slow = [s for i in range(5) for s in slow_headers(f"127.0.0.{3 + i}", served.port, 60)]
+        capped = slow_headers("127.0.0.9", served.port, 100)
+        busy = statistics.median(search_times(served.url + "/api/search", [w + " two" for w in words]))
+        assert sum(closed_by_server(s, 0.2) for s in capped) >= 100 - 64, "at most 64 connections from one address"
+        assert all(closed_by_server(s, 15) for s in slow), "connections that never finish their headers are closed"
+    finally:
+        stop.set()
+        for thread in flooders:
+            thread.join()
+        for sock in [*slow, *capped]:
+            sock.close()
+    print(f"search median {quiet * 1000:.1f} ms quiet, {busy * 1000:.1f} ms under attack; {len(answers)} /embed floods")
+    assert answers and set(answers) == {413}, f"the hour of silence is refused before decoding: {set(answers)}"
+    assert busy <= 2 * quiet, f"a search took {busy * 1000:.0f} ms under attack, {quiet * 1000:.0f} ms without"
+
+
+def test_over_limit_requests_are_answered_413_and_429(sounds, tmp_path):
+    served = sounds
+    long_sound = served.post("/embed", json=embed_body(hour_of_silence(tmp_path / "hour.flac"), "audio/flac"))
+    assert long_sound.status_code == 413 and error_code(long_sound) == "too_long"
+    assert "more than 120 s of sound" in long_sound.json()["message"]
+    stalled = []
+    for _ in range(8):  # bodies that never come hold every body slot...
+        sock = socket.create_connection(("127.0.0.1", served.port))
+        head = f"POST /embed HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\nContent-Type: application/json\r\n"
+        sock.sendall((head + "Content-Length: 100\r\n\r\n{").encode())
+        stalled.append(sock)
+    try:
+        time.sleep(0.5)
+        refused = served.post("/embed", json={"input": ["one"]})
+        assert refused.status_code == 429 and error_code(refused) == "busy"
+        assert served.get("/api/status").status_code == 200, "requests without a body still pass"
+    finally:
+        for sock in stalled:
+            sock.close()
+    time.sleep(0.5)
+    assert served.post("/embed", json={"input": ["one"]}).status_code == 200, "...until they go"

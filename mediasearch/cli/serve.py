@@ -47,7 +47,7 @@ def serve(host, port, token, open_browser, share_locations, model, library) -> N
     import uvicorn
 
     from mediasearch.library import Library
-    from mediasearch.server import LOOPBACK, Settings, create_app, listen
+    from mediasearch.server import LOOPBACK, Settings, create_app, listen, uvicorn_config
 
     Library(library).close()  # a missing library is one clear line, before the server starts
     sock = listen(host, port)  # a taken port is one line too, before anything says it serves
@@ -63,8 +63,7 @@ def serve(host, port, token, open_browser, share_locations, model, library) -> N
         import webbrowser
 
         webbrowser.open(url)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    uvicorn.Server(uvicorn_config(app, sock)).run(sockets=[sock])
 
 
 @cli.command(name="mcp")
