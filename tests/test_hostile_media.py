@@ -347,3 +347,22 @@ def test_index_under_an_address_space_cap_completes(tmp_path):
     assert summary["failures"][0]["error"].startswith("not enough memory to decode it"), summary
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert again.returncode == 0 and json.loads(again.stdout)["updated"] == 1, again.stderr[-3000:]
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path):
+    """A program that calls mediasearch from a plain script (no `if __name__ == "__main__"`) is not run
+    again in the decoder workers (multiprocessing's default would run it once a worker, or fail)."""
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        f"with open({str(tmp_path / 'runs')!r}, 'a') as out:\n"
+        "    out.write('ran\\n')\n"
+        "from mediasearch.media.workers import DecoderPool\n"
+        "pool = DecoderPool(2)\n"
+        f"picture, sound = {str(INPUTS / 'landscape.jpg')!r}, {str(INPUTS / 'tone48k.wav')!r}\n"
+        "print(pool.decode(picture).kind, pool.decode(sound).kind)\n"
+        "pool.close()\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["image", "audio"], done.stderr[-2000:]
+    assert (tmp_path / "runs").read_text() == "ran\n"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from itertools import chain
@@ -137,7 +138,7 @@ class _Worker:
     def __init__(self, context, setup: Callable[[], None] | None):
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, setup), daemon=True, name="mediasearch-decoder")
-        self.process.start()
+        _start_without_main(self.process)
         child.close()
         self.usable = True
         self._held: list = []  # budget reservations made for the worker, released if it dies
@@ -217,6 +218,26 @@ class _Worker:
             self.process.kill()
         self.process.join(timeout=5)
         self.conn.close()
+
+
+_START = threading.Lock()
+
+
+def _start_without_main(process) -> None:
+    """Start a worker that runs mediasearch's code only.  multiprocessing would run the calling program's
+    main module again in it (a script without an `if __name__ == "__main__"` guard would then run twice,
+    a console script would be imported in every worker): for the instant of the start, __main__ names no
+    file, so the worker does not import it."""
+    main = sys.modules["__main__"]
+    with _START:
+        spec, file = getattr(main, "__spec__", None), main.__dict__.pop("__file__", None)
+        main.__spec__ = None
+        try:
+            process.start()
+        finally:
+            main.__spec__ = spec
+            if file is not None:
+                main.__file__ = file
 
 
 def _context():
