@@ -61,6 +61,13 @@ def read(path: str, kind: str | None, mtime: float) -> Capture:
 
     Never raises for a file's content: a damaged or hostile header is simply no metadata.
     """
+    return finish(metadata(path, kind), mtime)
+
+
+def metadata(path: str, kind: str | None) -> dict:
+    """The file's own word, without the mtime fallback: {"taken": seconds or None, "source",
+    "latitude", "longitude"}.  Plain values, so a decoder worker can read it (a header that crashes
+    a C library then costs a worker, not the pass) and send it back with the file's facts."""
     when: datetime | None = None
     source = MTIME
     where: tuple[float, float] | None = None
@@ -75,11 +82,15 @@ def read(path: str, kind: str | None, mtime: float) -> Capture:
             when, source = _recording(path), TAG
     except Exception:  # noqa: BLE001 - metadata is optional; the file's vectors are what matter
         when = None
-    stamp = plausible(when)
-    if stamp is None:
-        stamp, source = mtime, MTIME
     latitude, longitude = where if where else (None, None)
-    return Capture(stamp, source, latitude, longitude)
+    return {"taken": plausible(when), "source": source, "latitude": latitude, "longitude": longitude}
+
+
+def finish(found: dict, mtime: float) -> Capture:
+    """A capture from what `metadata` found, the mtime standing in for a time it did not find."""
+    if found.get("taken") is None:
+        return Capture(mtime, MTIME, found.get("latitude"), found.get("longitude"))
+    return Capture(found["taken"], found["source"], found.get("latitude"), found.get("longitude"))
 
 
 def plausible(when: datetime | None, now: datetime | None = None) -> float | None:

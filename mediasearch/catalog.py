@@ -306,7 +306,8 @@ class Catalog:
         """Facts and segments of an indexed file with this content, to reuse without the model."""
         rows = list(
             self.db.query(
-                "SELECT id, kind, width, height, duration FROM files WHERE hash = ? AND status = ? LIMIT 1",
+                "SELECT id, kind, width, height, duration, taken, taken_source, latitude, longitude, city, region, "
+                "country FROM files WHERE hash = ? AND status = ? LIMIT 1",
                 (digest, INDEXED),
             )
         )

@@ -30,6 +30,7 @@ from mediasearch.media.workers import POLL_S, DecoderPool, Stopped
 from mediasearch.media.workers import prepare as prepare_decoders
 from mediasearch.model import TOWERS
 from mediasearch.paths import under_any
+from mediasearch.schema import CAPTURE_COLUMNS
 from mediasearch.walk import Walk, WalkOptions, root_of
 from mediasearch.words import metadata_texts
 
@@ -584,7 +585,14 @@ class Indexer:
     ) -> dict:
         """A file's row; an indexed one's capture time and place are read from it here (a failed or
         ignored one has its mtime and no source, read again if it is ever indexed)."""
-        found = {"taken": item.mtime} if status in (FAILED, IGNORED) else when_and_where(item.path, kind, item.mtime)
+        if status in (FAILED, IGNORED):
+            found = {"taken": item.mtime}
+        elif facts.get("taken_source"):  # a copy of an indexed file: its capture, and the mtime its own
+            found = {name: facts.get(name) for name in CAPTURE_COLUMNS}
+            if found["taken_source"] == capture.MTIME:
+                found["taken"] = item.mtime
+        else:  # read by the decoder worker with the file's facts, else here
+            found = when_and_where(item.path, kind, item.mtime, facts.get("capture"))
         return found | {
             "root_id": item.root_id,
             "path": item.path,
@@ -644,9 +652,10 @@ def _next_batch(units: Iterator[Unit]) -> list[Unit]:
     return batch
 
 
-def when_and_where(path: str, kind: str | None, mtime: float) -> dict:
-    """A file's capture columns: when it was taken and the source of that, its coordinates and place."""
-    found = capture.read(path, kind, mtime)
+def when_and_where(path: str, kind: str | None, mtime: float, read: dict | None = None) -> dict:
+    """A file's capture columns: when it was taken and the source of that, its coordinates and place
+    (`read`: what capture.metadata found already, in a decoder worker)."""
+    found = capture.finish(read, mtime) if read is not None else capture.read(path, kind, mtime)
     place = places.place_of(found.latitude, found.longitude)
     return {
         "taken": found.taken,

@@ -248,6 +248,7 @@ def test_out_of_memory_fails_the_file_for_now_and_it_is_tried_again(tmp_path, in
 def test_workers_give_the_same_segments_as_decoding_in_process(tmp_path):
     """Pictures, a recording longer than the read-ahead (its rest decoded again by another worker), a video:
     every segment, time and fact equal to the in-process decoder's, so every vector is equal too."""
+    from mediasearch import capture
     from mediasearch.media.workers import DecoderPool
 
     t = np.arange(8_000 * 150) / 8_000
@@ -260,6 +261,8 @@ def test_workers_give_the_same_segments_as_decoding_in_process(tmp_path):
             here, there = media.decode(path).read_all(), pool.decode(path)
             assert not isinstance(there, media.DecodeError), there
             there.read_all()
+            found = there.facts.pop("capture")  # when and where: read by the worker too, as the indexer asks
+            assert found == capture.metadata(str(path), here.kind)
             assert (there.kind, there.spans, there.modalities, there.facts, there.note) == (
                 here.kind, here.spans, here.modalities, here.facts, here.note
             )  # fmt: skip

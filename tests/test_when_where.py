@@ -253,3 +253,24 @@ def test_a_broad_place_or_date_filter_is_checked_exactly_after_the_index(indexed
     assert found(library, near=wide) == ["lisbon.jpg", "porto.jpg"]
     assert found(library, near=parse_near("Portugal")) == ["lisbon.jpg", "porto.jpg"]
     assert found(library, after=datetime(2018, 1, 1), before=datetime(2020, 1, 1)) == ["lisbon.jpg", "porto.jpg"]
+
+
+def test_new_files_have_their_metadata_read_by_the_decoder_workers(tmp_path, embedder, camera_roll, monkeypatch):
+    """A header that crashes a C library must cost a worker, not the pass: the indexing process itself
+    never parses a new file's metadata (a copy takes its original's)."""
+    from mediasearch import capture
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("metadata read in the indexing process")
+
+    monkeypatch.setattr(capture, "read", refuse)
+    monkeypatch.setattr(capture, "metadata", refuse, raising=False)
+    shutil.copy(camera_roll / "porto.jpg", camera_roll / "porto-copy.jpg")
+    library = open_library(tmp_path / "library", embedder.bundle)
+    try:
+        Indexer(library, lambda: embedder).scan(library.add_folders([str(camera_roll)]))
+        assert columns(library.catalog, "lisbon.jpg")["city"] == "Lisbon"
+        assert columns(library.catalog, "porto-copy.jpg")["city"] == "Porto"
+        assert columns(library.catalog, "nowhere.jpg")["taken_source"] == "mtime"
+    finally:
+        library.close()

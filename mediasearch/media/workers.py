@@ -269,7 +269,7 @@ def _start_forkserver() -> None:
 
 def _serve(conn, setup: Callable[[], None] | None) -> None:
     """A worker's life: decode the files asked for, one at a time, until the pipe closes."""
-    from mediasearch import media
+    from mediasearch import capture, media
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops the workers
     IMAGE_BUDGET.delegate(lambda cost: _ask(conn, cost), lambda cost: conn.send(("release", cost)))
@@ -280,7 +280,10 @@ def _serve(conn, setup: Callable[[], None] | None) -> None:
             path, max_duration, skip, limit = conn.recv()
         except (EOFError, OSError):
             os._exit(0)
-        _answer(conn, path, media.decode_or_error(path, max_duration), skip, limit)
+        decoded = media.decode_or_error(path, max_duration)
+        if skip == 0 and not isinstance(decoded, DecodeError):  # when and where, read here for the same reason
+            decoded.facts["capture"] = capture.metadata(str(path), decoded.kind)
+        _answer(conn, path, decoded, skip, limit)
 
 
 def _ask(conn, cost: int) -> None:
