@@ -40,6 +40,9 @@ PAGE_SIZE = 16_384
 # keywords, text read in the picture, text read in a video frame (at its time).
 NAME, TAG, CAPTION, TEXT, FRAME = "name", "tag", "caption", "text", "frame"
 READ = (TEXT, FRAME)  # what OCR wrote: kept while the content is the same
+# Meta key: the file id up to which tags and captions of files indexed before words existed were read
+# (a library made before migration 7 lacks it; the next pass reads them, resumably, without embedding).
+METADATA_WORDS = "metadata_words_read_after"
 
 # File states: indexed (has segments), failed (error recorded), ignored (not media, or video for now),
 # partial (a long recording whose first windows are stored; the next pass resumes it).
@@ -184,6 +187,8 @@ class Catalog:
                     return
                 MIGRATIONS[version](self.db)
                 self.conn.execute(f"PRAGMA user_version = {version + 1}")
+                if version == 0:  # a new library: every file's tags and captions are read as it is indexed
+                    self.set(METADATA_WORDS, "done")
 
     def get(self, key: str, default: str | None = None) -> str | None:
         if "meta" not in self.db.table_names():
@@ -394,6 +399,32 @@ class Catalog:
             (INDEXED, reader, after, limit),
         ).fetchall()
         return [(r[0], decode(r[1]), r[2]) for r in rows]
+
+    def without_metadata_words(self, limit: int) -> list[tuple[int, str, str]]:
+        """(id, path, kind) of indexed files not yet looked at for tags and captions (libraries made before
+        words were kept), after the id the last pass reached; [] when none remain."""
+        after = self.get(METADATA_WORDS)
+        if after is None:
+            after = "-1"
+        if after == "done":
+            return []
+        rows = self.conn.execute(
+            "SELECT id, path, kind FROM files WHERE status IN (?, ?) AND id > ? ORDER BY id LIMIT ?",
+            (INDEXED, PARTIAL, int(after), limit),
+        ).fetchall()
+        return [(r[0], decode(r[1]), r[2]) for r in rows]
+
+    def put_metadata_words(self, found: list[tuple[int, dict]], last: int | None) -> None:
+        """Tags and captions of files indexed before (each file's old ones replaced), and how far the
+        reading got (None: to the end), in one transaction."""
+        if not found and last is None and self.get(METADATA_WORDS) == "done":
+            return
+        with self.transaction():
+            for file_id, texts in found:
+                self.conn.execute("DELETE FROM texts WHERE file_id = ? AND source IN (?, ?)", (file_id, TAG, CAPTION))
+                for source, text in texts.items():
+                    _put_text(self.conn, file_id, source, None, text)
+            self.set(METADATA_WORDS, "done" if last is None else str(last))
 
     def read_counts(self, reader: str | None) -> dict:
         """Pictures whose text was read (by this reader) and pictures waiting, for `status`."""

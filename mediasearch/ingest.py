@@ -231,8 +231,25 @@ class Indexer:
         self._apply(todo, gone, progress)
         if unread and not self.stopping:
             self._read_captures(unread)
+        if not self.stopping:
+            self._read_metadata_words()
         self.summary.seconds = round(time.monotonic() - started, 3)
         return self.summary
+
+    def _read_metadata_words(self) -> None:
+        """Tags and captions of files indexed before mediasearch kept words (a library made earlier):
+        read from the files' headers a chunk at a time, committed with how far it got, never embedding."""
+        told = False
+        while not self.stopping:
+            todo = self.catalog.without_metadata_words(256)
+            if not todo:
+                self.catalog.put_metadata_words([], None)
+                return
+            if not told:
+                self.warn("reading the tags and captions of files indexed before mediasearch kept words")
+                told = True
+            found = [(file_id, metadata_texts(path, kind)) for file_id, path, kind in todo]
+            self.catalog.put_metadata_words(found, todo[-1][0])
 
     def _read_captures(self, rows: list[FileRow]) -> None:
         """Capture times and places of unchanged files indexed before they were read: from the files'

@@ -165,3 +165,61 @@ def test_a_library_indexed_without_text_reads_it_next_pass_without_embedding(fol
         assert db.execute("SELECT id FROM segments ORDER BY id").fetchall() == segments, "no vector made again"
         assert first(lib, "nordwind") == "letter.png"
         assert lib.status()["words"] == {"read": 14, "with_text": 3, "waiting": 0}
+
+
+def test_tags_and_captions_of_a_library_made_before_words_are_read_without_embedding(folder, isolated, embedder):
+    with mediasearch.open(isolated / "library", model=embedder, write=True) as lib:
+        lib.index(folder, ocr=False)
+        db = sqlite3.connect(lib.folder / "catalog.db", isolation_level=None)
+        # What a library of schema 6 holds after migration 7: names only, and no mark that tags were read.
+        db.execute("DELETE FROM texts WHERE source IN ('tag', 'caption')")
+        db.execute("DELETE FROM meta WHERE key = 'metadata_words_read_after'")
+        assert all(h.words is None for h in lib.search("moonlight ferry", limit=20))
+        segments = db.execute("SELECT id FROM segments ORDER BY id").fetchall()
+        summary = lib.index(ocr=False)
+        assert summary.unchanged == 15 and summary.batches == 0
+        assert db.execute("SELECT id FROM segments ORDER BY id").fetchall() == segments
+        assert first(lib, "moonlight ferry") == "track01.flac"
+        assert first(lib, "lighthouse hooge") == "DSC_3001.jpg"
+        assert db.execute("SELECT value FROM meta WHERE key = 'metadata_words_read_after'").fetchone() == ("done",)
+
+
+def test_kill_9_while_reading_text_keeps_words_exact_and_the_next_pass_finishes(folder, isolated):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import BUNDLE
+
+    for i in range(12):
+        card(folder / "more" / f"note_{i}.png", [f"Reminder number {i}", "Water the plants"])
+    env = dict(os.environ, MEDIASEARCH_HOME=str(isolated / "library"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mediasearch", "index", str(folder), "--model", str(BUNDLE)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    catalog = isolated / "library" / "catalog.db"
+    deadline = time.monotonic() + 120
+    read = 0
+    while proc.poll() is None and time.monotonic() < deadline and not read:
+        time.sleep(0.05)
+        try:
+            db = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True, timeout=1)
+            read = db.execute("SELECT count(*) FROM files WHERE ocr IS NOT NULL").fetchone()[0]
+            db.close()
+        except sqlite3.Error:
+            pass  # not created or migrated yet
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert read, "killed while the text was being read"
+    db = sqlite3.connect(catalog, isolation_level=None)
+    db.execute("INSERT INTO texts_fts(texts_fts) VALUES ('integrity-check')")
+    segments = db.execute("SELECT id FROM segments ORDER BY id").fetchall()
+    with mediasearch.open(isolated / "library", model=str(BUNDLE), write=True) as lib:
+        summary = lib.index()
+        assert summary.added == 0 and 0 < summary.read < 26, "only what was not read yet is read"
+        assert lib.status()["words"]["waiting"] == 0
+        assert first(lib, "reminder 7") == "note_7.png"
+    assert db.execute("SELECT id FROM segments ORDER BY id").fetchall() == segments
