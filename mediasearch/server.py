@@ -1056,10 +1056,13 @@ def create_app(settings: Settings) -> Guard:
         return JSONResponse(error_body("", "internal", "the server failed on this request"), status_code=500)
 
     async def http_error(request, exc: HTTPException):
-        """Starlette's own refusals (no such route, method, a malformed form) in the same JSON."""
-        code = HTTP_CODES.get(exc.status_code, "bad_request")
-        body = error_body(request.url.path, code, str(exc.detail))
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+        """Starlette's own refusals (no such route, method, a malformed form) in the same JSON; a form
+        over its limits (a field over 1 MB, more than 8 files) is 413, as every other bound."""
+        status = exc.status_code
+        if status == 400 and str(exc.detail).startswith(("Part exceeded maximum size", "Too many")):
+            status = 413
+        body = error_body(request.url.path, HTTP_CODES.get(status, "bad_request"), str(exc.detail))
+        return JSONResponse(body, status_code=status, headers=exc.headers)
 
     routes = [
         Route("/", page),

@@ -259,6 +259,8 @@ def test_errors_are_json_4xx_never_500s(sounds):
         ("GET", "/no/such/page", {}, 404),
         ("DELETE", "/api/status", {}, 405),
         ("POST", "/api/search", {"content": b"--x\r\nbroken", "headers": {"Content-Type": "multipart/form-data"}}, 400),
+        ("POST", "/api/search", {"data": {"q": "x" * 2_000_000}, "files": {"file": ("a.png", b"x")}}, 413),
+        ("POST", "/api/search", {"files": [("file", (f"{i}.png", b"x")) for i in range(9)]}, 413),
         ("POST", "/embed", {"content": b"[" * 100_000, "headers": {"Content-Type": "application/json"}}, 400),
         ("POST", "/embed", {"content": b'{"input": "\\ud800"}', "headers": {"Content-Type": "application/json"}}, 400),
         (
