@@ -39,6 +39,7 @@ PAGE_SIZE = 16_384
 # Where a file's words were found: its path's names, its sound or video tags, its picture caption and
 # keywords, text read in the picture, text read in a video frame (at its time).
 NAME, TAG, CAPTION, TEXT, FRAME = "name", "tag", "caption", "text", "frame"
+PLACE = "place"  # the place name of a file's coordinates: "lisbon" and "portugal" find what was taken there
 READ = (TEXT, FRAME)  # what OCR wrote: kept while the content is the same
 # Meta key: the file id up to which tags and captions of files indexed before words existed were read
 # (a library made before migration 7 lacks it; the next pass reads them, resumably, without embedding).
@@ -355,6 +356,7 @@ class Catalog:
         added = self._insert_segments(file_id, segments)
         if record["status"] in (INDEXED, PARTIAL):
             self._put_texts(file_id, decode(record["rel"]), texts or {})
+            _put_place(self.conn, file_id, record)
             if record.get("ocr") is None and record.get("hash"):
                 self._copy_read(file_id, record["hash"])
         if removed or added:
@@ -527,6 +529,7 @@ class Catalog:
         """Record capture times and places by file id (inside the caller's transaction): no vector changes."""
         for file_id, fields in captures.items():
             self.db["files"].update(file_id, fields)
+            _put_place(self.conn, file_id, fields)
 
     def forget_vectors(self) -> None:
         """Drop every vector and mark every file changed, so the next pass embeds all again."""
@@ -681,6 +684,14 @@ def _put_text(conn: sqlite3.Connection, file_id: int, source: str, at: float | N
             "INSERT INTO texts (file_id, source, at, shown, words) VALUES (?, ?, ?, ?, ?)",
             (file_id, source, at, shown, found),
         )
+
+
+def _put_place(conn: sqlite3.Connection, file_id: int, fields: dict) -> None:
+    """A file's place name as words of the file (city, region, country), renewed."""
+    conn.execute("DELETE FROM texts WHERE file_id = ? AND source = ?", (file_id, PLACE))
+    if fields.get("country"):
+        names = dict.fromkeys(n for n in (fields.get("city"), fields.get("region"), fields["country"]) if n)
+        _put_text(conn, file_id, PLACE, None, ", ".join(names))
 
 
 def _put_name(conn: sqlite3.Connection, file_id: int, rel: str) -> None:

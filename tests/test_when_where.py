@@ -136,6 +136,8 @@ def test_an_older_library_gains_them_on_the_next_pass_without_embedding(indexed,
         assert any("capture dates and places of 4 files" in line for line in told)
         after = columns(library.catalog, "lisbon.jpg")
         assert (after["taken"], after["taken_source"], after["city"]) == (JULY_2019, "exif", "Lisbon")
+        places = library.catalog.conn.execute("SELECT count(*) FROM texts WHERE source = 'place'").fetchone()[0]
+        assert places == 3, "its place names became words of the files too"
         again = []
         Indexer(library, Refusing, warn=again.append).scan(library.catalog.roots())
         assert not again, "read once"
@@ -274,3 +276,17 @@ def test_new_files_have_their_metadata_read_by_the_decoder_workers(tmp_path, emb
         assert columns(library.catalog, "nowhere.jpg")["taken_source"] == "mtime"
     finally:
         library.close()
+
+
+def test_place_names_are_words_of_the_file(indexed):
+    """A query "lisbon" or "portugal" finds what was taken there, through the words index (issue 20);
+    an older library's files gain their place words when their metadata is first read."""
+    import mediasearch
+
+    with mediasearch.open(indexed[0].catalog.folder, model=str(BUNDLE)) as library:
+        assert os.path.basename(library.search("lisbon", limit=1)[0].path) == "lisbon.jpg"
+        top = {os.path.basename(h.path) for h in library.search("portugal", limit=2)}
+        assert top == {"lisbon.jpg", "porto.jpg"}
+        assert os.path.basename(library.search("oxford england", limit=1)[0].path) == "oxford.jpg"
+    rows = indexed[0].catalog.conn.execute("SELECT shown FROM texts WHERE source = 'place' ORDER BY shown")
+    assert [r[0] for r in rows] == ["Lisbon, Portugal", "Oxford, England, United Kingdom", "Porto, Portugal"]
