@@ -97,7 +97,10 @@ def plausible(when: datetime | None, now: datetime | None = None) -> float | Non
     """The moment as a timestamp, or None when it cannot be a capture time."""
     if when is None:
         return None
-    aware = when if when.tzinfo else when.astimezone()  # naive: this machine's local time
+    try:
+        aware = when if when.tzinfo else when.astimezone()  # naive: this machine's local time
+    except (ValueError, OverflowError, OSError):  # year 1 and the like: no zone arithmetic reaches it
+        return None
     if when.date() in _PLACEHOLDER_DAYS or aware < _EARLIEST:
         return None
     if aware > (now or datetime.now(UTC)) + timedelta(days=1):  # a day's slack for zones

@@ -101,6 +101,7 @@ def test_xmp_coordinates_in_a_jpeg_app1_packet(tmp_path):
     [
         ("0000:00:00 00:00:00", None, datetime(2001, 1, 1).timestamp()),  # placeholder: DateTime instead
         ("1970:01:01 00:00:12", None, datetime(2001, 1, 1).timestamp()),  # dead clock battery
+        ("0001:01:01 00:00:00", None, datetime(2001, 1, 1).timestamp()),  # no local time that early
         ("1888:01:01 10:00:00", "2012:12:12 12:12:12", datetime(2012, 12, 12, 12, 12, 12).timestamp()),
         ("2019:07:15 10:30:00.123", None, datetime(2019, 7, 15, 10, 30).timestamp()),  # sub-seconds ignored
         (f"{datetime.now().year + 2}:01:01 10:00:00", None, datetime(2001, 1, 1).timestamp()),  # the future
