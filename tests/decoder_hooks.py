@@ -35,3 +35,13 @@ def _marked(decoder: Callable) -> Callable:
         return decoder(path, max_duration)
 
     return decode
+
+
+def metadata_fails() -> None:
+    """Reading when and where fails in the worker, as a reader bug on an odd header would."""
+    from mediasearch import capture
+
+    def fail(path: str, kind: str | None) -> dict:
+        raise RuntimeError(f"metadata of {path} cannot be read")
+
+    capture.metadata = fail

@@ -290,3 +290,18 @@ def test_place_names_are_words_of_the_file(indexed):
         assert os.path.basename(library.search("oxford england", limit=1)[0].path) == "oxford.jpg"
     rows = indexed[0].catalog.conn.execute("SELECT shown FROM texts WHERE source = 'place' ORDER BY shown")
     assert [r[0] for r in rows] == ["Lisbon, Portugal", "Oxford, England, United Kingdom", "Porto, Portugal"]
+
+
+def test_a_metadata_reader_failing_in_the_worker_leaves_the_file_indexed_by_its_mtime(tmp_path, embedder, camera_roll):
+    from decoder_hooks import metadata_fails
+
+    library = open_library(tmp_path / "library", embedder.bundle)
+    try:
+        summary = Indexer(library, lambda: embedder, decoder_setup=metadata_fails).scan(
+            library.add_folders([str(camera_roll)])
+        )
+        assert summary.added == 4 and summary.failed == 0
+        lisbon = columns(library.catalog, "lisbon.jpg")
+        assert lisbon["taken_source"] == "mtime" and lisbon["taken"] == os.stat(camera_roll / "lisbon.jpg").st_mtime
+    finally:
+        library.close()

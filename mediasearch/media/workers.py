@@ -282,7 +282,10 @@ def _serve(conn, setup: Callable[[], None] | None) -> None:
             os._exit(0)
         decoded = media.decode_or_error(path, max_duration)
         if skip == 0 and not isinstance(decoded, DecodeError):  # when and where, read here for the same reason
-            decoded.facts["capture"] = capture.metadata(str(path), decoded.kind)
+            try:
+                decoded.facts["capture"] = capture.metadata(str(path), decoded.kind)
+            except Exception:  # metadata is optional: the file is still indexed, dated by its mtime
+                decoded.facts["capture"] = {}
         _answer(conn, path, decoded, skip, limit)
 
 
