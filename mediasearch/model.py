@@ -64,12 +64,13 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 def _quick_copy(bundle: Bundle, name: str, make) -> Path:
     """A copy of a bundle file in the form that loads fastest, made once per bundle revision in
     the cache by make(source, target); where it cannot be made (a read-only cache, a full disk, a
-    file it cannot read), the bundle's own file, which holds the same model."""
+    file it cannot read, a cache folder it may not enter), the bundle's own file, which holds the
+    same model."""
     folder = cache_dir() / "mapped" / bundle.revision
     target = folder / name
-    if target.exists():
-        return target
     try:
+        if target.exists():  # PermissionError where the cache is another user's (private, 0700)
+            return target
         folder.mkdir(parents=True, exist_ok=True)
         make(bundle.file(name), target)
     except Exception:
