@@ -394,9 +394,10 @@ class Catalog:
         self.conn.execute("UPDATE files SET ocr = ? WHERE id = ?", (reader, file_id))
 
     def unread(self, reader: str, limit: int, after: int = 0) -> list[tuple[int, str, str]]:
-        """(id, path, kind) of indexed pictures whose text this reader has not read, by id."""
+        """(id, path, kind) of indexed pictures and videos whose text this reader has not read, by id."""
         rows = self.conn.execute(
-            "SELECT id, path, kind FROM files WHERE status = ? AND kind = 'image' AND (ocr IS NULL OR ocr != ?) "
+            "SELECT id, path, kind FROM files WHERE status = ? AND kind IN ('image', 'video') "
+            "AND (ocr IS NULL OR ocr != ?) "
             "AND id > ? ORDER BY id LIMIT ?",
             (INDEXED, reader, after, limit),
         ).fetchall()
@@ -476,6 +477,14 @@ class Catalog:
             file_id,
             {"status": INDEXED, "duration": facts.get("duration"), "error": note, "indexed_at": time.time()},
         )
+
+    def frame_times(self, file_id: int) -> list[float]:
+        """The times of a video's embedded frames (its picture segments)."""
+        rows = self.conn.execute(
+            "SELECT start FROM segments WHERE file_id = ? AND modality = 'image' AND start IS NOT NULL ORDER BY start",
+            (file_id,),
+        )
+        return [r[0] for r in rows]
 
     def segment_spans(self, file_id: int) -> list[tuple[float | None, float | None]]:
         return self.conn.execute("SELECT start, end FROM segments WHERE file_id = ? ORDER BY id", (file_id,)).fetchall()

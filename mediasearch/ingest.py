@@ -515,11 +515,14 @@ class Indexer:
                 if not todo:
                     break
                 found = []
-                loads = [pool.submit(_load_or_error, path) for _, path, _ in todo]
-                for (file_id, path, _kind), loaded in zip(todo, loads, strict=True):
+                loads = [pool.submit(_load_or_error, path) if kind == "image" else None for _, path, kind in todo]
+                for (file_id, path, kind), loaded in zip(todo, loads, strict=True):
                     if self.stopping:
                         break
-                    found.append((file_id, self._read(path, loaded.result())))
+                    if kind == "video":
+                        found.append((file_id, self._read_frames(file_id, path)))
+                    else:
+                        found.append((file_id, self._read(path, loaded.result())))
                     done += 1
                     if progress:
                         progress(done, max(waiting, done))
@@ -540,6 +543,20 @@ class Indexer:
         except Exception as exc:  # a reader failure on one picture must not stop the pass
             self.warn(f"note: {path}: its text could not be read ({type(exc).__name__}: {exc})")
             return []
+
+    def _read_frames(self, file_id: int, path: str) -> list[tuple[float | None, str]]:
+        """The lines read in a video's embedded frames, each with its frame's time."""
+        from mediasearch import ocr
+
+        lines: list[tuple[float | None, str]] = []
+        try:
+            for at, frame in ocr.video_frames(path, self.catalog.frame_times(file_id)):
+                if self.stopping:
+                    break
+                lines += [(at, text) for _, text in self._read(path, frame)]
+        except Exception as exc:  # a video that no longer decodes keeps what was read of it
+            self.warn(f"note: {path}: the text of its frames could not be read ({type(exc).__name__}: {exc})")
+        return lines
 
     def _commit_read(self, reader_id: str, found: list) -> None:
         if not found:

@@ -186,6 +186,40 @@ def load(path: str) -> np.ndarray:
         return np.asarray(upright)
 
 
+MAX_VIDEO_FRAMES = 60  # frames of one video whose text is read at most (spread over the frames embedded)
+
+
+def video_frames(path: str, times: list[float]):
+    """(seconds, upright RGB array no longer than OCR_SIDE) for the frames the vector pass embedded at
+    `times` (the same picking, so a frame's words belong to that frame's segment), MAX_VIDEO_FRAMES at
+    most, one at a time (a frame is never held while the next is decoded)."""
+    from PIL import Image
+
+    from mediasearch.media import ffmpeg
+    from mediasearch.media.pictures import to_rgb
+    from mediasearch.media.video import FRAME_INTERVAL_S, MAX_FRAMES
+
+    times = sorted(times)
+    if len(times) > MAX_VIDEO_FRAMES:
+        step = len(times) / MAX_VIDEO_FRAMES
+        times = [times[int(i * step)] for i in range(MAX_VIDEO_FRAMES)]
+    if not times:
+        return
+    info = ffmpeg.probe(path)
+    interval = max(FRAME_INTERVAL_S, (info.duration or 0.0) / MAX_FRAMES)
+    wanted = iter(times)
+    target = next(wanted)
+    for seconds, picture in ffmpeg.pick_frames(path, interval, MAX_FRAMES):
+        while target is not None and target < seconds - 0.05:
+            target = next(wanted, None)
+        if target is None:
+            return
+        if abs(seconds - target) <= 0.05:
+            frame = to_rgb(picture)
+            frame.thumbnail((OCR_SIDE, OCR_SIDE), Image.BILINEAR)
+            yield target, np.asarray(frame)
+
+
 def _normalised(crop: np.ndarray, height: int, width: int) -> np.ndarray:
     """A crop resized to the model's height (keeping its shape, up to width), in [-1, 1], BGR, padded."""
     h, w = crop.shape[:2]

@@ -304,9 +304,18 @@ def fuse(library: Library, vector: np.ndarray, query, limit: int, filters: Filte
         fused = 1 / (RRF_K + vector_rank[id(hit)]) + (1 / (RRF_K + text_rank[key]) if m else 0.0)
         if m is not None:
             hit.words = {"matched": sorted(m.matched), "found": m.found()}
+            _at_the_words(hit)
         ranked.append(((m.tier(wanted) if m else 0), fused, hit))
     ranked.sort(key=lambda t: (-t[0], -t[1]))
     return [hit for _, _, hit in ranked[:limit]]
+
+
+def _at_the_words(hit: Hit) -> None:
+    """A video found by the words in one of its frames is shown at that frame's time."""
+    frames = [f for f in hit.words["found"] if f["source"] == "frame" and f["at"] is not None]
+    if hit.kind == "video" and frames:
+        hit.start = hit.end = frames[0]["at"]
+        hit.matched = "image"
 
 
 def backend_is_local(backend) -> bool:

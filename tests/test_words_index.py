@@ -223,3 +223,43 @@ def test_kill_9_while_reading_text_keeps_words_exact_and_the_next_pass_finishes(
         assert lib.status()["words"]["waiting"] == 0
         assert first(lib, "reminder 7") == "note_7.png"
     assert db.execute("SELECT id FROM segments ORDER BY id").fetchall() == segments
+
+
+def title_card_video(path: Path, text: str, seconds: int = 20, fps: int = 2) -> Path:
+    """A silent H.264 video: a plain colour for the first half, then a title card holding `text`."""
+    from fractions import Fraction
+
+    import av
+
+    card_img = Image.open(card(path.with_suffix(".png"), [text], 40)).convert("RGB").resize((480, 120))
+    path.with_suffix(".png").unlink()
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+    stream.options = {"g": str(fps), "preset": "ultrafast"}
+    for i in range(seconds * fps):
+        frame_img = Image.new("RGB", (640, 360), (40, 90, 160))
+        if i >= seconds * fps // 2:
+            frame_img.paste(card_img, (80, 120))
+        frame = av.VideoFrame.from_image(frame_img)
+        frame.pts, frame.time_base = i, Fraction(1, fps)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+def test_a_video_is_found_at_the_moment_its_words_are_on_screen(tmp_path, isolated, embedder):
+    media = tmp_path / "clips"
+    media.mkdir()
+    title_card_video(media / "holiday.mp4", "PLATFORM NINE")
+    plain(media / "photo.jpg", 5)
+    with mediasearch.open(isolated / "library", model=embedder, write=True) as lib:
+        assert lib.index(media).read == 2
+        hit = lib.search("platform nine", limit=1)[0]
+        assert Path(hit.path).name == "holiday.mp4"
+        found = hit.words["found"][0]
+        assert found["source"] == "frame" and 10.0 <= found["at"] < 20.0, "a frame where the card shows"
+        assert hit.start == hit.end == found["at"] and hit.matched == "image"
