@@ -49,8 +49,8 @@ class Limits:
     an assistant) stays responsive and within memory.  Indexing is not bounded by these: a pass over
     one's own folders decodes what it must (see index's max_duration)."""
 
-    model_at_once: int = 2  # embeddings (texts, example files) running at once; others wait ...
-    wait_seconds: float = 30.0  # ... this long for a turn, then Busy
+    files_at_once: int = 2  # example files and uploads decoded and embedded at once; others wait ...
+    wait_seconds: float = 30.0  # ... this long for a turn (0: not at all), then Busy
     text_chars: int = 10_000  # a query text is cut here before tokenising: the model reads 77 tokens
     example_seconds: float | None = 600.0  # of an example's or an upload's sound: 60 windows at most
 
@@ -115,7 +115,7 @@ class Library:
         self._model, self._precision, self._log = model, precision, log
         self._lock = threading.RLock()  # catalog and index take turns; the towers run outside it
         self.limits = limits or Limits()
-        self._slots = threading.BoundedSemaphore(self.limits.model_at_once)
+        self._slots = threading.BoundedSemaphore(self.limits.files_at_once)
         self._verified: set[tuple] = set()  # files reached through links whose content was checked
         if model is None or isinstance(model, str | os.PathLike):
             self._make_embedder = self._storage.embedder_factory(model, precision, log, one_shot=one_shot)
@@ -273,9 +273,7 @@ class Library:
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """One unit vector per text, [N, 512].  A text is cut at limits.text_chars before it is
         tokenised (the model reads its first 77 tokens)."""
-        texts = [t[: self.limits.text_chars] for t in texts]
-        with self._model_slot():
-            return self.embedder.embed_texts(texts)
+        return self.embedder.embed_texts([t[: self.limits.text_chars] for t in texts])
 
     def embed_file(self, path: PathLike, max_duration: float | None = None):
         """The segments of one picture, sound or video and their vectors (an Embedded), or a
@@ -287,16 +285,17 @@ class Library:
         """embed_file for several files at once (pictures share the image tower's batches)."""
         bound = self.limits.example_seconds
         seconds = bound if max_duration is None or bound is None else min(bound, max_duration)
-        with self._model_slot():
+        with self._file_turn():
             return embed_files(self.embedder, paths, seconds)
 
     @contextlib.contextmanager
-    def _model_slot(self):
-        """Model work takes one of limits.model_at_once slots; a caller waits at most limits.wait_seconds
-        for one, then gets Busy (a server answers 429), so a crowd of requests queues, bounded, instead
-        of piling every decode and tower run onto the CPU at once."""
+    def _file_turn(self):
+        """Decoding and embedding a file (an example, an upload) takes one of limits.files_at_once turns;
+        a caller waits at most limits.wait_seconds for one, then gets Busy (a server answers 429), so a
+        crowd of uploads is bounded instead of piling every decode onto the CPU at once.  Texts need no
+        turn: one run of the text tower is milliseconds, and searches must not wait behind uploads."""
         if not self._slots.acquire(timeout=self.limits.wait_seconds):
-            raise Busy(f"the model is busy with {self.limits.model_at_once} other requests: try again shortly")
+            raise Busy(f"{self.limits.files_at_once} files are being embedded already: try again shortly")
         try:
             yield
         finally:

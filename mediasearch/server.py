@@ -24,7 +24,6 @@ import socket
 import sys
 import tempfile
 import threading
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from functools import partial
@@ -129,19 +128,10 @@ class Service:
         import mediasearch
 
         self.settings = settings
-        self.library = mediasearch.open(settings.library, model=settings.model)
-        self.media_gate = threading.BoundedSemaphore(MEDIA_WORKERS)
-
-    @contextmanager
-    def media_work(self):
-        """One slot of decoding and embedding media; none free is a 429, not a queue (a queue of
-        waiting threads would take the ones searches need)."""
-        if not self.media_gate.acquire(blocking=False):
-            raise ApiError(429, "busy", "the server is embedding another file: try again in a moment")
-        try:
-            yield
-        finally:
-            self.media_gate.release()
+        # One file embedded at a time, and none free is a 429 at once, not a queue (waiting threads
+        # would take the ones searches need); a request's sound is bounded as a whole (_sound_budget).
+        limits = mediasearch.Limits(files_at_once=MEDIA_WORKERS, wait_seconds=0, example_seconds=MAX_SOUND_S)
+        self.library = mediasearch.open(settings.library, model=settings.model, limits=limits)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -260,8 +250,7 @@ async def search_post(request: Request) -> JSONResponse:
 def _search_by_examples(service: Service, text: str, examples: list[Path], form, sent: dict) -> list[dict]:
     """A search with uploads: their sound bounded before any decoding, one such search at a time."""
     _sound_budget(examples, [sent[p] for p in examples])
-    with service.media_work() if examples else nullcontext():
-        return _run_search(service, text, examples, _all(form, "not"), form, sent)
+    return _run_search(service, text, examples, _all(form, "not"), form, sent)
 
 
 def _sound_budget(paths: list[Path], names: list[str]) -> None:
@@ -645,12 +634,11 @@ def _embed_inputs(service: Service, inputs: list) -> np.ndarray:
         for path, (_, value) in zip(paths, media_parts, strict=True):
             path.write_bytes(value)
         _sound_budget(paths, [f"input {i}" for i, _ in media_parts])
-        with service.media_work():
-            for path, (i, _) in zip(paths, media_parts, strict=True):
-                result = library.embed_file(path, max_duration=MAX_SOUND_S)
-                if isinstance(result, DecodeError):
-                    raise ApiError(422, "undecodable_input", f"input {i}: {result.reason}")
-                out[i] = mean_vector(result.vectors)
+        for path, (i, _) in zip(paths, media_parts, strict=True):
+            result = library.embed_file(path)
+            if isinstance(result, DecodeError):
+                raise ApiError(422, "undecodable_input", f"input {i}: {result.reason}")
+            out[i] = mean_vector(result.vectors)
     return out
 
 

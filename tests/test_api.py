@@ -91,33 +91,41 @@ def test_stop_from_another_thread_ends_a_watch(tmp_path, media_dir, embedder):
 
 
 class Blocking:
-    """An embedder whose text tower waits for a signal: a long model run, held open by the test."""
+    """An embedder whose towers wait for a signal: a long model run, held open by the test."""
 
     def __init__(self):
-        self.started, self.release, self.seen = threading.Event(), threading.Event(), []
+        self.started, self.release, self.texts, self.files = threading.Event(), threading.Event(), [], 0
 
     def embed_texts(self, texts):
         import numpy as np
 
-        self.seen += texts
-        self.started.set()
-        self.release.wait(10)
+        self.texts += texts
         return np.ones((len(texts), 512), np.float32) / np.sqrt(512)
 
+    def embed_each(self, paths, decoded):
+        import numpy as np
 
-def test_model_work_is_bounded_and_a_crowd_waits_then_hears_busy(tmp_path):
+        self.files += len(paths)
+        self.started.set()
+        self.release.wait(10)
+        return [np.ones((len(d.spans), 512), np.float32) / np.sqrt(512) for d in decoded]
+
+
+def test_file_work_is_bounded_and_a_crowd_hears_busy_while_texts_go_on(tmp_path, media_dir):
     blocking = Blocking()
-    limits = mediasearch.Limits(model_at_once=1, wait_seconds=0.2, text_chars=50)
+    limits = mediasearch.Limits(files_at_once=1, wait_seconds=0.2, text_chars=50)
+    picture = media_dir / "rocket-launch.jpg"
     with mediasearch.open(tmp_path / "lib", model=blocking, write=True, limits=limits) as library:
-        first = threading.Thread(target=library.embed_texts, args=(["x" * 5000],))
+        first = threading.Thread(target=library.embed_file, args=(picture,))
         first.start()
-        assert blocking.started.wait(5)
-        with pytest.raises(mediasearch.Busy, match="busy"):
-            library.embed_texts(["another"])  # the one turn is taken: wait 0.2 s, then Busy
+        assert blocking.started.wait(10)
+        with pytest.raises(mediasearch.Busy, match="try again"):
+            library.embed_file(picture)  # the one turn is taken: wait 0.2 s, then Busy
+        assert library.embed_texts(["x" * 5000]).shape == (1, 512)  # texts need no turn
         blocking.release.set()
-        first.join(5)
-        assert library.embed_texts(["free again"]).shape == (1, 512)  # the turn came back
-    assert [len(t) for t in blocking.seen] == [50, 10]  # cut before tokenising; the refused text never ran
+        first.join(10)
+        assert library.embed_file(picture).vectors.shape == (1, 512)  # the turn came back
+    assert blocking.files == 2 and [len(t) for t in blocking.texts] == [50]  # cut before tokenising
 
 
 def test_an_example_recording_is_embedded_up_to_the_bound(tmp_path, media_dir, embedder):
