@@ -248,11 +248,16 @@ def test_out_of_memory_fails_the_file_for_now_and_it_is_tried_again(tmp_path, in
     assert library.catalog.file(str(tmp_path / "media" / "nomemory.png")).status == "indexed"
 
 
-def test_workers_give_the_same_segments_as_decoding_in_process(tmp_path):
-    """Pictures, a recording longer than the read-ahead (its rest decoded again by another worker), a video:
-    every segment, time and fact equal to the in-process decoder's, so every vector is equal too."""
+@pytest.mark.parametrize("parked", [2, 0])
+def test_workers_give_the_same_segments_as_decoding_in_process(tmp_path, monkeypatch, parked):
+    """Pictures, a recording longer than the read-ahead (its rest read by the worker that paused after its
+    first windows, or, when too many are paused, decoded again by another), a video: every segment, time
+    and fact equal to the in-process decoder's, so every vector is equal too."""
     from mediasearch import capture
+    from mediasearch.media import workers
     from mediasearch.media.workers import DecoderPool
+
+    monkeypatch.setattr(workers, "PARKED", parked)
 
     t = np.arange(8_000 * 150) / 8_000
     sf.write(tmp_path / "long.wav", (0.3 * np.sin(2 * np.pi * 300 * t * (1 + t / 150))).astype(np.float32), 8_000)

@@ -34,6 +34,7 @@ from mediasearch.media.decoded import Decoded, failure
 from mediasearch.media.pictures import IMAGE_BUDGET
 from mediasearch.media.sound import READ_AHEAD
 
+PARKED = 2  # long recordings kept open, paused, in a worker of their own (more are decoded again later)
 HANG_S = 120.0  # a worker silent this long (no segment, no request) is taken for hung
 POLL_S = 0.2  # how often a wait for a worker looks whether the pass is stopping
 # Imported once in the forkserver, which runs each decoder once, so that each worker starts warm.
@@ -45,7 +46,8 @@ class Stopped(Exception):
 
 
 class DecoderPool:
-    """Up to `size` worker processes, each decoding one file at a time for whichever thread asks.
+    """Up to `size` worker processes decoding, one file each at a time, for whichever thread asks; up to
+    PARKED more keep a long recording open, paused after its first segments, until the pass gets to it.
 
     `setup` is run in each worker as it starts; only code can pass it (tests use it to
     make a decoder crash or hang), never a file, an option or the environment.
@@ -61,104 +63,166 @@ class DecoderPool:
         self.size, self.max_duration, self.setup, self.stopping = size, max_duration, setup, stopping
         self._context = _context()
         self._idle: list[_Worker] = []
-        self._count = 0
+        self._all: set[_Worker] = set()
+        self._parked = 0
         self._closed = False
         self._cond = threading.Condition()
 
     def decode(self, path: str | Path) -> Decoded | DecodeError:
         """A file's first segments (the rest on demand), or its failure: media.decode_or_error, in a worker."""
+        worker = self._take()
         try:
-            with self._worker() as worker:
-                decoded, more = worker.first(path, self.max_duration, self.stopping)
-        except DecodeError as exc:
-            return exc
-        if more:
-            decoded.more = self._rest(path, decoded)
+            decoded, paused = worker.first(path, self.max_duration, self.stopping)
+        except BaseException as exc:
+            self._give_back(worker)
+            if isinstance(exc, DecodeError):
+                return exc
+            raise
+        if paused and self._park():
+            decoded.more = _Parked(self, worker, path, decoded)  # the worker goes on where it paused
+            return decoded
+        if paused:
+            worker.drop()
+            decoded.more = self._rest(path, decoded)  # decoded again from the start, when the pass is there
+        self._give_back(worker)
         return decoded
 
     def _rest(self, path: str | Path, decoded: Decoded) -> Iterator:
         """The segments after the first ones, decoded again from the start by a worker that skips those."""
-        with self._worker() as worker:
-            yield from worker.rest(path, self.max_duration, decoded, self.stopping)
+        worker = self._take()
+        try:
+            yield from worker.request(path, self.max_duration, len(decoded.ready), None, decoded, self.stopping)
+        finally:
+            self._give_back(worker)
 
-    def _worker(self) -> _Lease:
+    def _take(self) -> _Worker:
+        """An idle worker, or a new one while fewer than `size` are decoding; else wait for one."""
         with self._cond:
-            self._cond.wait_for(lambda: self._closed or self._idle or self._count < self.size)
+            self._cond.wait_for(lambda: self._closed or self._idle or len(self._all) - self._parked < self.size)
             if self._closed:
                 raise Stopped
             if self._idle:
-                return _Lease(self, self._idle.pop())
-            self._count += 1
-        try:
-            return _Lease(self, _Worker(self._context, self.setup))
-        except BaseException:
-            self._give_back(None)
-            raise
+                return self._idle.pop()
+            worker = _Worker(self._context, self.setup)
+            self._all.add(worker)
+            return worker
 
-    def _give_back(self, worker: _Worker | None) -> None:
+    def _park(self) -> bool:
         with self._cond:
-            if worker is not None and worker.usable and not self._closed:
+            if self._parked >= PARKED or self._closed:
+                return False
+            self._parked += 1
+            return True
+
+    def _unpark(self, worker: _Worker) -> None:
+        with self._cond:
+            self._parked -= 1
+        self._give_back(worker)
+
+    def _give_back(self, worker: _Worker) -> None:
+        """Back to the idle workers if it is in step (between files), else killed."""
+        with self._cond:
+            if worker.usable and not self._closed:
                 self._idle.append(worker)
             else:
-                self._count -= 1
-                if worker is not None:
-                    worker.kill()
+                self._all.discard(worker)
+                worker.kill()
             self._cond.notify_all()
 
     def close(self) -> None:
         """Stop every worker now (a stop, or the end of the pass); waits in other threads end at once."""
         with self._cond:
             self._closed = True
-            idle, self._idle = self._idle, []
+            workers, self._idle = list(self._all), []
             self._cond.notify_all()
-        for worker in idle:
-            worker.kill()
-        for worker in list(_Worker.busy):
+        for worker in workers:
             worker.kill()
 
 
-class _Lease:
-    """A worker held for one request; a worker left out of step (a stream given up) is killed, not reused."""
+class _Parked:
+    """The rest of a recording whose worker paused after its first segments: an iterator that tells the
+    worker to go on when iterated, or to drop the file when closed before that."""
 
-    def __init__(self, pool: DecoderPool, worker: _Worker):
-        self.pool, self.worker = pool, worker
+    def __init__(self, pool: DecoderPool, worker: _Worker, path: str | Path, decoded: Decoded):
+        self.pool, self.worker, self.path, self.decoded = pool, worker, path, decoded
+        self.stream: Iterator | None = None
+        self.done = False
 
-    def __enter__(self) -> _Worker:
-        return self.worker
+    def __iter__(self) -> _Parked:
+        return self
 
-    def __exit__(self, *exc) -> None:
-        self.pool._give_back(self.worker)
+    def __next__(self):
+        if self.done:
+            raise StopIteration
+        if self.stream is None:
+            self.stream = self.worker.resume(self.path, self.decoded, self.pool.stopping)
+        try:
+            return next(self.stream)
+        except BaseException:
+            self._finish()
+            raise
+
+    def close(self) -> None:
+        if self.done:
+            return
+        if self.stream is None:
+            self.worker.drop()
+        else:
+            self.stream.close()  # mid-file: the worker is out of step and is killed
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done:
+            self.done = True
+            self.pool._unpark(self.worker)
 
 
 class _Worker:
     """One worker process and the parent's end of its pipe."""
-
-    busy: set[_Worker] = set()  # workers in a request, killed by DecoderPool.close()
 
     def __init__(self, context, setup: Callable[[], None] | None):
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_serve, args=(child, setup), daemon=True, name="mediasearch-decoder")
         _start_without_main(self.process)
         child.close()
-        self.usable = True
+        self.usable = True  # between files: ready for the next request
         self._held: list = []  # budget reservations made for the worker, released if it dies
 
     def first(self, path, max_duration, stopping) -> tuple[Decoded, bool]:
-        """The first READ_AHEAD segments and the facts so far; True when more segments follow."""
+        """The first READ_AHEAD segments and the facts so far; True when the worker paused with more to come."""
         decoded = Decoded("", [])
-        for segment in self._request(path, max_duration, 0, READ_AHEAD, decoded, stopping):
-            decoded.ready.append(segment)
-        return decoded, self._more
+        decoded.ready.extend(self.request(path, max_duration, 0, READ_AHEAD, decoded, stopping))
+        return decoded, not self.usable
 
-    def rest(self, path, max_duration, decoded: Decoded, stopping) -> Iterator:
-        yield from self._request(path, max_duration, len(decoded.ready), None, decoded, stopping)
+    def resume(self, path, decoded: Decoded, stopping) -> Iterator:
+        """The segments after the pause, to the end of the file."""
+        self._send("go", path)
+        return self._relay(path, decoded, stopping)
 
-    def _request(self, path, max_duration, skip: int, limit: int | None, decoded: Decoded, stopping) -> Iterator:
-        """Ask for segments [skip, skip + limit) of a file; yield them; fill in `decoded`'s kind, facts and note."""
-        _Worker.busy.add(self)
-        self.usable = False  # until the worker says it is done with this file
+    def drop(self) -> None:
+        """Tell a paused worker to forget its file; it is then ready for another."""
         try:
-            self.conn.send((str(path), max_duration, skip, limit))
+            self.conn.send("drop")
+            self.usable = True
+        except OSError:
+            self.kill()
+
+    def request(self, path, max_duration, skip: int, limit: int | None, decoded: Decoded, stopping) -> Iterator:
+        """Segments [skip, skip + limit) of a file, filling in `decoded`'s kind, facts and note; with a
+        limit, the worker pauses after it when there is more (and `usable` stays False)."""
+        self.usable = False  # until the worker says it is done with this file
+        self._send((str(path), max_duration, skip, limit), path)
+        return self._relay(path, decoded, stopping)
+
+    def _send(self, message, path) -> None:
+        try:
+            self.conn.send(message)
+        except OSError as exc:
+            raise DecodeError(path, self._death()) from exc
+
+    def _relay(self, path, decoded: Decoded, stopping) -> Iterator:
+        """The worker's segments until it is done, pauses or fails; its budget requests served meanwhile."""
+        try:
             while True:
                 message = self._receive(path, stopping)
                 if message[0] == "segment":
@@ -170,13 +234,12 @@ class _Worker:
                 elif message[0] == "error":
                     self.usable = True
                     raise DecodeError(path, message[1])
-                else:  # done
-                    _, decoded.kind, facts, decoded.note, self._more = message
+                else:  # ("done" or "paused", kind, facts, note)
+                    _, decoded.kind, facts, decoded.note = message[:4]
                     decoded.facts.update(facts)
-                    self.usable = True
+                    self.usable = message[0] == "done"
                     return
         finally:
-            _Worker.busy.discard(self)
             self._release_all()
 
     def _receive(self, path, stopping) -> tuple:
@@ -295,23 +358,28 @@ def _ask(conn, cost: int) -> None:
 
 
 def _answer(conn, path: str, decoded: Decoded | DecodeError, skip: int, limit: int | None) -> None:
-    """Send segments [skip, skip + limit) of a decoded file, then ("done", ...) or ("error", reason)."""
+    """Send segments from `skip` on, then ("done", ...), or ("error", reason).  With a limit, pause after that
+    many when there is more: ("paused", ...), then go on if told "go", or drop the file if told "drop"."""
     if isinstance(decoded, DecodeError):
         conn.send(("error", decoded.reason))
         return
-    sent, more = 0, False
+    sent = 0
     try:
         for index, segment in enumerate(chain(decoded.ready, decoded.more or ())):
             if index < skip:
                 continue
             if limit is not None and sent == limit:
-                more = True
-                break
+                conn.send(("paused", decoded.kind, decoded.facts, decoded.note))
+                if conn.recv() != "go":
+                    return
+                limit = None
             conn.send(("segment", segment))
             sent += 1
+    except (EOFError, OSError):
+        raise
     except Exception as exc:  # a reader failing mid-recording: the same reasons as decode_or_error gives
         conn.send(("error", failure(path, exc).reason))
         return
     finally:
         decoded.close()
-    conn.send(("done", decoded.kind, decoded.facts, decoded.note, more))
+    conn.send(("done", decoded.kind, decoded.facts, decoded.note))
