@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -52,14 +53,30 @@ def big(tmp_path_factory):
         yield library, vectors
 
 
-def brute_force(library: Library, query: np.ndarray, filters: Filters, limit: int) -> list[tuple[str, float]]:
+class Everything(NamedTuple):
+    """Every stored vector with its file's facts, read once through the catalog's own calls."""
+
+    vectors: np.ndarray
+    facts: list[dict]
+
+
+@pytest.fixture(scope="module")
+def everything(big) -> Everything:
+    library, _ = big
+    vectors, facts = [], []
+    for ids, batch in library.catalog.all_vectors():
+        found = library.catalog.hits(ids.tolist())
+        vectors.append(batch)
+        facts += [found[i] for i in ids.tolist()]
+    return Everything(np.concatenate(vectors), facts)
+
+
+def brute_force(everything: Everything, query: np.ndarray, filters: Filters, limit: int) -> list[tuple[str, float]]:
+    """The best segment per file among those the filters accept, by plain numpy cosine over every vector."""
     best: dict[str, float] = {}
-    for ids, vectors in library.catalog.all_vectors():
-        facts = library.catalog.hits(ids.tolist())
-        for segment, score in zip(ids.tolist(), (vectors @ query).tolist(), strict=True):
-            file = facts[segment]
-            if filters.accept({"path": file["path"], "kind": file["kind"], "mtime": file["mtime"]}, score):
-                best[file["path"]] = max(best.get(file["path"], -2.0), score)
+    for facts, score in zip(everything.facts, (everything.vectors @ query).tolist(), strict=True):
+        if filters.accept(facts, score):
+            best[facts["path"]] = max(best.get(facts["path"], -2.0), score)
     return sorted(best.items(), key=lambda kv: -kv[1])[:limit]
 
 
@@ -74,22 +91,22 @@ SELECTIVE_FILTERS = [
 
 
 @pytest.mark.parametrize("filters", SELECTIVE_FILTERS, ids=lambda f: repr(f)[8:60])
-def test_selective_filters_rank_exactly_the_matching_items(big, filters):
+def test_selective_filters_rank_exactly_the_matching_items(big, everything, filters):
     library, vectors = big
     rng = np.random.default_rng(1)
     for q in (vectors[rng.integers(0, len(vectors))] for _ in range(5)):
         got = [(h.path, h.score) for h in search(library, q, 10, filters)]
-        want = brute_force(library, q, filters, 10)
+        want = brute_force(everything, q, filters, 10)
         assert [p for p, _ in got] == [p for p, _ in want]
         assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-5)
         assert got, "the filter matches something"
 
 
-def test_a_selective_filter_finds_items_outside_the_probed_cells(big):
+def test_a_selective_filter_finds_items_outside_the_probed_cells(big, everything):
     """What the old post-filtering lost: 20 matching sounds exist, all 20 come back."""
     library, vectors = big
     filters = Filters(kinds=["audio"], within=["/archive/f07"])
-    matching = brute_force(library, vectors[0], filters, 100)
+    matching = brute_force(everything, vectors[0], filters, 100)
     assert len(matching) == 20
     assert len(search(library, -vectors[0], 100, filters)) == 20
 
@@ -101,7 +118,7 @@ def test_a_filter_that_matches_nothing_answers_at_once(big):
     assert time.perf_counter() - started < 0.5
 
 
-def test_broad_filters_keep_the_index_recall(big, monkeypatch):
+def test_broad_filters_keep_the_index_recall(big, everything, monkeypatch):
     """Filters matching more than SELECTIVE segments search the index and filter what comes back."""
     library, vectors = big
     monkeypatch.setattr(search_module, "SELECTIVE", 1_000)
@@ -109,7 +126,7 @@ def test_broad_filters_keep_the_index_recall(big, monkeypatch):
     found = 0
     for q in vectors[:20]:
         got = {h.path for h in search(library, q, 10, filters)}
-        want = {p for p, _ in brute_force(library, q, filters, 10)}
+        want = {p for p, _ in brute_force(everything, q, filters, 10)}
         found += len(got & want)
     assert found / 200 >= 0.9
 
