@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,8 @@ from conftest import index_ids
 
 from mediasearch.catalog import Catalog, to_blob
 from mediasearch.index import VectorIndex
+
+MID = 3_000  # vectors in the catalogs most tests copy: an IVF index of 64 cells above a threshold of 1,000
 
 
 def clustered(count: int, clusters: int = 50, seed: int = 0) -> np.ndarray:
@@ -38,23 +41,42 @@ def fill(catalog: Catalog, vectors: np.ndarray) -> None:
 
 
 @pytest.fixture(scope="module")
-def big_built(tmp_path_factory) -> tuple[Path, np.ndarray]:
-    """A catalog of 12,000 clustered vectors, written once (it takes seconds) and copied per test."""
-    folder = tmp_path_factory.mktemp("big") / "lib"
-    data = clustered(12_000)
-    catalog = Catalog(folder, write=True)
-    fill(catalog, data)
-    catalog.close()
-    return folder, data
+def built(tmp_path_factory) -> Callable[[int], tuple[Path, np.ndarray]]:
+    """Catalogs of clustered vectors by size, each written once (thousands take seconds) and kept."""
+    made: dict[int, tuple[Path, np.ndarray]] = {}
+
+    def of(count: int) -> tuple[Path, np.ndarray]:
+        if count not in made:
+            folder = tmp_path_factory.mktemp(f"vectors{count}") / "lib"
+            data = clustered(count)
+            catalog = Catalog(folder, write=True)
+            fill(catalog, data)
+            catalog.close()
+            made[count] = folder, data
+        return made[count]
+
+    return of
 
 
-@pytest.fixture
-def big(big_built, tmp_path):
-    folder, data = big_built
+def copied(built, tmp_path: Path, count: int):
+    """This test's own copy of a built catalog, opened for writing; yields (catalog, vectors)."""
+    folder, data = built(count)
     shutil.copytree(folder, tmp_path / "lib")
     catalog = Catalog(tmp_path / "lib", write=True)
     yield catalog, data
     catalog.close()
+
+
+@pytest.fixture
+def big(built, tmp_path):
+    """12,000 vectors: enough for recall measured on k-means cells."""
+    yield from copied(built, tmp_path, 12_000)
+
+
+@pytest.fixture
+def mid(built, tmp_path):
+    """3,000 vectors: an IVF index of 64 cells above a threshold of 1,000."""
+    yield from copied(built, tmp_path, MID)
 
 
 def one_more(catalog: Catalog, vector: np.ndarray, name: str) -> list[int]:
@@ -67,15 +89,15 @@ def one_more(catalog: Catalog, vector: np.ndarray, name: str) -> list[int]:
     return added
 
 
-def test_stale_stamp_triggers_rebuild(big, rebuilds):
-    catalog, data = big
+def test_stale_stamp_triggers_rebuild(mid, rebuilds):
+    catalog, data = mid
     index = VectorIndex(catalog).load()
-    assert rebuilds == [index] and index.count == 12_000, "nothing saved yet: built from the catalog"
+    assert rebuilds == [index] and index.count == MID, "nothing saved yet: built from the catalog"
     index.save()
-    assert VectorIndex(catalog).load().count == 12_000 and len(rebuilds) == 1, "the saved file, as it was"
+    assert VectorIndex(catalog).load().count == MID and len(rebuilds) == 1, "the saved file, as it was"
     added = one_more(catalog, data[0], "new.jpg")
     fresh = VectorIndex(catalog).load()
-    assert rebuilds[-1] is fresh and fresh.count == 12_001 and added[0] in index_ids(fresh.index)
+    assert rebuilds[-1] is fresh and fresh.count == MID + 1 and added[0] in index_ids(fresh.index)
 
 
 @pytest.mark.slow  # trains k-means cells on 12,000 vectors twice over
@@ -101,30 +123,31 @@ def test_approximate_index_recall_and_deletions(big):
     assert set(index_ids(approx.index)) == set(index_ids(exact.index)) - {int(i) for i in top[:5]}
 
 
-def test_index_switches_form_on_save_and_reloads(big, rebuilds):
-    catalog, _ = big
+def test_index_switches_form_on_save_and_reloads(mid, rebuilds):
+    catalog, _ = mid
     index = VectorIndex(catalog, approximate_above=100_000).load()
-    index.approximate_above = 5_000
+    assert not index.approximate
+    index.approximate_above = 1_000
     index.save()
     assert index.approximate
-    again = VectorIndex(catalog, approximate_above=5_000).load()
-    assert again not in rebuilds and again.approximate and again.count == 12_000
+    again = VectorIndex(catalog, approximate_above=1_000).load()
+    assert again not in rebuilds and again.approximate and again.count == MID
 
 
-def test_a_reader_picks_up_the_writers_newer_index(big, rebuilds):
+def test_a_reader_picks_up_the_writers_newer_index(mid, rebuilds):
     """A long-lived reader (another connection) reloads the file the writer saved, without a rebuild."""
-    catalog, _ = big
+    catalog, _ = mid
     writer = VectorIndex(catalog).load()
     writer.save()
     reader_catalog = Catalog(catalog.folder)
     reader = VectorIndex(reader_catalog).load()
-    assert reader.count == 12_000 and reader not in rebuilds
+    assert reader.count == MID and reader not in rebuilds
     vector = np.ones(512, np.float32) / np.sqrt(512)
     added = one_more(catalog, vector, "x.jpg")
     writer.apply([], added, vector[None])
     writer.save()
     reader.refresh()
-    assert reader.count == 12_001 and reader not in rebuilds
+    assert reader.count == MID + 1 and reader not in rebuilds
     reader_catalog.close()
 
 
