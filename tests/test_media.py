@@ -245,7 +245,7 @@ FORMATS = [("AVIF", ".avif"), ("JPEG2000", ".jp2"), ("TGA", ".tga"), ("PPM", ".p
 
 @pytest.mark.parametrize("fmt, suffix", FORMATS)
 def test_the_other_formats_pillow_reads(embedder, tmp_path, fmt, suffix):
-    source = Image.open(SAMPLES / "coffee-cup.png").convert("RGB")
+    source = Image.open(SAMPLES / "coffee-cup.png").convert("RGB").reduce(2)  # QOI and DDS are Python codecs
     path = tmp_path / f"coffee{suffix}"
     source.save(path, format=fmt)
     assert media.kind_of(path) == "image"
