@@ -265,6 +265,7 @@ def test_an_oversized_body_is_refused(server):
     assert response.status_code == 413
 
 
+@pytest.mark.slow  # a second server process of its own
 def test_another_address_needs_a_token(library):
     lib, _, _ = library
     served = Server(lib, host="127.0.0.2")  # not the default address: a token is made up and required
