@@ -11,7 +11,9 @@ time, so stopping keeps what was embedded and the next pass resumes it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -175,6 +177,7 @@ class Indexer:
         self.catalog = library.catalog
         self._embedder_factory = embedder_factory
         self._embedder = None
+        self._embedder_lock = threading.Lock()
         self.warn = warn
         self.on_change = on_change
         self.max_duration = max_duration
@@ -190,9 +193,21 @@ class Indexer:
 
     @property
     def embedder(self):
-        if self._embedder is None:
-            self._embedder = self._embedder_factory()
-        return self._embedder
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = self._embedder_factory()
+            return self._embedder
+
+    def _load_model_meanwhile(self) -> None:
+        """Load the model in a thread while the decoder workers start: both take a second or more on a
+        process's first pass, and neither needs the other.  A model that cannot load is met again, with
+        its error, when the first batch asks for it."""
+
+        def load() -> None:
+            with contextlib.suppress(Exception):
+                _ = self.embedder
+
+        threading.Thread(target=load, daemon=True, name="mediasearch-model").start()
 
     # ------------------------------------------------------------------ full pass
 
@@ -411,6 +426,7 @@ class Indexer:
         # Decoder threads each wait on a worker process; one worker more serves the rest of the recording
         # the pass is on (see media/workers.py), so a thread never waits on a worker the pass holds.
         workers = DecoderPool(DECODERS + 1, self.max_duration, self.decoder_setup, lambda: self.stopping)
+        self._load_model_meanwhile()
         pool = ThreadPoolExecutor(DECODERS)
         window: deque = deque()
         try:
