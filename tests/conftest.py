@@ -65,26 +65,43 @@ def media_dir(tmp_path) -> Path:
     return folder
 
 
-class Built(NamedTuple):
-    """A library indexed once per session, and where its media lie while a test uses it."""
+class SharedMedia(NamedTuple):
+    """media_dir's files at one path for the session, for libraries indexed once and copied per test
+    (a catalog names files by their path)."""
 
-    library: Path  # the library folder as the indexer left it
-    pristine: Path  # the media as indexed, kept untouched
-    media: Path  # the one path the catalog knows them by, restored for each test
-    summary: dict  # what `index --json` printed
+    pristine: Path  # as indexed, never touched
+    media: Path  # the path the catalogs know: restore() it before each test that uses it
+
+    def restore(self) -> Path:
+        shutil.rmtree(self.media, ignore_errors=True)
+        shutil.copytree(self.pristine, self.media)  # copy2 keeps the mtimes a catalog compares against
+        return self.media
 
 
 @pytest.fixture(scope="session")
-def built_library(tmp_path_factory) -> Built:
-    """media_dir's files indexed once, by the command a user runs: copying the result costs
+def shared_media(tmp_path_factory) -> SharedMedia:
+    base = tmp_path_factory.mktemp("shared")
+    shutil.copytree(SAMPLES, base / "pristine", ignore=shutil.ignore_patterns("*.md", *PHONE_AND_CAMERA))
+    return SharedMedia(base / "pristine", (base / "media").resolve())
+
+
+class Built(NamedTuple):
+    """A library indexed once per session by the command line, and what `index --json` printed."""
+
+    library: Path
+    summary: dict
+
+
+@pytest.fixture(scope="session")
+def built_library(tmp_path_factory, shared_media) -> Built:
+    """The shared media indexed once, by the command a user runs: copying the result costs
     milliseconds where indexing costs a second or two in every test that needs a library."""
     from click.testing import CliRunner
 
     from mediasearch.cli import cli
 
     base = tmp_path_factory.mktemp("built")
-    media = base / "media"
-    shutil.copytree(SAMPLES, media, ignore=shutil.ignore_patterns("*.md", *PHONE_AND_CAMERA))
+    media = shared_media.restore()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MEDIASEARCH_HOME", str(base / "library"))
         patch.setenv("MEDIASEARCH_CACHE", str(base / "cache"))
@@ -94,23 +111,38 @@ def built_library(tmp_path_factory) -> Built:
         assert result.exit_code == 0, result.output
         warm = CliRunner().invoke(cli, ["query", "a first query", "--json"])  # the mapped text tower, once
     assert warm.exit_code == 0, warm.output
-    shutil.copytree(media, base / "pristine")  # copy2 keeps the mtimes the catalog compares against
-    return Built(base / "library", base / "pristine", media.resolve(), json.loads(result.stdout))
+    return Built(base / "library", json.loads(result.stdout))
 
 
 @pytest.fixture
-def indexed_library(built_library, isolated) -> tuple[Path, dict]:
+def indexed_library(built_library, shared_media, isolated) -> tuple[Path, dict]:
     """This test's own copy of the built library (at $MEDIASEARCH_HOME) and of its media, at the
     path the catalog names them by; returns (media folder, the index summary)."""
-    shutil.rmtree(built_library.media, ignore_errors=True)
-    shutil.copytree(built_library.pristine, built_library.media)
+    media = shared_media.restore()
     shutil.copytree(built_library.library, isolated / "library")
     # What the bundle makes once per cache (its revision, batching probes, the mapped text tower), not
     # the remembered query vectors: a test still sees its own first query run the text tower.
     shutil.copytree(
         built_library.library.parent / "cache", isolated / "cache", ignore=shutil.ignore_patterns("queries.db*")
     )
-    return built_library.media, built_library.summary
+    return media, built_library.summary
+
+
+@pytest.fixture(scope="session")
+def hashed_library(shared_media, bundle, tmp_path_factory) -> Path:
+    """The shared media indexed once more, through the Python API with hash vectors (tests/fakes.py),
+    for tests about what a pass embeds, keeps, moves and removes."""
+    from fakes import HashEmbedder
+
+    import mediasearch
+
+    folder = tmp_path_factory.mktemp("hashed") / "library"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEDIASEARCH_CACHE", str(folder.parent / "cache"))
+        patch.setenv("MEDIASEARCH_NO_OCR", "1")
+        with mediasearch.open(folder, model=HashEmbedder(bundle), write=True) as library:
+            assert library.index(shared_media.restore()).added == 12
+    return folder
 
 
 def index_ids(index) -> list[int]:

@@ -22,12 +22,11 @@ from mediasearch.index import VectorIndex
 from mediasearch.ingest import Indexer
 
 
-@pytest.fixture
-def library(tmp_path, bundle):
-    """run(folder, ...) indexes as `mediasearch index` does, with hash vectors (these tests are about what
-    is embedded, kept, moved and removed, not the model's numbers); run.model counts the embedding calls."""
-    counting = HashEmbedder(bundle)
-    lib = open_library(tmp_path / "library", counting.bundle)
+def runner(folder: Path, counting: HashEmbedder):
+    """run(folder, ...) indexes as `mediasearch index` does, into the library at folder, with hash vectors
+    (these tests are about what is embedded, kept, moved and removed, not the model's numbers);
+    run.model counts the embedding calls."""
+    lib = open_library(folder, counting.bundle)
 
     def run(*folders, hidden=None, excludes=(), follow_links=None, warn=lambda m: None, **kw):
         roots = lib.add_folders(
@@ -44,8 +43,26 @@ def library(tmp_path, bundle):
     run.catalog = lib.catalog
     run.library = lib
     run.model = counting
+    return run
+
+
+@pytest.fixture
+def library(tmp_path, bundle):
+    """An empty library to index into."""
+    run = runner(tmp_path / "library", HashEmbedder(bundle))
     yield run
-    lib.close()
+    run.library.close()
+
+
+@pytest.fixture
+def indexed(hashed_library, shared_media, bundle, tmp_path):
+    """A library already holding the sample media (indexed once per session, copied here), and the media's
+    folder, restored to how it was indexed: (run, folder)."""
+    folder = shared_media.restore()
+    shutil.copytree(hashed_library, tmp_path / "library")
+    run = runner(tmp_path / "library", HashEmbedder(bundle))
+    yield run, folder
+    run.library.close()
 
 
 def consistent(catalog: Catalog) -> None:
@@ -60,45 +77,43 @@ def test_first_pass_indexes_every_media_file(library, media_dir):
     consistent(library.catalog)
 
 
-def test_second_pass_embeds_nothing(library, media_dir):
-    library(media_dir)
-    calls = library.model.calls
-    summary = library(media_dir)
+def test_second_pass_embeds_nothing(indexed):
+    library, folder = indexed
+    summary = library(folder)
     assert summary.unchanged == 12 and summary.added == summary.updated == 0
-    assert library.model.calls == calls
+    assert library.model.calls == 0
 
 
-def test_rename_move_and_copy_reuse_vectors(library, media_dir):
-    library(media_dir)
-    before = library.model.items
-    stored = library.catalog.segment_vectors(library.catalog.file(str(media_dir / "cat-chelsea.jpg")).id)
-    (media_dir / "sub").mkdir()
-    os.rename(media_dir / "cat-chelsea.jpg", media_dir / "sub" / "kitty.jpg")
-    shutil.copy(media_dir / "chirp.wav", media_dir / "chirp-copy.wav")
-    summary = library(media_dir)
-    assert library.model.items == before, "no file may be embedded again"
+def test_rename_move_and_copy_reuse_vectors(indexed):
+    library, folder = indexed
+    stored = library.catalog.segment_vectors(library.catalog.file(str(folder / "cat-chelsea.jpg")).id)
+    (folder / "sub").mkdir()
+    os.rename(folder / "cat-chelsea.jpg", folder / "sub" / "kitty.jpg")
+    shutil.copy(folder / "chirp.wav", folder / "chirp-copy.wav")
+    summary = library(folder)
+    assert library.model.items == 0, "no file may be embedded again"
     assert summary.reused == 2 and summary.removed == 0
-    moved = library.catalog.file(str(media_dir / "sub" / "kitty.jpg"))
+    moved = library.catalog.file(str(folder / "sub" / "kitty.jpg"))
     assert np.array_equal(library.catalog.segment_vectors(moved.id), stored)
-    assert library.catalog.file(str(media_dir / "cat-chelsea.jpg")) is None
-    assert library.catalog.file(str(media_dir / "chirp-copy.wav")).status == "indexed"
+    assert library.catalog.file(str(folder / "cat-chelsea.jpg")) is None
+    assert library.catalog.file(str(folder / "chirp-copy.wav")).status == "indexed"
     consistent(library.catalog)
 
 
-def test_changed_file_is_embedded_again(library, media_dir):
-    library(media_dir)
-    Image.open(INPUTS / "portrait.png").save(media_dir / "coffee-cup.png")
-    summary = library(media_dir)
-    assert summary.updated == 1 and summary.unchanged == 11
+def test_changed_file_is_embedded_again(indexed):
+    library, folder = indexed
+    Image.open(INPUTS / "portrait.png").save(folder / "coffee-cup.png")
+    summary = library(folder)
+    assert summary.updated == 1 and summary.unchanged == 11 and library.model.items == 1
     consistent(library.catalog)
 
 
-def test_deleted_files_leave_catalog_and_index(library, media_dir):
-    library(media_dir)
-    (media_dir / "rain-noise.mp3").unlink()
-    summary = library(media_dir)
+def test_deleted_files_leave_catalog_and_index(indexed):
+    library, folder = indexed
+    (folder / "rain-noise.mp3").unlink()
+    summary = library(folder)
     assert summary.removed == 1
-    assert library.catalog.file(str(media_dir / "rain-noise.mp3")) is None
+    assert library.catalog.file(str(folder / "rain-noise.mp3")) is None
     assert library.catalog.segment_count() == 13
     consistent(library.catalog)
 
@@ -155,17 +170,16 @@ def test_a_damaged_video_fails_with_a_reason_and_other_files_are_ignored_with_on
     assert row.status == "ignored" and "not a picture, sound or video" in row.error
 
 
-def test_deleted_faiss_file_is_rebuilt_from_sqlite(library, media_dir):
-    library(media_dir)
+def test_deleted_faiss_file_is_rebuilt_from_sqlite(indexed):
+    library, _ = indexed
     (library.catalog.folder / "vectors.faiss").unlink()
-    calls = library.model.calls
     index = VectorIndex(library.catalog).load()  # no file to load: every vector comes from SQLite
     assert index.count == 15 and index_ids(index.index) == library.catalog.all_segment_ids()
-    assert library.model.calls == calls
+    assert library.model.calls == 0
 
 
-def test_a_different_model_is_refused_unless_reembedding(library, media_dir, tmp_path):
-    library(media_dir)
+def test_a_different_model_is_refused_unless_reembedding(indexed, tmp_path):
+    library, folder = indexed
     other = tmp_path / "other"
     shutil.copytree(BUNDLE, other)
     (other / "projection_training_metadata.json").write_text('{"another": "training run"}')
@@ -173,7 +187,7 @@ def test_a_different_model_is_refused_unless_reembedding(library, media_dir, tmp
         library.library.bind(resolve(str(other)))
     library.library.bind(resolve(str(other)), reembed=True)
     assert library.catalog.segment_count() == 0
-    summary = library(media_dir)
+    summary = library(folder)
     assert summary.updated == 12 and summary.reused == 0
 
 
