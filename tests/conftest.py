@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -143,6 +144,23 @@ def hashed_library(shared_media, bundle, tmp_path_factory) -> Path:
         with mediasearch.open(folder, model=HashEmbedder(bundle), write=True) as library:
             assert library.index(shared_media.restore()).added == 12
     return folder
+
+
+@pytest.fixture(scope="session")
+def every_sample_indexed(tmp_path_factory) -> tuple[Path, Path]:
+    """Every sample file, phone and camera formats too, indexed once per session: (library, media).
+    The served modules (test_server and the page's) each copy the library; none changes the media."""
+    from click.testing import CliRunner
+
+    from mediasearch.cli import cli
+
+    home = tmp_path_factory.mktemp("every-sample")
+    folder = home / "media"
+    shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
+    env = dict(os.environ, MEDIASEARCH_HOME=str(home / "lib"), MEDIASEARCH_CACHE=str(home / "cache"))
+    done = CliRunner().invoke(cli, ["index", str(folder), "--model", str(BUNDLE)], env=env)
+    assert done.exit_code == 0, done.output
+    return home / "lib", folder
 
 
 def index_ids(index) -> list[int]:

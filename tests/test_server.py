@@ -62,13 +62,12 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def library(tmp_path_factory):
+def library(every_sample_indexed, tmp_path_factory):
+    """This module's copy of the library of every sample, its media, and the environment to serve it in."""
+    built, folder = every_sample_indexed
     home = tmp_path_factory.mktemp("served")
-    folder = home / "media"
-    shutil.copytree(SAMPLES, folder, ignore=shutil.ignore_patterns("*.md"))
+    shutil.copytree(built, home / "lib")
     env = dict(os.environ, MEDIASEARCH_HOME=str(home / "lib"), MEDIASEARCH_CACHE=str(home / "cache"))
-    done = CliRunner().invoke(cli, ["index", str(folder), "--model", str(BUNDLE)], env=env)
-    assert done.exit_code == 0, done.output
     return home / "lib", folder, env
 
 
