@@ -148,6 +148,24 @@ def test_the_status_view(browser, page):
     assert json.loads(json.dumps(text))  # plain text, no markup leaked
 
 
+def test_a_card_and_its_detail_show_which_words_matched_and_where(browser, page):
+    from selenium.webdriver.common.by import By
+
+    browser.get(page.url + "/?q=" + "chelsea cat")
+    first = wait(lambda: cards(browser), "results")[0]
+    assert first.find_element(By.CSS_SELECTOR, ".name").text.startswith("cat-chelsea.")
+    line = first.find_element(By.CSS_SELECTOR, ".words")
+    assert line.text == "name: cat chelsea"
+    assert [m.text for m in line.find_elements(By.CSS_SELECTOR, "mark")] == ["cat", "chelsea"]
+    first.find_element(By.CSS_SELECTOR, ".open").click()
+    shown = wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#detail-body .words mark"), "the detail's words")
+    assert [m.text for m in shown] == ["cat", "chelsea"]
+    browser.execute_script("document.getElementById('detail').close()")
+    browser.get(page.url + "/?q=" + "outer space")  # words that match nothing: no line
+    wait(lambda: cards(browser), "results")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#results .words")
+
+
 @pytest.fixture(scope="module")
 def travels(tmp_path_factory):
     """A served library of photos whose EXIF says when and where they were taken (copied today)."""

@@ -131,7 +131,34 @@ function card(hit, index) {
   taken.className = "taken";
   taken.textContent = whenWhere(hit);
   item.append(open, meta, taken);
+  if (hit.words && hit.words.found.length) item.append(wordsLine(hit, hit.words.found[0]));
   return item;
+}
+
+function wordsLine(hit, found) {
+  // Where the query's words were found ("text: INVOICE No. 2024-0815", "frame at 0:12.0: ..."), the
+  // matched words marked. Built from text nodes only: a file's words are never markup.
+  const line = document.createElement("div");
+  line.className = "words";
+  const at = found.at === null || found.at === undefined ? "" : ` at ${clock(found.at)}`;
+  line.append(`${found.source}${at}: `, ...marked(found.snippet, hit.words.matched));
+  return line;
+}
+
+function fold(text) {
+  // Case and accents away, as the index compares words (ß and the like are rare enough to leave).
+  return text.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase();
+}
+
+function marked(text, matched) {
+  const wanted = matched.flatMap((words) => fold(words).split(" "));
+  return text.split(/(\s+)/).map((piece) => {
+    const parts = fold(piece).match(/[\p{L}\p{N}]+/gu) || [];
+    if (!parts.some((part) => wanted.some((word) => part.startsWith(word)))) return piece;
+    const mark = document.createElement("mark");
+    mark.textContent = piece;
+    return mark;
+  });
 }
 
 function show(hits, what, limit, onMore) {
@@ -184,7 +211,8 @@ function showDetail(index) {
   where.className = "taken";
   const source = hit.taken_source && hit.taken_source !== "mtime" ? ` (${hit.taken_source})` : " (file date)";
   where.textContent = `taken ${day(hit.taken, true)}${source}${hit.place ? " · " + hit.place : ""}`;
-  body.replaceChildren(view, facts, where);
+  const words = hit.words ? hit.words.found.map((found) => wordsLine(hit, found)) : [];
+  body.replaceChildren(view, facts, where, ...words);
   $("open").hidden = hit.id === null;
   $("more").hidden = hit.id === null;
   if (hit.id !== null) $("open").href = hit.file;
