@@ -145,7 +145,7 @@ def test_frames_over_the_pixel_limit_are_refused_by_the_header(tmp_path, monkeyp
 
 
 def test_a_soundtrack_still_indexes_when_the_frames_are_refused(tmp_path, monkeypatch):
-    path = make_video(tmp_path / "clip.mp4", seconds=2)
+    path = make_video(tmp_path / "clip.mp4", seconds=1)
     monkeypatch.setattr(media.ffmpeg, "MAX_PIXELS", 320 * 240 - 1)
     decoded = media.decode(path).read_all()
     assert set(decoded.modalities) == {"audio"} and "refused as a decompression bomb" in decoded.note
@@ -212,6 +212,7 @@ def good_files(folder: Path) -> list[str]:
     return ["landscape.jpg", "portrait.png", "tone48k.wav"]
 
 
+@pytest.mark.slow
 def test_a_decoder_that_crashes_fails_its_file_and_the_pass_goes_on(tmp_path, indexed):
     """A decoder killed by SIGSEGV (as a crash in a C library would be) fails its file with the signal;
     the pass goes on and the other files are indexed (before: the pass, and `index`, died with it)."""
@@ -224,6 +225,7 @@ def test_a_decoder_that_crashes_fails_its_file_and_the_pass_goes_on(tmp_path, in
     ]
 
 
+@pytest.mark.slow
 def test_a_decoder_that_hangs_is_given_up(tmp_path, indexed, monkeypatch):
     from mediasearch.media import workers
 
@@ -248,6 +250,7 @@ def test_out_of_memory_fails_the_file_for_now_and_it_is_tried_again(tmp_path, in
     assert library.catalog.file(str(tmp_path / "media" / "nomemory.png")).status == "indexed"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("parked", [2, 0])
 def test_workers_give_the_same_segments_as_decoding_in_process(tmp_path, monkeypatch, parked):
     """Pictures, a recording longer than the read-ahead (its rest read by the worker that paused after its
@@ -360,6 +363,7 @@ def test_index_under_an_address_space_cap_completes(tmp_path):
     assert again.returncode == 0 and json.loads(again.stdout)["updated"] == 1, again.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_a_script_without_a_main_guard_runs_once(tmp_path):
     """A program that calls mediasearch from a plain script (no `if __name__ == "__main__"`) is not run
     again in the decoder workers (multiprocessing's default would run it once a worker, or fail)."""
