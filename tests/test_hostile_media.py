@@ -179,6 +179,14 @@ def test_the_read_size_does_not_change_the_windows(tmp_path, monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(whole.tensors, small.tensors, strict=True))
 
 
+def test_a_sound_whose_codec_ffmpeg_cannot_decode_fails_with_a_reason():
+    """A mutant of an M4A (found by scripts/fuzz.py) whose header names a codec FFmpeg has no decoder for:
+    one clear reason, not "could not be decoded (AttributeError: ...)"."""
+    result = media.decode_or_error(HOSTILE / "no-sound-decoder.m4a")
+    assert isinstance(result, media.DecodeError)
+    assert result.reason == "not a readable sound file (FFmpeg has no decoder for its sound)"
+
+
 # ----------------------------------------------------------------------------- decoder workers
 
 

@@ -91,6 +91,9 @@ class AvAudio:
             self.container.close()
             raise DecodeError(path, "has no sound")
         stream = self.container.streams.audio[0]
+        if stream.codec_context is None:  # a codec FFmpeg has no decoder for (a damaged header can name any)
+            self.container.close()
+            raise DecodeError(path, "not a readable sound file (FFmpeg has no decoder for its sound)")
         self.samplerate = stream.codec_context.sample_rate or stream.rate or 0
         self.channels = stream.codec_context.channels or 1
         # Packed float at the source rate and channels: averaging to mono and resampling to
