@@ -184,7 +184,7 @@ def test_a_sound_whose_codec_ffmpeg_cannot_decode_fails_with_a_reason():
     one clear reason, not "could not be decoded (AttributeError: ...)"."""
     result = media.decode_or_error(HOSTILE / "no-sound-decoder.m4a")
     assert isinstance(result, media.DecodeError)
-    assert result.reason == "not a readable sound file (FFmpeg has no decoder for its sound)"
+    assert result.reason.startswith("not a readable sound file (") and "Error" not in result.reason, result.reason
 
 
 # ----------------------------------------------------------------------------- decoder workers
