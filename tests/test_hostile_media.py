@@ -187,6 +187,13 @@ def test_a_sound_whose_codec_ffmpeg_cannot_decode_fails_with_a_reason():
     assert result.reason.startswith("not a readable sound file (") and "Error" not in result.reason, result.reason
 
 
+def test_a_video_whose_codec_ffmpeg_cannot_decode_fails_with_a_reason():
+    """A mutant of an MP4 (found by scripts/fuzz.py, 69 of 1,000) whose video stream names a codec FFmpeg has
+    no decoder for: a reason, not "could not be decoded (AttributeError: ...)"."""
+    result = media.decode_or_error(HOSTILE / "no-picture-decoder.mp4")
+    assert isinstance(result, media.DecodeError) and "Error" not in result.reason, result.reason
+
+
 # ----------------------------------------------------------------------------- decoder workers
 
 

@@ -64,12 +64,13 @@ def probe(path: str | Path) -> VideoInfo:
     av = _av()
     try:
         with _open(av, path) as container:
-            video = container.streams.video[0] if container.streams.video else None
+            video = _decodable(container.streams.video)
             duration = container.duration / 1_000_000 if container.duration else None
             width = height = None
             if video is not None:
                 width, height = video.codec_context.width, video.codec_context.height
-            return VideoInfo(video is not None, bool(container.streams.audio), duration, width, height)
+            sound = _decodable(container.streams.audio) is not None
+            return VideoInfo(video is not None, sound, duration, width, height)
     except MemoryError:  # FFmpeg could not allocate (av.error.MemoryError): not the file's fault
         raise
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
@@ -147,9 +148,9 @@ def pick_frames(path: str | Path, interval: float, cap: int) -> Iterator[tuple[f
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         raise DecodeError(path, f"not a readable video ({_reason(exc)})") from exc
     try:
-        if not container.streams.video:
+        stream = _decodable(container.streams.video)
+        if stream is None:
             return
-        stream = container.streams.video[0]
         allowed = _frame_pixels(path, stream.codec_context.width or 0, stream.codec_context.height or 0)
         stream.codec_context.options = {"max_pixels": str(allowed)}
         stream.codec_context.skip_frame = "NONKEY"  # the decoder itself drops every other frame
@@ -166,6 +167,11 @@ def pick_frames(path: str | Path, interval: float, cap: int) -> Iterator[tuple[f
             raise DecodeError(path, f"its frames are larger than {allowed} pixels: refused as a decompression bomb")
     finally:
         container.close()
+
+
+def _decodable(streams):
+    """The first of these streams, if FFmpeg has a decoder for it (a damaged header can name any codec)."""
+    return streams[0] if streams and streams[0].codec_context is not None else None
 
 
 def _frame_pixels(path: str | Path, width: int, height: int) -> int:
