@@ -34,11 +34,11 @@ from mediasearch.bundle import resolve  # noqa: E402
 from mediasearch.catalog import Catalog, encode  # noqa: E402
 from mediasearch.index import VectorIndex  # noqa: E402
 from mediasearch.ingest import Indexer  # noqa: E402
-from mediasearch.library import Library  # noqa: E402
 from mediasearch.model import TOWERS, Embedder  # noqa: E402
 from mediasearch.places import gazetteer  # noqa: E402
 from mediasearch.precision import with_precision  # noqa: E402
 from mediasearch.search import combine, search  # noqa: E402
+from mediasearch.storage import Storage  # noqa: E402
 
 RESULTS: dict = {}
 
@@ -126,7 +126,7 @@ def end_to_end(embedder: Embedder, folder: Path, work: Path, name: str) -> dict:
     """mediasearch's own indexing pass (walk, hash, decode, embed, SQLite, FAISS), towers already loaded."""
     library = work / f"lib-{name}"
     shutil.rmtree(library, ignore_errors=True)
-    with Library(library, write=True) as lib:
+    with Storage(library, write=True) as lib:
         lib.bind(embedder.bundle)
         start = time.perf_counter()
         summary = Indexer(lib, lambda: embedder).scan(lib.add_folders([str(folder.resolve())]))
@@ -176,7 +176,7 @@ def synthetic_library(work: Path, count: int, bundle, files_on_disk: bool = Fals
     if (library / "done").exists():
         return _index_current(library)
     shutil.rmtree(library, ignore_errors=True)
-    lib = Library(library, write=True)
+    lib = Storage(library, write=True)
     lib.bind(bundle)
     catalog = lib.catalog
     root = work / f"files-{count}" if files_on_disk else Path("/synthetic")
@@ -289,7 +289,7 @@ def filter_table(library: Path, embedder: Embedder, repeats: int = 5) -> list[di
                                                          before=datetime(2016, 1, 1))),
     ]  # fmt: skip
     out = []
-    with Library(library) as lib:
+    with Storage(library) as lib:
         search(lib, query_vector(lib, lambda: embedder, ["warm up"], [], []), 10)
         for name, filters in rows:
             times, count = [], 0
@@ -304,7 +304,7 @@ def filter_table(library: Path, embedder: Embedder, repeats: int = 5) -> list[di
 
 def _index_current(library: Path) -> Path:
     """Save the index in the form the current thresholds ask for, so timings never include a rebuild."""
-    with Library(library, write=True) as lib:
+    with Storage(library, write=True) as lib:
         index = lib.vectors
         if not index.saved_is_current() or not index._kind_fits():
             index.rebuild()
@@ -313,7 +313,7 @@ def _index_current(library: Path) -> Path:
 
 
 def query_latency(library: Path, embedder: Embedder, queries: int = 40) -> dict:
-    lib = Library(library)
+    lib = Storage(library)
     catalog, vectors = lib.catalog, lib.vectors
     texts = [f"a photo of {w} number {i}" for i, w in enumerate(["a dog", "rain", "a city", "the sea"] * 20)]
     embedder.embed_texts(["warm up"])

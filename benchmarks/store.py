@@ -40,8 +40,8 @@ from run import FILTER_EPOCH, _cpu_flags, say, synthetic_library  # noqa: E402
 from mediasearch.bundle import resolve  # noqa: E402
 from mediasearch.catalog import decode  # noqa: E402
 from mediasearch.index import VectorIndex  # noqa: E402
-from mediasearch.library import Library  # noqa: E402
 from mediasearch.search import Filters, search  # noqa: E402
+from mediasearch.storage import Storage  # noqa: E402
 
 FILTERS = [
     ("no filter", Filters()),
@@ -69,7 +69,7 @@ def exact_top(vectors: np.ndarray, facts: dict, query: np.ndarray, chosen: Filte
 
 
 def load_facts(library: Path) -> tuple[np.ndarray, dict]:
-    with Library(library) as lib:
+    with Storage(library) as lib:
         sql = "SELECT f.path, f.kind, f.mtime FROM segments s JOIN files f ON f.id = s.file_id ORDER BY s.id"
         rows = list(lib.catalog.db.query(sql))
         vectors = np.concatenate([v for _ids, v in lib.catalog.all_vectors()])
@@ -92,7 +92,7 @@ def one_size(work: Path, size: int, bundle, queries: int) -> None:
     shutil.copytree(local, shared)
     server = AntflyServer(Path(tempfile.mkdtemp(dir=work, prefix="antfly-")), work / "antfly-bin").start()
     try:
-        with Library(shared, write=True) as writer:
+        with Storage(shared, write=True) as writer:
             start = time.perf_counter()
             VectorIndex(writer.catalog).rebuild()
             faiss_build = time.perf_counter() - start
@@ -115,7 +115,7 @@ def one_size(work: Path, size: int, bundle, queries: int) -> None:
             "| recall@10 FAISS | recall@10 Antfly |"
         )
         say("|---|---|---|---|---|---|")
-        with Library(local) as faiss_lib, Library(shared) as store_lib:
+        with Storage(local) as faiss_lib, Storage(shared) as store_lib:
             search(faiss_lib, qs[0], 10)
             search(store_lib, qs[0], 10)
             for name, chosen in FILTERS:

@@ -30,11 +30,11 @@ from mediasearch import paths as places
 from mediasearch import search as ranking
 from mediasearch.bundle import DEFAULT_MODEL, resolve
 from mediasearch.errors import Busy, DecodeError, EmptyLibrary, ExampleError, UsageError
-from mediasearch.library import Library as Storage
 from mediasearch.places import Near, parse_near
 from mediasearch.precision import with_precision
 from mediasearch.query import parse
 from mediasearch.search import Filters, Hit
+from mediasearch.storage import Storage
 from mediasearch.walk import root_of
 
 PathLike = str | os.PathLike
@@ -513,6 +513,14 @@ class Library:
         """The library's folders (catalog.Root), with their options and state."""
         with self._lock:
             return self._storage.catalog.roots()
+
+    def built_with(self) -> tuple[str | None, str | None]:
+        """The model (hub id or bundle folder) and precision this library's vectors were made with (None,
+        None before its first pass)."""
+        from mediasearch.bundle import precision_of
+
+        revision = self._storage.catalog.get("model_revision")
+        return self._storage.catalog.get("model_source"), precision_of(revision) if revision else None
 
     def model_name(self) -> str:
         """The model this library's vectors come from (a hub id, or a bundle folder)."""

@@ -125,7 +125,7 @@ class Catalog:
         self.folder = folder
         self.path = folder / "catalog.db"
         self.writable = write
-        self.recording: Changes | None = None  # set by library.Library.change() while a write is open
+        self.recording: Changes | None = None  # set by storage.Storage.change() while a write is open
         try:
             conn = self._connect(write)
             self.db = sqlite_utils.Database(conn)

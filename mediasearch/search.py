@@ -21,10 +21,10 @@ from mediasearch.catalog import INDEXED
 from mediasearch.errors import EmptyLibrary, ExampleError, MediasearchError, UsageError
 from mediasearch.filters import Filters
 from mediasearch.index import DamagedIndex
-from mediasearch.library import Library
 from mediasearch.model import normalize
 from mediasearch.paths import under_any
 from mediasearch.places import Place
+from mediasearch.storage import Storage
 
 NEGATIVE_WEIGHT = 0.5
 
@@ -67,7 +67,7 @@ class Hit:
         return data
 
 
-def stored_vector_of(library: Library, path: str) -> np.ndarray | None:
+def stored_vector_of(library: Storage, path: str) -> np.ndarray | None:
     """A file's own vector if it is indexed and unchanged on disk (an example needs no model then)."""
     row = library.catalog.file(path)
     try:
@@ -79,7 +79,7 @@ def stored_vector_of(library: Library, path: str) -> np.ndarray | None:
     return None
 
 
-def example_hashes(library: Library, paths: Sequence[Path]) -> frozenset[str]:
+def example_hashes(library: Storage, paths: Sequence[Path]) -> frozenset[str]:
     """Content hashes of the example files, so that "more like this" leaves them (and their copies) out."""
     out = set()
     for path in paths:
@@ -92,7 +92,7 @@ def example_hashes(library: Library, paths: Sequence[Path]) -> frozenset[str]:
     return frozenset(out)
 
 
-def stored_vector(library: Library, file_id: int) -> tuple[np.ndarray, str | None]:
+def stored_vector(library: Storage, file_id: int) -> tuple[np.ndarray, str | None]:
     """A file's own vector (the mean of its segments) and content hash: "more like this" without a model."""
     row = library.catalog.file_by_id(file_id)
     if row is None or row.status != INDEXED:
@@ -100,7 +100,7 @@ def stored_vector(library: Library, file_id: int) -> tuple[np.ndarray, str | Non
     return mean_vector(library.catalog.segment_vectors(file_id)), row.hash
 
 
-def example_hit(library: Library, file_id: int, vector: np.ndarray) -> Hit | None:
+def example_hit(library: Storage, file_id: int, vector: np.ndarray) -> Hit | None:
     """The example file itself as a hit (its best segment against the example's vector), so a
     "more like this" answer can show what it started from beside what it found."""
     ids = library.catalog.segment_ids(file_id)
@@ -133,19 +133,19 @@ def combine(positives: Sequence[np.ndarray], negatives: Sequence[np.ndarray]) ->
 SELECTIVE = 50_000
 
 
-def search(library: Library, query: np.ndarray, limit: int = 10, filters: Filters | None = None) -> list[Hit]:
+def search(library: Storage, query: np.ndarray, limit: int = 10, filters: Filters | None = None) -> list[Hit]:
     """Files ranked by their best segment, best first, after filters; copies of one content are one hit."""
     return backend_for(library).search(query, limit, filters or Filters())
 
 
-def backend_for(library: Library) -> LocalIndex | SharedIndex:
+def backend_for(library: Storage) -> LocalIndex | SharedIndex:
     """Where a library's vectors are searched: its shared store if it is bound to one, else its own index.
     Both take the same Filters: a new filter is a field there (with its check in Filters.accept) and
     one clause in each backend's query (catalog.matching_segments, store._conditions)."""
     return SharedIndex(library.store) if library.store is not None else LocalIndex(library)
 
 
-def check_within(library: Library, within: Sequence[str | os.PathLike]) -> None:
+def check_within(library: Storage, within: Sequence[str | os.PathLike]) -> None:
     """Each --in folder must lie inside a library folder or hold one; any other is a mistake
     (a typo, another disk) that would otherwise answer "no results" and look like a search."""
     roots = [root.path for root in library.catalog.roots()]
@@ -159,7 +159,7 @@ class LocalIndex:
     """The library's own FAISS index over the catalog's segments; filters on facts are answered by the
     catalog first, and a selective one is ranked exactly over just the segments it picks."""
 
-    def __init__(self, library: Library):
+    def __init__(self, library: Storage):
         self.library = library
 
     def open(self) -> None:
@@ -273,7 +273,7 @@ def copy_order(row: dict) -> tuple:
 RRF_K = 60
 
 
-def fuse(library: Library, vector: np.ndarray, query, limit: int, filters: Filters, backend) -> list[Hit]:
+def fuse(library: Storage, vector: np.ndarray, query, limit: int, filters: Filters, backend) -> list[Hit]:
     """The vector ranking fused with the text half (textrank.match).
 
     Rule: files whose words hold every query word (and phrase) come first, those matching exactly or by
@@ -322,7 +322,7 @@ def backend_is_local(backend) -> bool:
     return isinstance(backend, LocalIndex)
 
 
-def _hits_of(library: Library, file_ids: list[int], vector: np.ndarray, filters: Filters) -> list[Hit]:
+def _hits_of(library: Storage, file_ids: list[int], vector: np.ndarray, filters: Filters) -> list[Hit]:
     """Hits for files the text half found beyond the vector candidates: their best segment's cosine."""
     found = []
     for file_id in file_ids[:1000]:

@@ -7,15 +7,15 @@ import os
 from mediasearch.antfly import Antfly, StoreError
 from mediasearch.catalog import FAILED, IGNORED, INDEXED
 from mediasearch.index import VectorIndex
-from mediasearch.library import Library
 from mediasearch.outbox import Outbox
 from mediasearch.paths import cache_dir
+from mediasearch.storage import Storage
 from mediasearch.terminal import json_path
 
 PROBE_TIMEOUT = 3.0  # status asks whether the store answers now; a query or a send waits longer
 
 
-def library_status(library: Library, list_ignored: bool = False) -> dict:
+def library_status(library: Storage, list_ignored: bool = False) -> dict:
     catalog = library.catalog
     counts = {"indexed": 0, "failed": 0, "ignored": 0, "partial": 0, "image": 0, "audio": 0, "video": 0}
     counts |= catalog.count_by("status") | catalog.count_by("kind", INDEXED)
@@ -60,7 +60,7 @@ def library_status(library: Library, list_ignored: bool = False) -> dict:
     }
 
 
-def words_status(library: Library) -> dict:
+def words_status(library: Storage) -> dict:
     """Pictures whose text the current reader has read, how many held some, and how many wait."""
     from mediasearch import ocr
 
@@ -71,7 +71,7 @@ def words_status(library: Library) -> dict:
     return library.catalog.read_counts(reader)
 
 
-def store_status(library: Library) -> dict | None:
+def store_status(library: Storage) -> dict | None:
     """The shared store, if the library is bound to one: where, what waits to be sent, and whether
     it answers now (asked with a short timeout; nothing is created or written)."""
     store = library.store

@@ -236,9 +236,9 @@ def rebuilds(monkeypatch) -> list:
 
 def open_library(folder: Path, bundle):
     """A writable library bound to the test bundle."""
-    from mediasearch.library import Library
+    from mediasearch.storage import Storage
 
-    library = Library(folder, write=True)
+    library = Storage(folder, write=True)
     library.bind(bundle)
     return library
 

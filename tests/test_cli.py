@@ -256,9 +256,9 @@ def test_other_model_is_refused_in_one_line(indexed_cli, tmp_path):
 
 
 def test_second_writer_is_told_who_holds_the_library(indexed_cli):
-    from mediasearch.library import Library
+    from mediasearch.storage import Storage
 
-    with Library(None, write=True):
+    with Storage(None, write=True):
         result = CliRunner().invoke(cli, ["index"])
         assert result.exit_code == 1 and f"pid {os.getpid()}" in result.output
 

@@ -304,11 +304,11 @@ sys.path.insert(0, {tests!r})
 from decoder_hooks import misbehave_on_marked_files
 from mediasearch.bundle import resolve
 from mediasearch.ingest import Indexer
-from mediasearch.library import Library
+from mediasearch.storage import Storage
 from mediasearch.model import Embedder
 
 bundle = resolve({bundle!r})
-library = Library({library!r}, write=True)
+library = Storage({library!r}, write=True)
 library.bind(bundle)
 roots = library.add_folders([{folder!r}])
 indexer = Indexer(library, lambda: Embedder(bundle), decoder_setup=misbehave_on_marked_files)

@@ -153,12 +153,12 @@ def test_a_reader_picks_up_the_writers_newer_index(mid, rebuilds):
 
 def test_a_reader_keeps_the_saved_index_while_a_writer_is_at_work(tmp_path, rebuilds):
     """Serving beside `watch`: each commit must not make readers rebuild; the next save is picked up."""
-    from mediasearch.library import Library
+    from mediasearch.storage import Storage
 
-    writer = Library(tmp_path / "lib", write=True)
+    writer = Storage(tmp_path / "lib", write=True)
     fill(writer.catalog, clustered(2_000))
     writer.save_index()
-    reader = Library(tmp_path / "lib")
+    reader = Storage(tmp_path / "lib")
     assert reader.vectors.count == 2_000 and reader.vectors not in rebuilds
     more = clustered(10, seed=3)
     one_more(writer.catalog, more[0], "new.jpg")
@@ -168,7 +168,7 @@ def test_a_reader_keeps_the_saved_index_while_a_writer_is_at_work(tmp_path, rebu
     reader.vectors.refresh()
     assert reader.vectors.count == 2_001 and reader.vectors not in rebuilds
     writer.close()
-    with Library(tmp_path / "lib", write=True) as again:
+    with Storage(tmp_path / "lib", write=True) as again:
         one_more(again.catalog, more[1], "later.jpg")  # committed, and the writer gone without saving
     reader.vectors.refresh()
     assert reader.vectors in rebuilds and reader.vectors.count == 2_002, "with no writer at work, it is rebuilt"

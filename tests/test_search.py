@@ -12,8 +12,8 @@ from conftest import open_library
 
 import mediasearch
 from mediasearch.errors import MediasearchError
-from mediasearch.library import Library
 from mediasearch.search import Filters, search
+from mediasearch.storage import Storage
 
 
 @pytest.fixture
@@ -24,12 +24,12 @@ def indexed(indexed_library, isolated, embedder):
         yield reader, folder
 
 
-def storage(library: mediasearch.Library) -> Library:
+def storage(library: mediasearch.Library) -> Storage:
     """The catalog and index under a public Library, for checking its answers against them."""
-    return Library(library.folder)
+    return Storage(library.folder)
 
 
-def brute_force(library: Library, query: np.ndarray) -> list[tuple[str, float]]:
+def brute_force(library: Storage, query: np.ndarray) -> list[tuple[str, float]]:
     """Best segment per file by plain numpy cosine over every stored vector."""
     best: dict[str, float] = {}
     for row in library.catalog.files_under("/"):

@@ -13,8 +13,8 @@ from test_index import clustered
 from mediasearch import search as search_module
 from mediasearch.catalog import Catalog
 from mediasearch.index import VectorIndex
-from mediasearch.library import Library
 from mediasearch.search import Filters, search
+from mediasearch.storage import Storage
 
 FILES = 6_000  # two segments each: 12,000 vectors, an IVF index at the threshold below
 DAY = 86_400.0
@@ -48,7 +48,7 @@ def big(tmp_path_factory):
     index.save()
     assert index.approximate
     catalog.close()
-    with Library(folder) as library:
+    with Storage(folder) as library:
         assert library.vectors.approximate
         yield library, vectors
 
@@ -150,7 +150,7 @@ def test_copies_of_one_content_are_one_result(tmp_path):
             catalog.put_file(record | {"hash": digest, "status": "indexed"}, [(None, None, v.tobytes())])
     VectorIndex(catalog).load().save()
     catalog.close()
-    with Library(tmp_path / "lib") as library:
+    with Storage(tmp_path / "lib") as library:
         hits = search(library, vec, 10)
         assert [(h.path, h.copies) for h in hits] == [
             ("/m/z-first.jpg", ["/m/a-later.jpg", "/m/b.jpg"]),

@@ -6,8 +6,8 @@ import socket
 
 import mediasearch
 from mediasearch.antfly import TIMEOUT
-from mediasearch.library import Library
 from mediasearch.status import library_status
+from mediasearch.storage import Storage
 
 
 def test_counts_failures_and_notes(tmp_path, media_dir, embedder):
@@ -31,9 +31,9 @@ def test_asking_the_store_does_not_shorten_the_librarys_own_timeout(tmp_path, me
         port = closed.getsockname()[1]  # nothing listens there once closed
     with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as library:
         library.index(media_dir)
-    with Library(tmp_path / "lib", write=True) as storage:
+    with Storage(tmp_path / "lib", write=True) as storage:
         storage.bind_store(f"http://127.0.0.1:{port}/shared")
-    with Library(tmp_path / "lib") as storage:
+    with Storage(tmp_path / "lib") as storage:
         data = library_status(storage)
         assert data["store"]["reachable"] is False and "cannot reach" in data["store"]["error"]
         assert storage.store.client.timeout == TIMEOUT  # a server's later store requests keep 60 s

@@ -17,13 +17,13 @@ import pytest
 from click.testing import CliRunner
 from conftest import BUNDLE, open_library
 
-from mediasearch import library as library_module
+from mediasearch import storage as library_module
 from mediasearch.antfly import Address, Antfly, StoreError, authorization
 from mediasearch.cli import cli
 from mediasearch.errors import MediasearchError
 from mediasearch.ingest import Indexer
-from mediasearch.library import Library
 from mediasearch.search import Filters, search
+from mediasearch.storage import Storage
 from mediasearch.store import INDEX, Store
 
 QUERIES = ("a dog barking", "rain on a window", "a cat", "a city street", "an astronaut")
@@ -43,7 +43,7 @@ def table_docs(url: str, library_id: str | None = None) -> list[dict]:
 
 def segment_keys(folder: Path) -> tuple[str, set[str]]:
     """A library's id and the document keys its catalog says the table should hold."""
-    with Library(folder) as lib:
+    with Storage(folder) as lib:
         ids = lib.catalog.all_segment_ids()
         library_id = lib.catalog.get("library_id")
     return library_id, {f"{library_id}:{i}" for i in ids}
@@ -102,7 +102,7 @@ def twin_libraries(tmp_path, media_dir, embedder, antfly):
         Indexer(writer, lambda: embedder).scan(writer.add_folders(folders))
         writer.save_index()
         assert writer.sent.error is None and writer.sent.written == writer.catalog.segment_count() > 0
-    with Library(tmp_path / "local") as local, Library(tmp_path / "shared") as shared:
+    with Storage(tmp_path / "local") as local, Storage(tmp_path / "shared") as shared:
         yield local, shared, media_dir.resolve()
 
 
@@ -372,7 +372,7 @@ def test_capture_dates_and_places_are_fields_filtered_by_antfly_as_locally(antfl
         Filters(near=parse_near("Spain")),
     ]
     vector = embedder.embed_texts(["a photo"])[0]
-    with Library(tmp_path / "local") as local, Library(tmp_path / "shared") as shared:
+    with Storage(tmp_path / "local") as local, Storage(tmp_path / "shared") as shared:
         answers = []
         for chosen in filters:
             expected, got = search(local, vector, 10, chosen), search(shared, vector, 10, chosen)

@@ -114,10 +114,10 @@ def test_a_slip_of_one_letter_ranks_below_the_exact_word(library, folder):
 
 
 def test_stop_words_alone_and_unmatched_words_rank_as_the_vectors_do(library, embedder):
-    from mediasearch.library import Library
     from mediasearch.search import Filters, search
+    from mediasearch.storage import Storage
 
-    with Library(library.folder) as under:
+    with Storage(library.folder) as under:
         for text in ["a photo of the", "zebra xylophone"]:
             alone = search(under, embedder.embed_texts([text])[0], 10, Filters())
             assert [h.path for h in library.search(text, limit=10)] == [h.path for h in alone]

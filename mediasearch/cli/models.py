@@ -12,6 +12,7 @@ from mediasearch import bundle
 from mediasearch.cli.base import (
     FILES_FAILED,
     Group,
+    _open,
     _quiet_hub_when_piped,
     cli,
     emit_json,
@@ -54,12 +55,9 @@ def pull(model: str | None) -> None:
 
 def _library_model(library: Path | None) -> tuple[str | None, str | None]:
     """The model and precision an existing library was built with (for commands that do not need one)."""
-    from mediasearch.library import Library
-
     try:
-        with Library(library) as lib:
-            revision = lib.catalog.get("model_revision")
-            return lib.catalog.get("model_source"), bundle.precision_of(revision) if revision else None
+        with _open(library) as lib:
+            return lib.built_with()
     except MediasearchError:
         return None, None
 

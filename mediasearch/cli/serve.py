@@ -7,6 +7,7 @@ import os
 import click
 
 from mediasearch.cli.base import (
+    _open,
     cli,
     library_option,
     model_option,
@@ -46,10 +47,9 @@ def serve(host, port, token, open_browser, share_locations, model, library) -> N
 
     import uvicorn
 
-    from mediasearch.library import Library
     from mediasearch.server import LOOPBACK, Settings, create_app, listen, uvicorn_config
 
-    Library(library).close()  # a missing library is one clear line, before the server starts
+    _open(library).close()  # a missing library is one clear line, before the server starts
     sock = listen(host, port)  # a taken port is one line too, before anything says it serves
     port = sock.getsockname()[1]  # --port 0: the one the system chose
     if host not in LOOPBACK and not token:

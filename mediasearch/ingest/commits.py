@@ -1,5 +1,5 @@
 """The commit rules: what a batch, a reuse, a failure or a removal writes, each in one write of the
-library (Library.change()), and what it tells."""
+library (Storage.change()), and what it tells."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from mediasearch.ingest.pipeline import Pipeline
 from mediasearch.ingest.summary import Change, Summary
 from mediasearch.ingest.text import TextReading
 from mediasearch.ingest.triage import Triage
-from mediasearch.library import Library
+from mediasearch.storage import Storage
 
 
 class Indexer(Changes, CatchUp, Triage, Pipeline, TextReading, Commits):
@@ -21,7 +21,7 @@ class Indexer(Changes, CatchUp, Triage, Pipeline, TextReading, Commits):
 
     def __init__(
         self,
-        library: Library,
+        library: Storage,
         embedder_factory: Callable[[], object],
         warn: Callable[[str], None] = lambda message: None,
         on_change: Callable[[Change], None] = lambda change: None,

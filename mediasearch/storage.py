@@ -1,4 +1,6 @@
-"""The library: catalog, vector index and model binding, opened the same way by everyone.
+"""A library's storage: catalog, vector index, shared store and model binding, kept in step in one place.
+
+mediasearch.Library (api.py) is the public face; this is what it holds.
 
 Readers (`query`, `status`, the watcher's neighbours) open it read-only: an
 absent library is an error, never a creation, and nothing in the library folder
@@ -29,8 +31,8 @@ from mediasearch.walk import WalkOptions, root_of
 SEND_EVERY = 2_000  # changed segments between sends to a shared store during a pass
 
 
-class Library:
-    """One library folder: `Library(folder)` to read, `Library(folder, write=True)` to change it."""
+class Storage:
+    """One library folder: `Storage(folder)` to read, `Storage(folder, write=True)` to change it."""
 
     def __init__(self, folder: str | os.PathLike | None = None, write: bool = False):
         self.folder = library_dir(folder)
@@ -67,7 +69,7 @@ class Library:
         self.catalog.close()
         self._unlock()
 
-    def __enter__(self) -> Library:
+    def __enter__(self) -> Storage:
         return self
 
     def __exit__(self, *exc) -> None:
