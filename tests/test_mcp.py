@@ -119,7 +119,7 @@ def test_the_three_tools_are_listed_read_only(client):
 
 def test_words_with_filters(client, indexed):
     _, media = indexed
-    # words that name no file: the ranking is the vectors' alone, so it is by score (a word in a name would lift its file)
+    # words that name no file: the vectors alone rank, so by score (a word in a name would lift its file)
     pictures = rows(client("search", {"text": "a furry pet", "kinds": ["photos"], "limit": 3}))
     assert len(pictures) == 3 and {row["kind"] for row in pictures} == {"image"}
     assert pictures == sorted(pictures, key=lambda row: -row["score"])
