@@ -105,3 +105,11 @@ def test_media_is_one_module_a_kind_none_large():
     assert {"sniff", "pictures", "raw", "sound", "video", "ffmpeg"} <= set(media)
     assert max(media.values()) <= 500, media
     assert not (PACKAGE / "media.py").exists() and not (PACKAGE / "ffmpeg.py").exists()
+
+
+def test_every_module_is_in_the_module_map():
+    listed = (PACKAGE.parent / "docs" / "modules.md").read_text()
+    for path in PACKAGE.rglob("*.py"):
+        name = ".".join(path.with_suffix("").relative_to(PACKAGE).parts).replace(".__init__", "")
+        if name not in ("__init__",):
+            assert f"| `{name}` |" in listed, f"docs/modules.md does not list mediasearch.{name}"
