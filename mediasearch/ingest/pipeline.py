@@ -75,7 +75,9 @@ class Pipeline:
             return
         # Decoder threads each wait on a worker process; one worker more serves the rest of the recording
         # the pass is on (see media/workers.py), so a thread never waits on a worker the pass holds.
-        workers = DecoderPool(DECODERS + 1, self.max_duration, self.decoder_setup, lambda: self.stopping)
+        workers = DecoderPool(
+            DECODERS + 1, self.max_duration, self.decoder_setup, lambda: self.stopping, warn=self.warn
+        )  # fmt: skip
         self._load_model_meanwhile()
         pool = ThreadPoolExecutor(DECODERS)
         window: deque = deque()

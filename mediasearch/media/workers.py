@@ -59,8 +59,11 @@ class DecoderPool:
         max_duration: float | None = None,
         setup: Callable[[], None] | None = None,
         stopping: Callable[[], bool] = lambda: False,
+        warn: Callable[[str], None] = lambda message: None,
     ):
         self.size, self.max_duration, self.setup, self.stopping = size, max_duration, setup, stopping
+        self.warn = warn
+        self.here = False  # no worker could start: decode in this process, as before workers existed
         self._context = _context()
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()
@@ -70,7 +73,12 @@ class DecoderPool:
 
     def decode(self, path: str | Path) -> Decoded | DecodeError:
         """A file's first segments (the rest on demand), or its failure: media.decode_or_error, in a worker."""
-        worker = self._take()
+        if self.here:
+            return decode_here(path, self.max_duration)
+        try:
+            worker = self._take()
+        except OSError as exc:  # this interpreter cannot be started again (a path the user may not run, a sandbox)
+            return self._without_workers(path, exc)
         try:
             decoded, paused = worker.first(path, self.max_duration, self.stopping)
         except BaseException as exc:
@@ -86,6 +94,15 @@ class DecoderPool:
             decoded.more = self._rest(path, decoded)  # decoded again from the start, when the pass is there
         self._give_back(worker)
         return decoded
+
+    def _without_workers(self, path: str | Path, exc: OSError) -> Decoded | DecodeError:
+        """Once told, every file is decoded in this process: a pass still completes where no worker can start,
+        without the protection from decoders that crash."""
+        with self._cond:
+            told, self.here = self.here, True
+        if not told:
+            self.warn(f"decoder workers cannot start here ({exc.strerror or exc}): decoding in this process")
+        return decode_here(path, self.max_duration)
 
     def _rest(self, path: str | Path, decoded: Decoded) -> Iterator:
         """The segments after the first ones, decoded again from the start by a worker that skips those."""
@@ -328,6 +345,19 @@ def _start_forkserver() -> None:
 
 
 # ----------------------------------------------------------------------------- in the worker
+
+
+def decode_here(path: str | Path, max_duration: float | None) -> Decoded | DecodeError:
+    """What a worker gives for a file, decoded in this process: its segments and when and where it was taken."""
+    from mediasearch import capture, media
+
+    decoded = media.decode_or_error(path, max_duration)
+    if not isinstance(decoded, DecodeError):
+        try:
+            decoded.facts["capture"] = capture.metadata(str(path), decoded.kind)
+        except Exception:  # metadata is optional: the file is still indexed, dated by its mtime
+            decoded.facts["capture"] = {}
+    return decoded
 
 
 def _serve(conn, setup: Callable[[], None] | None) -> None:
