@@ -287,7 +287,7 @@ def test_sigterm_mid_burst_then_restart(media_dir, tmp_path):
     burst.mkdir()
     _burst(burst, 2000)
     watcher.wait_for(lambda: watcher.count() > 100, "the burst to start", timeout=300)
-    assert watcher.stop(signal.SIGTERM) == 0
+    assert watcher.stop(signal.SIGTERM) == 0, "".join(watcher.err)[-3000:]
     at_stop = watcher.count()
     assert at_stop < 2012, "stop should land mid-burst"
     assert_consistent(tmp_path / "lib")
