@@ -519,12 +519,14 @@ class Library:
         None before its first pass)."""
         from mediasearch.bundle import precision_of
 
-        revision = self._storage.catalog.get("model_revision")
-        return self._storage.catalog.get("model_source"), precision_of(revision) if revision else None
+        with self._lock:
+            revision = self._storage.catalog.get("model_revision")
+            return self._storage.catalog.get("model_source"), precision_of(revision) if revision else None
 
     def model_name(self) -> str:
         """The model this library's vectors come from (a hub id, or a bundle folder)."""
-        return self._storage.catalog.get("model_source") or DEFAULT_MODEL
+        with self._lock:  # the catalog's one connection serves one thread at a time
+            return self._storage.catalog.get("model_source") or DEFAULT_MODEL
 
 
 def _ocr_reader():

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import sqlite_utils
 
+from mediasearch import textrank
 from mediasearch.errors import LibraryError
 from mediasearch.filters import Filters
 from mediasearch.places import Near, within_km
@@ -128,6 +129,7 @@ class Catalog:
         self.recording: Changes | None = None  # set by storage.Storage.change() while a write is open
         try:
             conn = self._connect(write)
+            textrank.register(conn)  # before any thread runs a statement on it
             self.db = sqlite_utils.Database(conn)
             if write:
                 conn.execute("PRAGMA journal_mode=WAL")

@@ -71,7 +71,6 @@ def match(conn: sqlite3.Connection, query: Query) -> dict[int, TextMatch]:
     words, phrases, negatives = query_words(query)
     if not words and not phrases:
         return {}
-    register(conn)
     total = max(1, conn.execute("SELECT count(*) FROM files").fetchone()[0])
     found: dict[int, TextMatch] = {}
     for word in words:
@@ -134,7 +133,8 @@ def one_letter_off(a: str, b: str) -> bool:
 
 
 def register(conn: sqlite3.Connection) -> None:
-    """The SQL function the slip search needs, on a connection."""
+    """The SQL function the slip search needs, on a connection: once, as the catalog opens it (SQLite
+    refuses to create a function while another thread's statement is active: "Error creating function")."""
     conn.create_function("one_letter_off", 2, one_letter_off, deterministic=True)
 
 

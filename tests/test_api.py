@@ -135,3 +135,31 @@ def test_an_example_recording_is_embedded_up_to_the_bound(tmp_path, media_dir, e
     with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as library:
         whole = library.embed_file(media_dir / "long-recording.flac")
     assert len(bounded.spans) == 1 < len(whole.spans)
+
+
+def test_word_searches_and_other_calls_share_the_catalog_from_many_threads(tmp_path, media_dir, embedder):
+    """A search by words (the text half runs SQL with a function of its own) beside other threads asking
+    the library for what it holds: no call fails (serve answered 500s under an /embed flood)."""
+    with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as library:
+        library.index(media_dir)
+    with mediasearch.open(tmp_path / "lib", model=embedder) as library:
+        errors, stop = [], threading.Event()
+
+        def ask_other_things() -> None:
+            while not stop.is_set():
+                try:
+                    library.model_name(), library.built_with(), library.folders()
+                except Exception as exc:  # pragma: no cover - the assertion below shows it
+                    errors.append(exc)
+
+        others = [threading.Thread(target=ask_other_things) for _ in range(3)]
+        for thread in others:
+            thread.start()
+        try:
+            for word in ["chirp", "rain noise", "weather", "tone", "rocket launch"] * 4:
+                assert library.search(word, limit=3)
+        finally:
+            stop.set()
+            for thread in others:
+                thread.join()
+    assert not errors, errors[:3]
