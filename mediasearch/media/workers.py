@@ -204,6 +204,8 @@ class _Worker:
         child.close()
         self.usable = True  # between files: ready for the next request
         self._held: list = []  # budget reservations made for the worker, released if it dies
+        self._ending = threading.Lock()  # the pool and a decode thread may both end a worker at a stop
+        self._ended = False
 
     def first(self, path, max_duration, stopping) -> tuple[Decoded, bool]:
         """The first READ_AHEAD segments and the facts so far; True when the worker paused with more to come."""
@@ -293,7 +295,12 @@ class _Worker:
             self._held.pop().__exit__(None, None, None)
 
     def kill(self) -> None:
+        """End the worker, once: two threads closing one pipe at once closed its descriptor twice (EBADF)."""
         self.usable = False
+        with self._ending:
+            if self._ended:
+                return
+            self._ended = True
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5)
