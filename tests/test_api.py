@@ -38,6 +38,7 @@ def test_every_public_name_is_there():
         mediasearch.no_such_thing  # noqa: B018
 
 
+@pytest.mark.slow
 def test_the_documented_examples_run(tmp_path, media_dir):
     names = {
         "LIBRARY": tmp_path / "library",

@@ -51,6 +51,7 @@ def test_interrupted_pull_fetches_only_what_is_missing(hub):
     assert [p.rsplit("/", 1)[1] for p in hub.downloads()[before:]] == ["text_model.onnx"]
 
 
+@pytest.mark.slow
 def test_connection_dropped_mid_file_still_completes(hub):
     hub.cut_once.add("text_model.onnx")
     found = bundle.resolve(REPO)

@@ -182,6 +182,7 @@ def test_a_damaged_vector_file_is_not_served(tmp_path):
     assert [(r["path"], r["score"]) for r in again] == [(r["path"], r["score"]) for r in good]
 
 
+@pytest.mark.slow
 def test_the_model_is_known_by_its_content(tmp_path):
     folder, model = tmp_path / "media", tmp_path / "model"
     folder.mkdir()

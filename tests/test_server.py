@@ -233,6 +233,7 @@ def test_traversal_and_guessing_are_refused(server, library):
         assert response.status_code == 404 and response.json()["message"] == "no such file", file_id
 
 
+@pytest.mark.slow
 def test_a_link_swapped_in_after_indexing_is_not_served(tmp_path):
     folder = tmp_path / "media"
     folder.mkdir()
