@@ -490,7 +490,7 @@ class Library:
         from mediasearch.originals import open_checked
 
         with self._lock:
-            row = self._storage.catalog.file_by_id(file_id) if 0 <= file_id < 2**63 else None
+            row = self._storage.catalog.file_by_id(file_id)
             root = self._storage.catalog.root_by_id(row.root_id) if row else None
         return open_checked(row, root, self._verified)
 

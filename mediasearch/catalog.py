@@ -294,6 +294,10 @@ class Catalog:
         return FileRow.of(rows[0]) if rows else None
 
     def file_by_id(self, file_id: int) -> FileRow | None:
+        """The file with this id, or None; an id beyond SQLite's integers (a client's guess) is no file, not
+        an OverflowError, for every caller alike."""
+        if not 0 <= file_id < 2**63:
+            return None
         rows = list(self.db.query(f"SELECT {_FILE_COLUMNS} FROM files WHERE id = ?", (file_id,)))
         return FileRow.of(rows[0]) if rows else None
 

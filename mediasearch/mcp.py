@@ -94,8 +94,6 @@ class Face:
         thumbnails: Thumbnails = True,
     ) -> CallToolResult:
         """More like an indexed file, from its stored vectors (the file and its copies are left out)."""
-        if isinstance(file, int) and not 0 <= file < 2**63:  # beyond SQLite's integers: no file, not an overflow
-            return _error(UsageError(f"no indexed file has id {file}"))
         target = file if isinstance(file, int) else Path(file).expanduser()
         return self._answer(
             lambda f: self.library.similar(target, **f),
