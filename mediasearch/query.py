@@ -70,3 +70,8 @@ def parse(text: str | None) -> Query:
             terms.append(Term(word, negative=bool(minus)))
         # a lone '-' or an empty "" is nothing
     return Query(tuple(terms))
+
+
+def pushing_away(text: str, nots) -> str:
+    """The query text with each `--not` (or `not=`) text added as a negative phrase, as `-"TEXT"` means."""
+    return " ".join([text, *(f'-"{n.replace(chr(34), " ")}"' for n in nots)]).strip()

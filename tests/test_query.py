@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mediasearch.query import Term, parse
+from mediasearch.query import Term, parse, pushing_away
 
 
 def test_words_minus_words_and_phrases():
@@ -30,3 +30,8 @@ def test_every_text_parses():
     assert not parse(None) and not parse("")
     assert parse('say "hi  \tthere"').text == "say hi there"
     assert parse("-dog").text == "" and parse("-dog").negative_texts == ["dog"]
+
+
+def test_not_texts_join_the_query_as_negative_phrases():
+    assert parse(pushing_away("dog", ['a "puppy"', "cat"])).negative_texts == ["a puppy", "cat"]
+    assert pushing_away("", ["rain"]) == '-"rain"'

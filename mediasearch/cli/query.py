@@ -23,6 +23,7 @@ from mediasearch.cli.base import (
 )
 from mediasearch.errors import ExampleError, MediasearchError
 from mediasearch.params import KINDS, NEAR_HELP, SCORE, WHEN, WHEN_HELP
+from mediasearch.query import pushing_away
 from mediasearch.terminal import (
     display,
     draw,
@@ -94,7 +95,7 @@ def query(words, likes, literal, nots, kinds, within, after, before, near, limit
     near = _near(near)
     texts, examples = _read_words(words, literal)
     named, examples = list(examples), examples + list(likes)
-    text = " ".join([*texts, *(f'-"{n.replace(chr(34), " ")}"' for n in nots)])  # --not TEXT is -"TEXT"
+    text = pushing_away(" ".join(texts), nots)
     with _open(library, model=model, precision=precision, one_shot=True) as lib:
         if model or precision:
             lib.embedder  # noqa: B018 - an explicit model must match the library's even if no text needs it

@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse
 
 from mediasearch.errors import EmptyLibrary, MediasearchError
 from mediasearch.params import parse_kinds, parse_near, parse_score, parse_when
-from mediasearch.query import parse
+from mediasearch.query import parse, pushing_away
 from mediasearch.server.base import (
     HOME,
     ApiError,
@@ -71,7 +71,7 @@ def _thumb_url(hit) -> str:
 def _run_search(service: Service, text: str, examples, nots, params, sent: dict | None = None) -> list[dict]:
     """text: the query language (words, -word, "a phrase"); nots: more texts to push away (`not=`);
     sent: an uploaded example's name as the user sent it, by the temporary path it was saved under."""
-    text = " ".join([text, *(f'-"{n.replace(chr(34), " ")}"' for n in nots)]).strip()
+    text = pushing_away(text, nots)
     if not parse(text).positive and not examples:
         raise ApiError(400, "no_query", "give some words (q) or an example file")
     try:
