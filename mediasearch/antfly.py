@@ -1,8 +1,9 @@
 """A small client for the parts of Antfly's HTTP API that mediasearch uses.
 
 Antfly (https://antfly.io) is a distributed database with vector indexes and
-filters.  mediasearch needs four calls from it: read a table, create one, write
-a batch (upserts and deletions), and a k-NN query with a filter.  The published
+filters.  mediasearch needs five calls from it: read a table, create one, update
+its schema, write a batch (upserts and deletions), and a query (k-NN or full-text)
+with a filter.  The published
 Python SDK is young (its batch call failed against the server when this was
 written), so this is plain `http.client` over one kept-alive connection.
 
@@ -102,6 +103,10 @@ class Antfly:
         except _Conflict:
             pass
 
+    def update_schema(self, schema: dict) -> None:
+        """Replace the table's schema (Antfly rebuilds its full-text index from the stored documents)."""
+        self._call("PUT", self._path("schema"), schema)
+
     def write(self, inserts: dict[str, dict], deletes: list[str]) -> None:
         """Upsert and delete documents in one batch, answered once every index holds them, so a
         query right after sees them and a server killed after the answer has them on disk."""
@@ -109,11 +114,15 @@ class Antfly:
 
     def nearest(self, request: dict) -> list[dict]:
         """A query (see store.py for its shape): the hits, best first."""
+        return (self.search(request).get("hits") or {}).get("hits") or []
+
+    def search(self, request: dict) -> dict:
+        """A query's answer: {"hits": {"hits": [...best first], "total": {"value": N}}, "aggregations"}."""
         answer = self._call("POST", self._path("query"), request)
         responses = answer.get("responses") or [{}]
         if responses[0].get("error"):
             raise StoreError(f"the store refused the query: {responses[0]['error']}")
-        return (responses[0].get("hits") or {}).get("hits") or []
+        return responses[0]
 
     # ------------------------------------------------------------------ transport
 

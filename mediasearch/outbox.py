@@ -1,14 +1,19 @@
 """The shared store's outbox: which of the catalog's segments an Antfly table lacks, holds with older
 file facts, or holds though the catalog has dropped them.
 
-Every change to a file's row bumps its version (a trigger, see schema.py), and `store_sent` records
-which version of each segment the table has: what differs is what the next send carries, so no code
-path that changes a file can forget to tell the store.
+Every change to a file's row or to its words bumps its version (triggers, see schema.py), and
+`store_sent` records which version of each segment the table has: what differs is what the next send
+carries, so no code path that changes a file can forget to tell the store.
+
+Each segment carries the words it is found by: its file's (names, tags, captions, place) and its own
+text read by OCR (a picture's on its one segment, a video frame's on that frame's segment).
 """
 
 from __future__ import annotations
 
-from mediasearch.catalog import Catalog, chunks
+from mediasearch.catalog import READ, Catalog, chunks
+
+SAME_FRAME = 0.01  # seconds: a frame's text is kept at its segment's start (ocr.video_frames)
 
 
 class Outbox:
@@ -38,6 +43,22 @@ class Outbox:
                     WHERE s.id IN ({",".join("?" * len(chunk))}) ORDER BY s.id""",
                 chunk,
             )
+        texts = self._texts(sorted({row["file_id"] for row in out}))
+        for row in out:
+            row["texts"] = [t for t in texts.get(row["file_id"], []) if _belongs(t, row)]
+        return out
+
+    def _texts(self, file_ids: list[int]) -> dict[int, list[dict]]:
+        """The words of these files, in the order they were written, by file id."""
+        out: dict[int, list[dict]] = {}
+        for chunk in chunks(file_ids):
+            rows = self.db.query(
+                f"""SELECT id, file_id, source, at, shown, words FROM texts
+                    WHERE file_id IN ({",".join("?" * len(chunk))}) ORDER BY id""",
+                chunk,
+            )
+            for row in rows:
+                out.setdefault(row.pop("file_id"), []).append(row)
         return out
 
     def unsent_count(self) -> int:
@@ -71,3 +92,12 @@ class Outbox:
         """A new table knows nothing yet: everything is sent again."""
         with self.transaction():
             self.conn.execute("DELETE FROM store_sent")
+
+
+def _belongs(text: dict, segment: dict) -> bool:
+    """A file's names, tags, captions and place belong to each of its segments; text read in a picture
+    to its segment; text read in a video frame to that frame's segment only."""
+    if text["source"] not in READ or text["at"] is None:
+        return True
+    start = segment["start"]
+    return segment["matched"] == "image" and start is not None and abs(text["at"] - start) < SAME_FRAME

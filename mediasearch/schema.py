@@ -137,6 +137,21 @@ def _m007_words(db: sqlite_utils.Database) -> None:
         )
 
 
+def _m008_words_reach_the_store(db: sqlite_utils.Database) -> None:
+    """A bound store's documents carry their file's words: a change to a file's texts (OCR read after the
+    vectors, tags and captions of an older library, a rename) bumps the file's version as a change to
+    its row does, so the outbox sends it (triggers: no code path can forget).  Every file is bumped
+    once, so a store filled before its documents carried words receives them on the next send."""
+    for statement in (
+        "CREATE TRIGGER texts_version_added AFTER INSERT ON texts "
+        "BEGIN UPDATE files SET version = version + 1 WHERE id = new.file_id; END",
+        "CREATE TRIGGER texts_version_removed AFTER DELETE ON texts "
+        "BEGIN UPDATE files SET version = version + 1 WHERE id = old.file_id; END",
+        "UPDATE files SET version = version + 1",
+    ):
+        db.execute(statement)
+
+
 MIGRATIONS = [
     _m001_first_schema,
     _m002_byte_paths_and_folder_state,
@@ -145,4 +160,5 @@ MIGRATIONS = [
     _m005_store_outbox,
     _m006_capture_and_place,
     _m007_words,
+    _m008_words_reach_the_store,
 ]

@@ -10,7 +10,7 @@ score is a cosine between the query and a segment.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -199,6 +199,27 @@ class LocalIndex:
                 return hits
             k = min(pool, k * 4)
 
+    def words(self, query, filters: Filters) -> dict:
+        """The text half over the catalog's FTS5 index, by content (copies share a key, as in keyed).
+        Not filtered here: a file the filters leave out gets no hit, and only hits are ranked."""
+        from mediasearch import textrank
+
+        matches = textrank.match(textrank.FtsFinder(self.library.catalog.conn), query)
+        hashes = self.library.catalog.hashes_of(list(matches))
+        return {hashes.get(fid) or fid: m for fid, m in matches.items()}
+
+    def keyed(self, query: np.ndarray, limit: int, filters: Filters) -> list[tuple[Hashable, Hit]]:
+        """search(), each hit with its content key (its hash, or its id without one)."""
+        return self._keys(self.search(query, limit, filters))
+
+    def hits_for(self, missing: dict, query: np.ndarray, filters: Filters) -> list[tuple[Hashable, Hit]]:
+        """Keyed hits for files the text half found beyond the vector candidates."""
+        return self._keys(_hits_of(self.library, [m.file for m in missing.values()], query, filters))
+
+    def _keys(self, hits: list[Hit]) -> list[tuple[Hashable, Hit]]:
+        hashes = self.library.catalog.hashes_of([h.file_id for h in hits])
+        return [(hashes.get(h.file_id) or h.file_id, h) for h in hits]
+
 
 class SharedIndex:
     """The same ranking over the shared store (Antfly), with the filters applied by Antfly before its
@@ -216,29 +237,57 @@ class SharedIndex:
         return False  # the table may hold other libraries' files: ask it
 
     def search(self, query: np.ndarray, limit: int, filters: Filters) -> list[Hit]:
+        return [hit for _key, hit in self.keyed(query, limit, filters)]
+
+    def keyed(self, query: np.ndarray, limit: int, filters: Filters) -> list[tuple[Hashable, Hit]]:
+        """The best files, each with its content key (host and hash: _content_key)."""
         k = max(limit * 10, 100)
         while True:
             found = self.store.nearest(query, k, filters)
-            hits = _best_files(found, filters, limit, complete=len(found) < k)
+            hits = _best_files(found, filters, limit, complete=len(found) < k, keyed=True)
             if hits is not None:
                 return hits
             k *= 4
+
+    def words(self, query, filters: Filters) -> dict:
+        """The text half over Antfly's full-text index of the words sent with each document, after the
+        same filters as the vectors, scored by textrank as the local index is; by content key."""
+        from mediasearch import textrank
+
+        finder = self.store.finder(filters)
+        matches = textrank.match(finder, query)
+        return {_content_key(finder.facts[file]): m for file, m in matches.items()}
+
+    def hits_for(self, missing: dict, query: np.ndarray, filters: Filters) -> list[tuple[Hashable, Hit]]:
+        """Keyed hits for files the text half found beyond the vector candidates: every segment of
+        their content (by hash) scored exactly, as the local index does from the catalog."""
+        hashes = sorted({key[1] for key in missing if isinstance(key[1], str)})[:1000]
+        found = self.store.segments_of(hashes, query, filters) if hashes else []
+        hits = _best_files(found, filters, len(found) + 1, complete=True, keyed=True) or []
+        return [(key, hit) for key, hit in hits if key in missing]
 
 
 def _place_name(city: str | None, region: str | None, country: str | None) -> str | None:
     return Place(city or "", region or "", country).name if country else None
 
 
-def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit: int, complete: bool = False):
+def _content_key(row: dict) -> tuple:
+    """One content on one machine: copies of it are one hit."""
+    return (row.get("host"), row["hash"] or ("file", row["file_id"], row["path"]))
+
+
+def _best_files(
+    found: list[tuple[float, dict | None]], filters: Filters, limit: int, complete: bool = False, keyed: bool = False
+):
     """The best `limit` files among scored segments (best first), or None when the segments do
     not yet hold limit + 1 files and more may come (complete: none will), so the last one's
-    copies are all in."""
+    copies are all in.  keyed: (content key, hit) pairs."""
     best: dict = {}
     copies: dict = {}  # key -> {path: the copy's row}
     for score, row in found:
         if row is None or not filters.accept(row, score):
             continue
-        key = (row.get("host"), row["hash"] or ("file", row["file_id"], row["path"]))
+        key = _content_key(row)
         if key not in best:
             best[key] = Hit(
                 row["path"], row["kind"], round(score, 6), row["start"], row["end"], row["size"], row["mtime"],
@@ -256,7 +305,7 @@ def _best_files(found: list[tuple[float, dict | None]], filters: Filters, limit:
         hit.path, hit.mtime, hit.file_id = first["path"], first["mtime"], first["file_id"]
         hit.copies = [row["path"] for row in others]
         hit.place = _place_name(*hit.place)  # named for the hits kept only
-    return [hit for _key, hit in hits]
+    return hits if keyed else [hit for _key, hit in hits]
 
 
 def copy_order(row: dict) -> tuple:
@@ -274,34 +323,33 @@ RRF_K = 60
 
 
 def fuse(library: Storage, vector: np.ndarray, query, limit: int, filters: Filters, backend) -> list[Hit]:
-    """The vector ranking fused with the text half (textrank.match).
+    """The vector ranking fused with the text half (textrank.match, over the backend's full-text index:
+    the catalog's FTS5 table, or Antfly's for a shared store).
 
     Rule: files whose words hold every query word (and phrase) come first, those matching exactly or by
     prefix before those needing a one-letter slip; within each tier, and for every other file, the order
-    is reciprocal rank fusion of the vector ranking (by cosine) and the text ranking (by summed idf), so
-    a file holding some of the words rises by how many and how rare they are.  A query whose words
-    match nothing (or a store-bound library, whose text half is not there yet) ranks as the vectors alone.
+    is reciprocal rank fusion of the vector ranking (by cosine) and the text ranking (by summed idf, among
+    the files the filters keep), so a file holding some of the words rises by how many and how rare they
+    are.  A query whose words match nothing ranks as the vectors alone.
     """
     from mediasearch import textrank
 
-    matches = textrank.match(library.catalog.conn, query) if query is not None and backend_is_local(backend) else {}
+    matches = backend.words(query, filters) if query is not None else {}
     if not matches:
         return backend.search(vector, limit, filters)
-    hits = backend.search(vector, max(limit, 50), filters)
-    by_file = {hit.file_id: hit for hit in hits}
-    missing = [fid for fid in matches if fid not in by_file]
-    for hit in _hits_of(library, missing, vector, filters):
-        by_file.setdefault(hit.file_id, hit)
-    hashes = library.catalog.hashes_of(list(by_file) + list(matches))
-    text_of = {hashes.get(fid) or fid: m for fid, m in matches.items()}
-    vector_rank = {id(h): r for r, h in enumerate(sorted(by_file.values(), key=lambda h: -h.score))}
-    text_rank = {key: r for r, (key, _) in enumerate(sorted(text_of.items(), key=lambda kv: -kv[1].score))}
+    by_key = dict(backend.keyed(vector, max(limit, 50), filters))
+    missing = {key: m for key, m in matches.items() if key not in by_key}
+    for key, hit in backend.hits_for(missing, vector, filters):
+        by_key.setdefault(key, hit)
+    vector_rank = {key: r for r, key in enumerate(sorted(by_key, key=lambda key: -by_key[key].score))}
+    # equal text scores are ordered by the vectors, not by the order an engine returned them in
+    kept = sorted((key for key in matches if key in by_key), key=lambda key: (-matches[key].score, vector_rank[key]))
+    text_rank = {key: r for r, key in enumerate(kept)}
     wanted = textrank.wanted(query)
     ranked = []
-    for hit in by_file.values():
-        key = hashes.get(hit.file_id) or hit.file_id
-        m = text_of.get(key)
-        fused = 1 / (RRF_K + vector_rank[id(hit)]) + (1 / (RRF_K + text_rank[key]) if m else 0.0)
+    for key, hit in by_key.items():
+        m = matches.get(key)
+        fused = 1 / (RRF_K + vector_rank[key]) + (1 / (RRF_K + text_rank[key]) if m else 0.0)
         if m is not None:
             hit.words = {"matched": sorted(m.matched), "found": m.found()}
             _at_the_words(hit)
@@ -316,10 +364,6 @@ def _at_the_words(hit: Hit) -> None:
     if hit.kind == "video" and frames:
         hit.start = hit.end = frames[0]["at"]
         hit.matched = "image"
-
-
-def backend_is_local(backend) -> bool:
-    return isinstance(backend, LocalIndex)
 
 
 def _hits_of(library: Storage, file_ids: list[int], vector: np.ndarray, filters: Filters) -> list[Hit]:

@@ -9,8 +9,14 @@ exactly what differs, in batches, and what could not be sent (the server down,
 the network gone) simply stays different until the next send.  Writes are
 upserts by key, so sending twice never makes a second copy.
 
+Each document also carries its words (`words`: the file's names, tags, captions and place and the
+segment's own text read by OCR, folded by mediasearch.words, as keywords Antfly's full-text index
+matches exactly, by prefix and one edit away; `texts`: where each was found, as shown, not indexed).
+
 Queries go to the table, with kind, folder and date filters and the score
-floor pushed down to Antfly, so they see every library's files.
+floor pushed down to Antfly, so they see every library's files.  The text half
+of a query asks Antfly's full-text index for candidate documents (StoreWords)
+and textrank decides and scores what they hold, as it does for the catalog's.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from mediasearch.errors import LibraryError
 from mediasearch.filters import Filters
 from mediasearch.outbox import Outbox
 from mediasearch.places import Near
+from mediasearch.textrank import ROWS_PER_WORD, Row
 
 INDEX = "clipclap"  # the table's embeddings index: bring-your-own 512-d vectors
 BATCH = 256  # segments a write: ~2.5 MB of JSON
@@ -42,10 +49,17 @@ FACTS = ("file_id", "kind", "size", "mtime", "hash", "start", "end", "width", "h
          "taken_source", "latitude", "longitude", "city", "region", "country")  # fmt: skip
 
 
+WORDS = "words"  # the full-text field: each word a keyword, so both engines match the same tokens
+SEGMENTS_OF = 10_000  # documents read back for files found by their words alone (their best segment)
+CARDINALITY = {"type": "cardinality", "field": "hash"}
+
+
 def table_spec() -> dict:
     """The table a library creates when it is the first to use it."""
     properties = {name: {"type": "string", "x-antfly-types": ["keyword"]} for name in KEYWORDS}
     properties |= {name: {"type": "number"} for name in NUMBERS}
+    properties[WORDS] = {"type": "array", "items": {"type": "string"}, "x-antfly-types": ["keyword"]}
+    properties["texts"] = {"type": "array", "items": {"type": "object"}, "x-antfly-index": False}
     return {
         "num_shards": 1,
         "description": "mediasearch segments: CLIPCLAP vectors of pictures, sounds and video",
@@ -109,7 +123,25 @@ class Store:
                 f"{DIM}-d cosine embeddings index named {INDEX!r}): choose another table name"
             )
         self._refuse_other_models()
+        self._declare_words(found)
         self._checked = True
+
+    def _declare_words(self, found: dict) -> None:
+        """A table made before documents carried words does not declare the field, and Antfly indexes
+        declared fields only: add it to the schema (Antfly then rebuilds its full-text index from the
+        stored documents in the background; word queries find less for those few seconds)."""
+        schema = found.get("schema") or {}
+        segment = ((schema.get("document_schemas") or {}).get("segment") or {}).get("schema") or {}
+        properties = segment.get("properties") or {}
+        if WORDS in properties:
+            return
+        ours = table_spec()["schema"]
+        ours_properties = ours["document_schemas"]["segment"]["schema"]["properties"]
+        ours_properties.update({k: v for k, v in properties.items() if k not in ours_properties})
+        try:
+            self.client.update_schema(ours | {"version": int(schema.get("version") or 0) + 1})
+        except StoreError as exc:
+            raise StoreError(f"cannot add the words field to the table {self.address.table!r}: {exc}") from exc
 
     def _refuse_other_models(self) -> None:
         """Vectors of different models are not comparable: a table holds one model's, and a library
@@ -174,6 +206,10 @@ class Store:
                 doc[name] = row[name]
         if row["matched"]:
             doc["matched"] = row["matched"]
+        texts = row.get("texts") or []
+        if texts:
+            doc[WORDS] = list(dict.fromkeys(word for text in texts for word in text["words"].split()))
+            doc["texts"] = texts
         return doc
 
     # ------------------------------------------------------------------ reading
@@ -202,12 +238,45 @@ class Store:
             request["exclusion_query"] = {"disjuncts": [{"term": h, "field": "hash"} for h in hashes]}
         if filters.min_score is not None:
             request["distance_under"] = 1.0 - filters.min_score + 0.01  # Antfly's distances are approximate
-        try:
-            hits = self.client.nearest(request)
-        except StoreUnreachable as exc:
-            raise LibraryError(f"{exc}: start it, or check the address this library was indexed with") from exc
+        hits = _hits(self._ask(request))
         scored = [(_exact_score(hit, query), self._facts(hit)) for hit in hits]
         return sorted(scored, key=lambda pair: -pair[0])
+
+    def full_text(self, clause: dict, filters: Filters, limit: int, fields: list[str]) -> list[dict]:
+        """Documents matching a full-text clause (Bleve's query shape) that pass the filters, best
+        scored first."""
+        request = {"full_text_search": clause, "limit": limit, "fields": fields}
+        conditions = list(_conditions(filters))
+        if conditions:
+            request["filter_query"] = {"conjuncts": conditions}
+        return _hits(self._ask(request))
+
+    def files(self) -> int:
+        """How many files the table holds, counted by content (its document count where Antfly gives
+        no cardinality): what the rarity of a word is counted against."""
+        request = {"full_text_search": {"match_all": {}}, "limit": 0, "aggregations": {"files": CARDINALITY}}
+        answer = self._ask(request)
+        counted = ((answer.get("aggregations") or {}).get("files") or {}).get("value")
+        return int(counted if counted is not None else ((answer.get("hits") or {}).get("total") or {}).get("value", 0))
+
+    def segments_of(self, hashes: list[str], query: np.ndarray, filters: Filters) -> list[tuple[float, dict]]:
+        """(cosine, facts) of every segment of these contents that passes the filters (at most
+        SEGMENTS_OF), scored exactly: the vector half of files found by their words alone."""
+        query = np.asarray(query, np.float32).reshape(DIM)
+        clause = {"disjuncts": [{"term": digest, "field": "hash"} for digest in hashes]}
+        fields = ["library", "host", "path", "path_bytes", "matched", *FACTS, "_embeddings"]
+        hits = self.full_text(clause, filters, SEGMENTS_OF, fields)
+        return sorted(((_exact_score(hit, query), self._facts(hit)) for hit in hits), key=lambda pair: -pair[0])
+
+    def finder(self, filters: Filters) -> StoreWords:
+        """textrank's finder over this table, after these filters."""
+        return StoreWords(self, filters)
+
+    def _ask(self, request: dict) -> dict:
+        try:
+            return self.client.search(request)
+        except StoreUnreachable as exc:
+            raise LibraryError(f"{exc}: start it, or check the address this library was indexed with") from exc
 
     def _facts(self, hit: dict) -> dict:
         """A hit's document as the catalog's `hits` rows look (the FAISS path's shape)."""
@@ -227,6 +296,62 @@ class Store:
             "file_id": int(doc["file_id"]) if own and doc.get("file_id") is not None else None,
             "host": None if own else doc.get("host") or "?",
         }
+
+
+class StoreWords:
+    """textrank's Finder over the table's full-text index: the documents holding a word (prefix and one
+    edit away, as keywords), after the same filters as the vector half, each document's texts as
+    textrank Rows.  A file is its library and catalog id; `facts` keeps one document's facts per file,
+    for its content key.  Rarity is counted as the catalog counts it, among files: the table's distinct
+    contents (Antfly's cardinality of `hash`; its document count where that is not answered)."""
+
+    FIELDS = ["library", "host", "file_id", "hash", "path", "path_bytes", "texts"]
+
+    def __init__(self, store: Store, filters: Filters):
+        self.store = store
+        self.filters = filters
+        self.facts: dict[tuple, dict] = {}
+
+    def total(self) -> int:
+        return self.store.files()
+
+    def word(self, word: str) -> list[Row]:
+        clauses: list[dict] = [{"prefix": word, "field": WORDS}]
+        if len(word) >= 5:
+            clauses.append({"term": word, "fuzziness": 1, "field": WORDS})
+        return self._rows({"disjuncts": clauses})
+
+    def phrase(self, phrase: list[str]) -> list[Row]:
+        return self._rows({"conjuncts": [{"term": word, "field": WORDS} for word in phrase]})
+
+    def starting(self, word: str) -> list[Row]:
+        return self._rows({"prefix": word, "field": WORDS})
+
+    def _rows(self, clause: dict) -> list[Row]:
+        rows = []
+        for hit in self.store.full_text(clause, self.filters, ROWS_PER_WORD, self.FIELDS):
+            doc = hit.get("_source") or {}
+            if not isinstance(doc.get("file_id"), int):
+                continue  # not a document mediasearch wrote
+            file = (str(doc.get("library")), doc["file_id"])
+            self.facts.setdefault(file, self.store._facts(hit))
+            rows += [Row(file, (file[0], t["id"]), t["source"], t["at"], t["shown"], t["words"])
+                     for t in doc.get("texts") or [] if _is_text(t)]  # fmt: skip
+        return rows
+
+
+def _hits(answer: dict) -> list[dict]:
+    return (answer.get("hits") or {}).get("hits") or []
+
+
+def _is_text(text) -> bool:
+    """A document's text as mediasearch writes it (the table is shared: anything else is skipped)."""
+    return (
+        isinstance(text, dict)
+        and isinstance(text.get("id"), int)
+        and all(isinstance(text.get(k), str) for k in ("source", "shown", "words"))
+        and (text.get("at") is None or isinstance(text.get("at"), (int, float)))
+    )
 
 
 def _exact_score(hit: dict, query: np.ndarray) -> float:

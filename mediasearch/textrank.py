@@ -1,4 +1,4 @@
-"""The text half of a query: which files hold its words, how well, and where (FTS5 over `texts`).
+"""The text half of a query: which files hold its words, how well, and where.
 
 A query word matches a stored word that equals it or starts with it ("RE16" finds "RE16TGK", as OCR may
 run words together), and, for words of five letters or more, a stored word one letter away (one
@@ -7,7 +7,10 @@ substitution, insertion or deletion), worth less.  Each word's weight is its rar
 A quoted phrase must match as a phrase.  Stop words never match alone (mediasearch.words.STOP).
 A file whose text matches a negative word (`-word`) gets no text match at all.
 
-The fusion with the vectors is in search.fuse.
+Two engines find the candidate texts: the catalog's FTS5 index of `texts` (FtsFinder) and, for a library
+bound to a shared store, Antfly's full-text index of the same words sent with each document
+(store.StoreWords).  Either only narrows the search; which query words a text holds and the score are
+decided here, once, so both engines rank alike.  The fusion with the vectors is in search.fuse.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
+from collections.abc import Hashable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from mediasearch.query import Query
 from mediasearch.words import STOP, fold
@@ -26,14 +31,28 @@ SNIPPET = 120
 _PART = re.compile(r"[^\W_]+")
 
 
+@dataclass(frozen=True)
+class Row:
+    """One text of a file as a finder returns it: the file (a catalog id, or a library and id in a shared
+    store), the text's own key (to list each place once, in order), where it was found, as shown, and
+    its words as matched (mediasearch.words.indexed: folded, space-separated)."""
+
+    file: Hashable
+    key: Hashable
+    source: str
+    at: float | None
+    shown: str
+    words: str
+
+
 @dataclass
 class TextMatch:
     """What a file's words matched: a score, which query words, whether all, and where."""
 
-    file_id: int
+    file: Hashable
     score: float = 0.0
     matched: dict[str, float] = field(default_factory=dict)  # query word -> best quality
-    where: dict[int, tuple[str, float | None, str]] = field(default_factory=dict)  # text row -> (source, at, shown)
+    where: dict[Hashable, tuple[str, float | None, str]] = field(default_factory=dict)  # text -> (source, at, shown)
 
     def tier(self, wanted: int) -> int:
         """2: every query word matched exactly or as a prefix; 1: every one, some a letter off; 0: some."""
@@ -45,7 +64,7 @@ class TextMatch:
         """Where the words were found, for --json and the page: source, time, a short snippet."""
         words = set(self.matched)
         out = []
-        for source, at, shown in self.where.values():
+        for _key, (source, at, shown) in sorted(self.where.items(), key=lambda item: item[0]):
             out.append({"source": source, "at": at, "snippet": snippet(shown, words)})
         return out
 
@@ -66,23 +85,46 @@ def query_words(query: Query) -> tuple[list[str], list[list[str]], list[str]]:
     return words, phrases, negatives
 
 
-def match(conn: sqlite3.Connection, query: Query) -> dict[int, TextMatch]:
-    """Files whose words match the query's, by file id (empty when the query has no matchable word)."""
+class Finder(Protocol):
+    """Where the text half finds candidate texts: the catalog's FTS5 table (FtsFinder) or a shared store's
+    full-text index (store.StoreWords).  A finder only narrows the search, bounded per word; which query
+    words a text holds, and how well, is decided here, one way for both engines."""
+
+    def total(self) -> int:
+        """How many files (or documents) the rarity of a word is counted against."""
+        ...
+
+    def word(self, word: str) -> list[Row]:
+        """Texts holding a word that starts with `word` or (5 letters or more) is one letter off it."""
+        ...
+
+    def phrase(self, phrase: list[str]) -> list[Row]:
+        """Texts holding every word of the phrase (whether adjacent is decided here)."""
+        ...
+
+    def starting(self, word: str) -> list[Row]:
+        """Texts holding a word that starts with `word` (a negative word takes their files away)."""
+        ...
+
+
+def match(finder: Finder, query: Query) -> dict[Hashable, TextMatch]:
+    """Files whose words match the query's, by the finder's file identity (empty when the query has no
+    matchable word): each query word scored by its rarity and how well each file's texts hold it."""
     words, phrases, negatives = query_words(query)
     if not words and not phrases:
         return {}
-    total = max(1, conn.execute("SELECT count(*) FROM files").fetchone()[0])
-    found: dict[int, TextMatch] = {}
+    total = max(1, finder.total())
+    found: dict[Hashable, TextMatch] = {}
     for word in words:
-        hits = _word_rows(conn, word)
-        _score(found, word, hits, total)
+        judged = ((row, quality(word, row.words.split())) for row in finder.word(word))
+        _score(found, word, [(row, q) for row, q in judged if q], total)
     for phrase in phrases:
-        key = " ".join(phrase)
-        rows = _rows(conn, '"' + key + '"')
-        _score(found, key, [(r, EXACT) for r in rows], total)
+        held = [(row, EXACT) for row in finder.phrase(phrase) if holds_phrase(phrase, row.words.split())]
+        _score(found, " ".join(phrase), held, total)
     for word in negatives:
-        for file_id, *_ in _rows(conn, '"' + word + '"*'):
-            found.pop(file_id, None)
+        for row in finder.starting(word):
+            if any(w.startswith(word) for w in row.words.split()):
+                found.pop(row.file, None)
     return found
 
 
@@ -92,33 +134,61 @@ def wanted(query: Query) -> int:
     return len(words) + len(phrases)
 
 
-def _word_rows(conn: sqlite3.Connection, word: str) -> list[tuple[tuple, float]]:
-    """Text rows matching one query word, each with its match quality (exact, prefix or a slip)."""
-    out = []
-    for row in _rows(conn, '"' + word + '"*'):
-        out.append((row, EXACT if word in row[3].split() else PREFIX))
-    if len(word) >= 5:
-        for near in _slips(conn, word):
-            out += [(row, SLIP) for row in _rows(conn, '"' + near + '"')]
-    return out
+def quality(word: str, words: list[str]) -> float:
+    """How well a text's words hold one query word: exact, prefix, one letter off (5+ letters), or 0."""
+    if word in words:
+        return EXACT
+    if any(w.startswith(word) for w in words):
+        return PREFIX
+    if len(word) >= 5 and any(one_letter_off(w, word) for w in words):
+        return SLIP
+    return 0.0
 
 
-def _rows(conn: sqlite3.Connection, expression: str) -> list[tuple]:
-    return conn.execute(
-        "SELECT t.file_id, t.source, t.at, t.words, t.shown, t.id FROM texts_fts "
-        "JOIN texts t ON t.id = texts_fts.rowid WHERE texts_fts MATCH ? LIMIT ?",
-        (expression, ROWS_PER_WORD),
-    ).fetchall()
+def holds_phrase(phrase: list[str], words: list[str]) -> bool:
+    """The phrase's words stand next to each other, in order, in the text."""
+    n = len(phrase)
+    return any(words[i : i + n] == phrase for i in range(len(words) - n + 1))
 
 
-def _slips(conn: sqlite3.Connection, word: str) -> list[str]:
-    """Stored words one letter away from `word` (not equal to it, nor starting with it)."""
-    n = len(word)
-    rows = conn.execute(
-        "SELECT term FROM texts_vocab WHERE length(term) BETWEEN ? AND ? AND one_letter_off(term, ?)",
-        (n - 1, n + 1, word),
-    ).fetchall()
-    return [r[0] for r in rows if not r[0].startswith(word)]
+class FtsFinder:
+    """Candidate texts from the catalog's FTS5 index of `texts` (a file is its catalog id)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def total(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM files").fetchone()[0]
+
+    def word(self, word: str) -> list[Row]:
+        rows = self._rows('"' + word + '"*')
+        if len(word) >= 5:
+            for near in self._slips(word):
+                rows += self._rows('"' + near + '"')
+        return rows
+
+    def phrase(self, phrase: list[str]) -> list[Row]:
+        return self._rows('"' + " ".join(phrase) + '"')
+
+    def starting(self, word: str) -> list[Row]:
+        return self._rows('"' + word + '"*')
+
+    def _rows(self, expression: str) -> list[Row]:
+        found = self.conn.execute(
+            "SELECT t.file_id, t.id, t.source, t.at, t.shown, t.words FROM texts_fts "
+            "JOIN texts t ON t.id = texts_fts.rowid WHERE texts_fts MATCH ? LIMIT ?",
+            (expression, ROWS_PER_WORD),
+        ).fetchall()
+        return [Row(*r) for r in found]
+
+    def _slips(self, word: str) -> list[str]:
+        """Stored words one letter away from `word` (not equal to it, nor starting with it)."""
+        n = len(word)
+        rows = self.conn.execute(
+            "SELECT term FROM texts_vocab WHERE length(term) BETWEEN ? AND ? AND one_letter_off(term, ?)",
+            (n - 1, n + 1, word),
+        ).fetchall()
+        return [r[0] for r in rows if not r[0].startswith(word)]
 
 
 def one_letter_off(a: str, b: str) -> bool:
@@ -138,20 +208,20 @@ def register(conn: sqlite3.Connection) -> None:
     conn.create_function("one_letter_off", 2, one_letter_off, deterministic=True)
 
 
-def _score(found: dict[int, TextMatch], key: str, hits: list[tuple[tuple, float]], total: int) -> None:
+def _score(found: dict[Hashable, TextMatch], key: str, hits: list[tuple[Row, float]], total: int) -> None:
     """Add one query word's matches: its idf over the files it matched, times the best quality per file."""
-    best: dict[int, float] = {}
+    best: dict[Hashable, float] = {}
     for row, quality in hits:
-        best[row[0]] = max(best.get(row[0], 0.0), quality)
+        best[row.file] = max(best.get(row.file, 0.0), quality)
     if not best:
         return
     idf = math.log(1 + total / len(best))
     for row, quality in hits:
-        m = found.setdefault(row[0], TextMatch(row[0]))
-        if quality >= best[row[0]]:
-            m.where.setdefault(row[5], (row[1], row[2], row[4]))
-    for file_id, quality in best.items():
-        m = found[file_id]
+        m = found.setdefault(row.file, TextMatch(row.file))
+        if quality >= best[row.file]:
+            m.where.setdefault(row.key, (row.source, row.at, row.shown))
+    for file, quality in best.items():
+        m = found[file]
         m.matched[key] = max(m.matched.get(key, 0.0), quality)
         m.score += idf * quality
 

@@ -6,16 +6,20 @@ import base64
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
+import time
 import urllib.request
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 from click.testing import CliRunner
 from conftest import BUNDLE, open_library
+from PIL import Image
 
 from mediasearch import storage as library_module
 from mediasearch.antfly import Address, Antfly, StoreError, authorization
@@ -383,3 +387,196 @@ def test_capture_dates_and_places_are_fields_filtered_by_antfly_as_locally(antfl
     assert answers[5] == ["belem.jpg", "lisbon.jpg"] and answers[4] == ["belem.jpg", "lisbon.jpg"]
     assert answers[6] == ["belem.jpg", "lisbon.jpg", "porto.jpg"] and answers[8] == ["taveuni.jpg"]
     assert answers[3] == ["nowhere.jpg"] and answers[10] == []
+
+
+# ---------------------------------------------------------------------------------------------- words
+
+
+@pytest.fixture(scope="module")
+def worded_twins(antfly, embedder, tmp_path_factory):
+    """A folder of words (text in pictures read by real OCR, file and folder names, a tagged sound, an
+    EXIF caption) indexed once on this machine, then the same library bound to an Antfly table (the
+    catalog copied: the two differ only in where a query is answered).  Yields (local, shared, media)."""
+    from mutagen import File as MutagenFile
+    from test_words_index import card, plain, song
+
+    import mediasearch
+
+    base = tmp_path_factory.mktemp("worded")
+    media = base / "media"
+    card(media / "scans" / "letter.png", ["Nordwind Energie", "INVOICE No. 2024-0815"])
+    card(media / "travel" / "sign.png", ["Café Müller"])
+    card(media / "cars" / "plate.png", ["RE16TGK"])
+    song(media / "music" / "track01.flac", title="Moonlight Ferry", artist="Ines Caravela")
+    energie = song(media / "music" / "energie.flac")
+    sf.write(energie, (0.2 * np.sin(np.arange(22050) / 3)).astype(np.float32), 22050, format="FLAC")  # its own sound
+    tags = MutagenFile(energie)
+    tags["title"] = "Energie Sonate"
+    tags.save()
+    exif = Image.Exif()
+    exif[0x010E] = "Lighthouse at Hallig Hooge"
+    plain(media / "camera" / "DSC_3001.jpg", 1, exif=exif)
+    plain(media / "family" / "grandmaBirthday_cake.jpg", 2)
+    plain(media / "Reykjavik 2019" / "ferry terminal.jpg", 3)
+    plain(media / "family" / "cafe menu.jpg", 4)
+    for i in range(6):
+        plain(media / "photos" / f"DSC_{i:04d}.jpg", 10 + i)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MEDIASEARCH_NO_OCR", raising=False)  # words in pictures are read, as for users
+        patch.setenv("MEDIASEARCH_CACHE", str(base / "cache"))
+        with mediasearch.open(base / "local", model=embedder, write=True) as lib:
+            assert lib.index(media).read == 13
+        shutil.copytree(base / "local", base / "shared")
+        with mediasearch.open(base / "shared", model=embedder, write=True) as lib:
+            summary = lib.index(store=antfly.url("worded"))
+            assert summary.added == summary.updated == 0 and summary.read == 0
+            assert lib.status()["store"]["waiting"] == 0
+        local = mediasearch.open(base / "local", model=embedder)
+        shared = mediasearch.open(base / "shared", model=embedder)
+        try:
+            yield local, shared, media
+        finally:
+            local.close()
+            shared.close()
+
+
+def found_set(hit) -> list:
+    """What a hit's words matched and where, in an order both engines agree on."""
+    if hit.words is None:
+        return []
+    return [hit.words["matched"], sorted((f["source"], f["at"] or 0.0, f["snippet"]) for f in hit.words["found"])]
+
+
+@pytest.mark.slow
+def test_words_on_a_store_rank_the_files_as_the_local_library_does(worded_twins):
+    """The same queries on the same folder: the store-bound library answers with Antfly's full-text index
+    what the local one answers with FTS5 (same top 10, same order, same words), for each rule."""
+    local, shared, media = worded_twins
+    queries = [
+        ("invoice 2024-0815", {}),  # every word, not adjacent, text read in a picture
+        ("moonlight ferry", {}),  # a tag; "ferry" also names a picture: all words before some
+        ("moonlight lighthouse nordwind", {}),  # three files holding one word each
+        ("RE16", {}),  # the start of a longer word
+        ("nordwund", {}),  # one letter off
+        ("nordwund invoice", {}),  # all words, one of them a letter off: below exact matches
+        ("cafe muller", {}),  # accents folded: the picture says "Café Müller"
+        ("Café", {}),  # and the other way: "cafe menu.jpg"
+        ("energie", {}),
+        ("energie -nordwind", {}),  # a negative word takes the text match away
+        ('"moonlight ferry"', {}),  # a phrase, as written
+        ('"ferry moonlight"', {}),  # not as written: no text match
+        ("zebra xylophone", {}),  # no word matches: the vectors alone
+        ("a photo of the", {}),  # stop words alone match nothing
+        ("ferry", {"kinds": ["image"]}),  # a filter applies to both halves
+        ("reykjavik grandma cafe", {"within": [media / "family"]}),
+        ("lighthouse hooge", {"kinds": ["audio"]}),  # the filter leaves the only match out
+    ]
+    worded = 0
+    for text, filters in queries:
+        expected, got = local.search(text, limit=10, **filters), shared.search(text, limit=10, **filters)
+        assert [h.path for h in got] == [h.path for h in expected], text
+        assert [found_set(h) for h in got] == [found_set(h) for h in expected], text
+        assert np.allclose([h.score for h in got], [h.score for h in expected], atol=1e-6)
+        worded += any(h.words for h in got)
+    assert worded == 13
+
+    def first(text, **filters) -> str:
+        return Path(shared.search(text, limit=10, **filters)[0].path).name
+
+    assert first("invoice 2024-0815") == "letter.png" and first("RE16") == "plate.png"
+    assert first("nordwund") == "letter.png" and first("cafe muller") == "sign.png"
+    assert first("moonlight ferry") == "track01.flac" and first("ferry", kinds=["image"]) == "ferry terminal.jpg"
+    assert first("energie -nordwind") == "energie.flac"
+    assert all(h.words is None for h in shared.search('"ferry moonlight"', limit=10))
+
+
+@pytest.mark.slow
+def test_json_of_a_store_hit_says_what_matched(worded_twins):
+    _, shared, _ = worded_twins
+    result = CliRunner().invoke(
+        cli, ["query", "nordwind invoice", "--json", "--limit", "3"], env={"MEDIASEARCH_HOME": str(shared.folder)}
+    )
+    assert result.exit_code == 0, result.output
+    hit = json.loads(result.stdout)[0]
+    assert Path(hit["path"]).name == "letter.png"
+    assert hit["words"]["matched"] == ["invoice", "nordwind"]
+    found = hit["words"]["found"]
+    assert [f["source"] for f in found] == ["text"] and "INVOICE No. 2024-0815" in found[0]["snippet"]
+
+
+@pytest.mark.slow
+def test_words_read_after_the_vectors_reach_the_store_without_embedding(antfly, tmp_path, embedder, monkeypatch):
+    """Text read by OCR in a later pass, and the tags of a library made before words (the catch-up),
+    reach the table's documents through the outbox: nothing is embedded again."""
+    from test_words_index import card, plain, song
+
+    import mediasearch
+
+    media, folder, url = tmp_path / "media", tmp_path / "lib", antfly.url("read_later")
+    card(media / "letter.png", ["Nordwind Energie"])
+    song(media / "track.flac", title="Moonlight Ferry")
+    plain(media / "photo.jpg", 1)
+    with mediasearch.open(folder, model=embedder, write=True) as lib:
+        assert lib.index(media, store=url, ocr=False).read == 0
+    db = sqlite3.connect(folder / "catalog.db", isolation_level=None)
+    # What a library made before words holds: no tags, and no mark that they were read.
+    db.execute("DELETE FROM texts WHERE source IN ('tag', 'caption')")
+    db.execute("DELETE FROM meta WHERE key = 'metadata_words_read_after'")
+    with Storage(folder, write=True) as writer:
+        writer.send()
+        assert writer.sent.error is None and writer.sent.written == 1  # the sound whose tags went, only
+    library_id, _ = segment_keys(folder)
+    docs = {Path(d["path"]).name: d for d in table_docs(url, library_id)}
+    assert docs["letter.png"]["words"] == ["letter"] and docs["track.flac"]["words"] == ["track"]
+    segments = db.execute("SELECT id FROM segments ORDER BY id").fetchall()
+
+    monkeypatch.delenv("MEDIASEARCH_NO_OCR")
+    with mediasearch.open(folder, model=embedder, write=True) as lib:
+        summary = lib.index()
+        assert summary.read == 2 and summary.added == summary.updated == summary.batches == 0
+        assert lib.status()["store"]["waiting"] == 0
+        assert db.execute("SELECT id FROM segments ORDER BY id").fetchall() == segments, "nothing embedded again"
+        docs = {Path(d["path"]).name: d for d in table_docs(url, library_id)}
+        assert {"nordwind", "energie"} <= set(docs["letter.png"]["words"])
+        assert [t["source"] for t in docs["letter.png"]["texts"]] == ["name", "text"]
+        assert {"moonlight", "ferry"} <= set(docs["track.flac"]["words"])
+        hit = lib.search("nordwind", limit=3)[0]
+        assert Path(hit.path).name == "letter.png" and hit.words["found"][0]["source"] == "text"
+        assert Path(lib.search("moonlight ferry", limit=3)[0].path).name == "track.flac"
+
+
+@pytest.mark.slow
+def test_a_table_and_a_library_from_before_words_take_them(antfly, tmp_path, embedder):
+    """A table made without the words field gets it (Antfly indexes declared fields only), and a library
+    whose documents were sent without words sends them all again after its upgrade."""
+    from test_words_index import song
+
+    import mediasearch
+    from mediasearch.outbox import Outbox
+    from mediasearch.store import table_spec
+
+    url = antfly.url("before_words")
+    old = table_spec()
+    properties = old["schema"]["document_schemas"]["segment"]["schema"]["properties"]
+    del properties["words"], properties["texts"]
+    Antfly(Address.parse(url)).create_table(old)
+    media, folder = tmp_path / "media", tmp_path / "lib"
+    song(media / "track.flac", title="Moonlight Ferry")
+    with mediasearch.open(folder, model=embedder, write=True) as lib:
+        lib.index(media, store=url)
+        schema = Antfly(Address.parse(url)).table()["schema"]
+        assert "words" in schema["document_schemas"]["segment"]["schema"]["properties"]
+        for _ in range(100):  # Antfly rebuilds its full-text index in the background
+            hit = lib.search("moonlight", limit=1)[0]
+            if hit.words:
+                break
+            time.sleep(0.2)
+        assert hit.words["matched"] == ["moonlight"]
+    # The library as mediasearch left it before words reached the store (schema 7, everything sent).
+    db = sqlite3.connect(folder / "catalog.db", isolation_level=None)
+    db.execute("DROP TRIGGER texts_version_added")
+    db.execute("DROP TRIGGER texts_version_removed")
+    db.execute("PRAGMA user_version = 7")
+    db.close()
+    with Storage(folder, write=True) as writer:
+        assert Outbox(writer.catalog).unsent_count() == writer.catalog.segment_count() > 0
