@@ -201,7 +201,8 @@ class Watcher:
         started = time.monotonic()
         summary = self.indexer.sync_paths(ready, self.catalog.roots(), fresh_after=time.time() - self.settings.settle)
         self._save()
-        self.indexer.read_text()  # new pictures' text, after their vectors are findable
+        if self.indexer.read_text():  # new pictures' text, after their vectors are findable
+            self._save()  # and in a bound store's documents
         runs = summary.batches
         if len(ready) > 50 or runs > 1:
             self.log(

@@ -309,6 +309,30 @@ def test_the_watcher_keeps_the_table_in_step(antfly, tmp_path, media_dir):
 
 
 @pytest.mark.slow
+def test_the_watcher_sends_the_words_it_reads(antfly, tmp_path, monkeypatch):
+    """A picture added while watching: its vectors reach the table first, then the text read in it."""
+    from test_watch import WatchProcess
+    from test_words_index import card, plain
+
+    monkeypatch.delenv("MEDIASEARCH_NO_OCR")
+    media, url = tmp_path / "media", antfly.url("watched_words")
+    plain(media / "photo.jpg", 1)
+    run("index", media, "--model", BUNDLE, "--store", url, env=dict(os.environ, MEDIASEARCH_HOME=str(tmp_path / "lib")))
+    watcher = WatchProcess(media, tmp_path / "lib")
+    try:
+        library_id, _ = segment_keys(tmp_path / "lib")
+        card(media / "letter.png", ["Nordwind Energie"])
+
+        def words() -> set[str]:
+            docs = [d for d in table_docs(url, library_id) if d["path"].endswith("letter.png")]
+            return {word for doc in docs for word in doc.get("words", [])}
+
+        watcher.wait_for(lambda: "nordwind" in words(), "the words read in a new picture, in the table")
+    finally:
+        assert watcher.stop() == 0
+
+
+@pytest.mark.slow
 def test_a_library_of_another_model_is_refused(antfly, tmp_path, media_dir):
     """Vectors of two models cannot share a table: the second library's sends are refused, with why."""
     other = tmp_path / "other-bundle"
