@@ -113,14 +113,19 @@ def match(finder: Finder, query: Query) -> dict[Hashable, TextMatch]:
     words, phrases, negatives = query_words(query)
     if not words and not phrases:
         return {}
-    total = max(1, finder.total())
-    found: dict[Hashable, TextMatch] = {}
+    held: list[tuple[str, list[tuple[Row, float]]]] = []
     for word in words:
         judged = ((row, quality(word, row.words.split())) for row in finder.word(word))
-        _score(found, word, [(row, q) for row, q in judged if q], total)
+        held.append((word, [(row, q) for row, q in judged if q]))
     for phrase in phrases:
-        held = [(row, EXACT) for row in finder.phrase(phrase) if holds_phrase(phrase, row.words.split())]
-        _score(found, " ".join(phrase), held, total)
+        rows = finder.phrase(phrase)
+        held.append((" ".join(phrase), [(row, EXACT) for row in rows if holds_phrase(phrase, row.words.split())]))
+    if not any(hits for _, hits in held):
+        return {}
+    total = max(1, finder.total())  # counted only when something matched (a request to a shared store)
+    found: dict[Hashable, TextMatch] = {}
+    for key, hits in held:
+        _score(found, key, hits, total)
     for word in negatives:
         for row in finder.starting(word):
             if any(w.startswith(word) for w in row.words.split()):
