@@ -604,3 +604,30 @@ def test_a_table_and_a_library_from_before_words_take_them(antfly, tmp_path, emb
     db.close()
     with Storage(folder, write=True) as writer:
         assert Outbox(writer.catalog).unsent_count() == writer.catalog.segment_count() > 0
+
+
+@pytest.mark.slow
+def test_a_video_frames_words_are_on_that_frames_document(antfly, tmp_path, embedder, monkeypatch):
+    """Text read in a video frame belongs to that frame's segment: its document carries the words, the
+    other frames' do not, and the store finds the video at that moment, as the local library does."""
+    from test_words_index import plain, title_card_video
+
+    import mediasearch
+
+    monkeypatch.delenv("MEDIASEARCH_NO_OCR")
+    media, url = tmp_path / "clips", antfly.url("frames")
+    title_card_video(media / "holiday.mp4", "PLATFORM NINE")
+    plain(media / "photo.jpg", 5)
+    with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as lib:
+        assert lib.index(media, store=url).read == 2
+        hit = lib.search("platform nine", limit=1)[0]
+    catalog = sqlite3.connect(tmp_path / "lib" / "catalog.db")  # its frame texts, to compare with the documents
+    frames = dict(catalog.execute("SELECT at, words FROM texts WHERE source = 'frame'").fetchall())
+    library_id, _ = segment_keys(tmp_path / "lib")
+    assert frames and all("platform" in words for words in frames.values())
+    docs = [d for d in table_docs(url, library_id) if d["path"].endswith("holiday.mp4")]
+    worded = {d["start"] for d in docs if "platform" in d.get("words", [])}
+    assert worded == set(frames), "each frame's words on its own document, and only there"
+    assert all(d.get("words") == ["holiday"] for d in docs if d["start"] not in worded)  # its name only
+    assert Path(hit.path).name == "holiday.mp4" and hit.words["found"][0]["source"] == "frame"
+    assert hit.start == hit.end == hit.words["found"][0]["at"] == min(frames) and hit.matched == "image"
