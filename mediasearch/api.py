@@ -122,6 +122,7 @@ class Library:
         else:  # a model.Embedder made by the caller (tests share one; a program may too)
             self._make_embedder = lambda: model
         self._indexer = None  # the pass in flight, so stop() can reach it
+        self._reader = None  # the OCR reader, made when a pass first reads text and kept for the next
         self._watcher = None
         self._stop_asked = False
         self._backend = ranking.backend_for(self._storage)  # the local index or the shared store, chosen once
@@ -358,7 +359,7 @@ class Library:
             roots = self._roots(folders, hidden, excludes, clear_excludes, follow_links) if folders or not files else []
             owners = self._owners(files)
         indexer = Indexer(self._storage, make, warn=self._log, on_change=on_change or (lambda c: None),
-                          max_duration=max_duration, reader_factory=_ocr_reader if ocr else None)  # fmt: skip
+                          max_duration=max_duration, reader_factory=self._ocr_reader if ocr else None)  # fmt: skip
         self._started(indexer)
         try:
             summary = indexer.scan(roots, progress) if roots else None
@@ -367,6 +368,7 @@ class Library:
             if summary is not None and ocr and not indexer.stopping:
                 if hasattr(progress, "close"):
                     progress.close()
+                self._save(quietly=True)  # the vectors are findable by every reader now, not after the text
                 summary.read = indexer.read_text(reading() if reading else None)
                 summary.stopped = summary.stopped or indexer.stopping
         finally:
@@ -375,6 +377,16 @@ class Library:
         if self._stop_asked:
             summary.stopped = True
         return summary
+
+    def _ocr_reader(self):
+        """The OCR reader, made when the first picture needs reading (a pass with none never loads it)
+        and kept, so a program's later passes do not load its three sessions again."""
+        with self._lock:
+            if self._reader is None:
+                from mediasearch.ocr import Reader
+
+                self._reader = Reader()
+            return self._reader
 
     def _writer_embedder(self, reembed: bool):
         """Settle the model a pass writes with (binding the library to it) and return its factory."""
@@ -427,7 +439,7 @@ class Library:
         make = self._writer_embedder(False)
         with self._lock:
             roots = self._roots([_absolute(p) for p in folders], hidden, excludes, clear_excludes, follow_links)
-        reads = None if os.environ.get("MEDIASEARCH_NO_OCR") else _ocr_reader
+        reads = None if os.environ.get("MEDIASEARCH_NO_OCR") else self._ocr_reader
         indexer = Indexer(self._storage, make, warn=self._log, on_change=on_change or (lambda c: None),
                           max_duration=max_duration, reader_factory=reads)  # fmt: skip
         watcher = Watcher(indexer, roots, Settings(settle=settle, rescan=rescan), log or self._log, observer_factory)
@@ -529,11 +541,6 @@ class Library:
             return self._storage.catalog.get("model_source") or DEFAULT_MODEL
 
 
-def _ocr_reader():
-    """The OCR reader, made when the first picture needs reading (a pass with none never loads it)."""
-    from mediasearch.ocr import Reader
-
-    return Reader()
 
 
 def embed_files(embedder, paths: Sequence[PathLike], max_duration: float | None = None) -> list:

@@ -167,6 +167,23 @@ def test_a_library_indexed_without_text_reads_it_next_pass_without_embedding(fol
         assert lib.status()["words"] == {"read": 14, "with_text": 3, "waiting": 0}
 
 
+def test_new_pictures_are_findable_by_their_vectors_before_their_text_is_read(folder, isolated, embedder):
+    """Reading text follows the vector pass: by then the saved index holds the new pictures, so another
+    process's query finds them while the text is still being read (not only at the end of the run)."""
+    with mediasearch.open(isolated / "library", model=embedder, write=True) as lib:
+        lib.index(folder, ocr=False)
+        new = plain(folder / "later" / "IMG_0001.jpg", 99)
+        seen: list[set[str]] = []
+
+        def reading():
+            with mediasearch.open(lib.folder, model=embedder) as reader:  # read-only, while the writer works
+                seen.append({hit.path for hit in reader.search(like=[new], limit=30, include_examples=True)})
+            return None
+
+        lib.index(folder, reading=reading)
+        assert seen and str(new) in seen[0], "the new picture was not findable until its text was read"
+
+
 def test_tags_and_captions_of_a_library_made_before_words_are_read_without_embedding(folder, isolated, embedder):
     with mediasearch.open(isolated / "library", model=embedder, write=True) as lib:
         lib.index(folder, ocr=False)
