@@ -45,3 +45,18 @@ def metadata_fails() -> None:
         raise RuntimeError(f"metadata of {path} cannot be read")
 
     capture.metadata = fail
+
+
+def reading_crashes() -> None:
+    """Decoding a picture to read its text kills the worker with SIGSEGV for files named `crashes-when-read*`
+    (their vector pass decodes them well): a C decoder crashing only at the size reading needs."""
+    from mediasearch import ocr
+
+    load = ocr.load
+
+    def crash(path: str):
+        if Path(path).name.startswith("crashes-when-read"):
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return load(path)
+
+    ocr.load = crash

@@ -280,3 +280,32 @@ def test_a_video_is_found_at_the_moment_its_words_are_on_screen(tmp_path, isolat
         found = hit.words["found"][0]
         assert found["source"] == "frame" and 10.0 <= found["at"] < 20.0, "a frame where the card shows"
         assert hit.start == hit.end == found["at"] and hit.matched == "image"
+
+
+def test_a_decoder_crashing_while_reading_text_loses_that_text_only(tmp_path, isolated, embedder):
+    """Pictures are decoded for reading in decoder workers, as for their vectors: a crash there is one note
+    with its reason, the picture keeps its vectors and counts as read, every other picture is read."""
+    from conftest import open_library
+    from decoder_hooks import reading_crashes
+
+    from mediasearch.ingest import Indexer
+    from mediasearch.ocr import Reader
+
+    media = tmp_path / "media"
+    card(media / "crashes-when-read.png", ["Harbour Ferry"])
+    card(media / "letter.png", ["Nordwind Energie"])
+    storage = open_library(isolated / "library", embedder.bundle)
+    notes: list[str] = []
+    indexer = Indexer(
+        storage, lambda: embedder, warn=notes.append, decoder_setup=reading_crashes, reader_factory=Reader
+    )
+    assert indexer.scan(storage.add_folders([str(media)])).added == 2
+    assert indexer.read_text() == 2 and not indexer.summary.stopped
+    storage.save_index()
+    storage.close()
+    crashed = media / "crashes-when-read.png"
+    assert notes == [f"note: {crashed}: its text could not be read (the decoder crashed (signal 11, SIGSEGV))"]
+    with mediasearch.open(isolated / "library", model=embedder) as lib:
+        assert first(lib, "nordwind energie") == "letter.png"
+        assert lib.status()["words"] == {"read": 2, "with_text": 1, "waiting": 0}
+        assert any(hit.path == str(crashed) for hit in lib.search(like=[crashed], limit=5, include_examples=True))

@@ -50,16 +50,6 @@ def _next_batch(units: Iterator[Unit]) -> list[Unit]:
     return batch
 
 
-def load_or_error(path: str):
-    """A picture decoded for reading (mediasearch.ocr.load), or the error that stopped it."""
-    from mediasearch import ocr
-
-    try:
-        return ocr.load(path)
-    except Exception as exc:
-        return exc
-
-
 class Pipeline:
     """Part of ingest.Indexer (see its docstring); uses the state Indexer.__init__ sets."""
 

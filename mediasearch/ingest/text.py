@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from mediasearch.errors import DecodeError
 from mediasearch.ingest.constants import READ_BATCH
-from mediasearch.ingest.pipeline import load_or_error
+from mediasearch.media.decoded import failure
+from mediasearch.media.workers import DecoderPool, Stopped
 
 
 class TextReading:
@@ -15,7 +17,11 @@ class TextReading:
     def read_text(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Read the text in every indexed picture this reader has not read (after the vector pass, so
         every file is findable by its vector first). Committed a few pictures at a time: Ctrl-C or a
-        kill keeps what was read, and the next pass reads the rest. Returns how many were read."""
+        kill keeps what was read, and the next pass reads the rest. Returns how many were read.
+
+        Pictures and frames are decoded again, at the size reading needs, in decoder workers (as the
+        vector pass decodes): the vector pass must not wait for reading, and holding its decoded
+        pictures until then would hold a library's worth of them."""
         if self._reader_factory is None:
             return 0
         from mediasearch import ocr
@@ -23,53 +29,63 @@ class TextReading:
         reader_id = ocr.fingerprint()
         waiting = self.catalog.read_counts(reader_id)["waiting"]
         done, last = 0, 0
-        with ThreadPoolExecutor(1) as pool:  # the next picture decodes while this one is read
+        workers = DecoderPool(2, None, self.decoder_setup, lambda: self.stopping, warn=self.warn)
+        ahead = ThreadPoolExecutor(1)  # the next pictures decode while this one is read
+        try:
             while not self.stopping:
                 todo = self.catalog.unread(reader_id, READ_BATCH, last)
                 if not todo:
                     break
                 found = []
-                loads = [pool.submit(load_or_error, path) if kind == "image" else None for _, path, kind in todo]
+                loads = [ahead.submit(_picture, workers, path) if kind == "image" else None for _, path, kind in todo]
                 for (file_id, path, kind), loaded in zip(todo, loads, strict=True):
-                    if self.stopping:
+                    lines = self._read_frames(workers, file_id, path) if kind == "video" else self._read(path, loaded)
+                    if lines is None:  # the pass is stopping: this file is read next time
                         break
-                    if kind == "video":
-                        found.append((file_id, self._read_frames(file_id, path)))
-                    else:
-                        found.append((file_id, self._read(path, loaded.result())))
+                    found.append((file_id, lines))
                     done += 1
                     if progress:
                         progress(done, max(waiting, done))
                 self._commit_read(reader_id, found)
                 last = todo[-1][0]
+        finally:
+            workers.close()  # first: a load waiting on a worker is answered at once
+            ahead.shutdown(wait=True, cancel_futures=True)
         if self.stopping:
             self.summary.stopped = True
         return done
 
-    def _read(self, path: str, loaded) -> list[tuple[float | None, str]]:
-        """The lines read in one decoded picture; a picture that cannot be decoded has none."""
-        if isinstance(loaded, Exception):
+    def _read(self, path: str, loaded) -> list[tuple[float | None, str]] | None:
+        """The lines read in one picture (none when it cannot be decoded: told once), or None on a stop."""
+        picture = loaded.result()
+        if isinstance(picture, Stopped) or self.stopping:
+            return None
+        if isinstance(picture, Exception):
+            self.warn(f"note: {path}: its text could not be read ({failure(path, picture).reason})")
             return []
+        return self._lines(path, picture)
+
+    def _lines(self, path: str, picture) -> list[tuple[float | None, str]]:
         if self._reader is None:
             self._reader = self._reader_factory()
         try:
-            return [(None, line.text) for line in self._reader.read(loaded)]
+            return [(None, line.text) for line in self._reader.read(picture)]
         except Exception as exc:  # a reader failure on one picture must not stop the pass
             self.warn(f"note: {path}: its text could not be read ({type(exc).__name__}: {exc})")
             return []
 
-    def _read_frames(self, file_id: int, path: str) -> list[tuple[float | None, str]]:
-        """The lines read in a video's embedded frames, each with its frame's time."""
-        from mediasearch import ocr
-
+    def _read_frames(self, workers: DecoderPool, file_id: int, path: str) -> list[tuple[float | None, str]] | None:
+        """The lines read in a video's embedded frames, each with its frame's time (None on a stop)."""
         lines: list[tuple[float | None, str]] = []
         try:
-            for at, frame in ocr.video_frames(path, self.catalog.frame_times(file_id)):
+            for at, frame in workers.pictures(path, self.catalog.frame_times(file_id)):
                 if self.stopping:
-                    break
-                lines += [(at, text) for _, text in self._read(path, frame)]
-        except Exception as exc:  # a video that no longer decodes keeps what was read of it
-            self.warn(f"note: {path}: the text of its frames could not be read ({type(exc).__name__}: {exc})")
+                    return None
+                lines += [(at, text) for _, text in self._lines(path, frame)]
+        except Stopped:
+            return None
+        except DecodeError as exc:  # a video that no longer decodes keeps what was read of it
+            self.warn(f"note: {path}: the text of its frames could not be read ({exc.reason})")
         return lines
 
     def _commit_read(self, reader_id: str, found: list) -> None:
@@ -79,3 +95,11 @@ class TextReading:
             for file_id, lines in found:
                 if self.catalog.file_by_id(file_id) is not None:  # not removed meanwhile (the watcher)
                     self.catalog.put_read(file_id, reader_id, lines)
+
+
+def _picture(workers: DecoderPool, path: str):
+    """A picture decoded for reading, or the error (or Stopped) that ended it."""
+    try:
+        return list(workers.pictures(path))[0][1]
+    except Exception as exc:
+        return exc

@@ -78,7 +78,7 @@ class DecoderPool:
         try:
             worker = self._take()
         except OSError as exc:  # this interpreter cannot be started again (a path the user may not run, a sandbox)
-            return self._without_workers(path, exc)
+            return self._without_workers(exc, path)
         try:
             decoded, paused = worker.first(path, self.max_duration, self.stopping)
         except BaseException as exc:
@@ -95,20 +95,40 @@ class DecoderPool:
         self._give_back(worker)
         return decoded
 
-    def _without_workers(self, path: str | Path, exc: OSError) -> Decoded | DecodeError:
+    def pictures(self, path: str | Path, times: list[float] | None = None) -> Iterator[tuple[float | None, object]]:
+        """What text is read in (ocr.pictures: the picture, or a video's frames at `times`), upright at the size
+        reading needs, decoded in a worker as the vector pass's pictures are: a decoder that crashes on it fails
+        its text (DecodeError), not the pass.  A frame at a time: one is never held while the next decodes."""
+        if not self.here:
+            try:
+                worker = self._take()
+            except OSError as exc:
+                self._without_workers(exc)
+            else:
+                try:
+                    yield from worker.request(("pictures", str(path), times), path, Decoded("", []), self.stopping)
+                finally:
+                    self._give_back(worker)  # killed when the caller stopped halfway (out of step)
+                return
+        from mediasearch import ocr
+
+        yield from ocr.pictures(str(path), times)
+
+    def _without_workers(self, exc: OSError, path: str | Path | None = None) -> Decoded | DecodeError | None:
         """Once told, every file is decoded in this process: a pass still completes where no worker can start,
         without the protection from decoders that crash."""
         with self._cond:
             told, self.here = self.here, True
         if not told:
             self.warn(f"decoder workers cannot start here ({exc.strerror or exc}): decoding in this process")
-        return decode_here(path, self.max_duration)
+        return decode_here(path, self.max_duration) if path is not None else None
 
     def _rest(self, path: str | Path, decoded: Decoded) -> Iterator:
         """The segments after the first ones, decoded again from the start by a worker that skips those."""
         worker = self._take()
         try:
-            yield from worker.request(path, self.max_duration, len(decoded.ready), None, decoded, self.stopping)
+            rest = (str(path), self.max_duration, len(decoded.ready), None)
+            yield from worker.request(rest, path, decoded, self.stopping)
         finally:
             self._give_back(worker)
 
@@ -210,7 +230,7 @@ class _Worker:
     def first(self, path, max_duration, stopping) -> tuple[Decoded, bool]:
         """The first READ_AHEAD segments and the facts so far; True when the worker paused with more to come."""
         decoded = Decoded("", [])
-        decoded.ready.extend(self.request(path, max_duration, 0, READ_AHEAD, decoded, stopping))
+        decoded.ready.extend(self.request((str(path), max_duration, 0, READ_AHEAD), path, decoded, stopping))
         return decoded, not self.usable
 
     def resume(self, path, decoded: Decoded, stopping) -> Iterator:
@@ -226,11 +246,12 @@ class _Worker:
         except OSError:
             self.kill()
 
-    def request(self, path, max_duration, skip: int, limit: int | None, decoded: Decoded, stopping) -> Iterator:
-        """Segments [skip, skip + limit) of a file, filling in `decoded`'s kind, facts and note; with a
-        limit, the worker pauses after it when there is more (and `usable` stays False)."""
+    def request(self, message: tuple, path, decoded: Decoded, stopping) -> Iterator:
+        """What the worker sends for one request, filling in `decoded`'s kind, facts and note: (path,
+        max_duration, skip, limit) asks for segments [skip, skip + limit) of a file, the worker pausing after
+        them when there is more (and `usable` staying False); ("pictures", path, times) for what is read."""
         self.usable = False  # until the worker says it is done with this file
-        self._send((str(path), max_duration, skip, limit), path)
+        self._send(message, path)
         return self._relay(path, decoded, stopping)
 
     def _send(self, message, path) -> None:
@@ -377,9 +398,13 @@ def _serve(conn, setup: Callable[[], None] | None) -> None:
         setup()
     while True:
         try:
-            path, max_duration, skip, limit = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             os._exit(0)
+        if message[0] == "pictures":
+            _send_pictures(conn, *message[1:])
+            continue
+        path, max_duration, skip, limit = message
         decoded = media.decode_or_error(path, max_duration)
         if skip == 0 and not isinstance(decoded, DecodeError):  # when and where, read here for the same reason
             try:
@@ -387,6 +412,24 @@ def _serve(conn, setup: Callable[[], None] | None) -> None:
             except Exception:  # metadata is optional: the file is still indexed, dated by its mtime
                 decoded.facts["capture"] = {}
         _answer(conn, path, decoded, skip, limit)
+
+
+def _send_pictures(conn, path: str, times: list[float] | None) -> None:
+    """What text is read in, a picture at a time, then ("done", ...); or ("error", reason) when it cannot be
+    decoded (after the frames that could)."""
+    from mediasearch import ocr
+
+    pictures = ocr.pictures(path, times)
+    while True:
+        try:
+            picture = next(pictures)
+        except StopIteration:
+            break
+        except Exception as exc:  # the decoder's own failure; a broken pipe below ends the worker instead
+            conn.send(("error", failure(path, exc).reason))
+            return
+        conn.send(("segment", picture))
+    conn.send(("done", "image", {}, None))
 
 
 def _ask(conn, cost: int) -> None:
