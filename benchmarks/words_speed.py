@@ -94,9 +94,10 @@ def rapidocr_reader(threads: int | None):
 
     engine = RapidOCR() if threads is None else RapidOCR(intra_op_num_threads=threads, inter_op_num_threads=1)
 
-    def read(path: Path) -> list[str]:
-        result, _ = engine(str(path))
-        return [text for _box, text, _score in result or []]
+    def read(path: Path) -> list[float]:
+        """Its own timing of each stage: detection, angle, recognition (zeros when nothing was found)."""
+        _result, elapse = engine(str(path))
+        return list(elapse or [0.0, 0.0, 0.0])
 
     return read
 
@@ -169,6 +170,37 @@ def run(args, work: Path) -> None:
     rapid_all = sum(statistics.median(figures[k]["rapid"]) for k in KINDS)
     whole_all = sum(statistics.median(figures[k]["whole"]) for k in KINDS)
     print(f"{'all':12s}{rapid_all / len(KINDS):10.3f}{whole_all / len(KINDS):10.3f}{whole_all / rapid_all:8.2f}")
+    stages(pictures, rapid)
+
+
+def stages(pictures: dict[str, list[Path]], rapid) -> None:
+    """Where reading text spends its time, per kind: rapidocr's own stage timings beside mediasearch.ocr's
+    (decoding, detection, angle, recognition), seconds per picture, one run each."""
+    from mediasearch import ocr
+
+    reader = ocr.Reader()
+    print("\nreading alone, seconds per picture: rapidocr det / cls / rec; mediasearch decode / det / cls / rec")
+    for kind in KINDS:
+        theirs = np.mean([rapid(path) for path in pictures[kind]], axis=0)
+        ours = np.mean([our_stages(reader, path) for path in pictures[kind]], axis=0)
+        print(f"{kind:12s}" + " / ".join(f"{t:.3f}" for t in theirs) + "    " + " / ".join(f"{t:.3f}" for t in ours))
+
+
+def our_stages(reader, path: Path) -> list[float]:
+    from mediasearch import ocr
+
+    times, t0 = [], time.perf_counter()
+    rgb = ocr.load(str(path))
+    times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    boxes = reader.detect(rgb)
+    times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    crops, _turns = reader._upright([rgb[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]) if boxes else ([], [])
+    times.append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    reader.recognise(crops)
+    return [*times, time.perf_counter() - t0]
 
 
 def cpu_flags() -> str:
