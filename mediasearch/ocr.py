@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 OCR_SIDE = 2048  # longest side a picture is read at: 12 MP photos' small print survives (at half their size)
-DRAFT_SIDE = 2000  # a JPEG at least twice this long is decoded at half scale: 12 MP photos (A4 scans at 1754 px lost lines)
+DRAFT_SIDE = 2000  # a JPEG twice this long is decoded at half scale: 12 MP photos (A4 scans at 1754 px lost lines)
 DET_SIDE = 960  # longest side of the picture detection sees: small text in a 12 MP photo still shows
 DET_THRESH, BOX_THRESH, UNCLIP = 0.3, 0.6, 1.5  # PP-OCR's own DB settings for these weights
 REC_HEIGHT, CLS_BATCH, MAX_BOXES = 48, 32, 200
