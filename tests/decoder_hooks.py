@@ -60,3 +60,24 @@ def reading_crashes() -> None:
         return load(path)
 
     ocr.load = crash
+
+
+def reading_runs_out_of_memory() -> None:
+    """Decoding a picture or a video's frames to read their text finds too little memory for files named
+    `nomemory-when-read*` (their vector pass decodes them well), as on a machine short of memory then."""
+    from mediasearch import ocr
+
+    load, video_frames = ocr.load, ocr.video_frames
+
+    def short_load(path: str):
+        if Path(path).name.startswith("nomemory-when-read"):
+            raise MemoryError("Unable to allocate 48.0 MiB for an array with shape (4096, 4096, 3)")
+        return load(path)
+
+    def short_frames(path: str, times: list[float]):
+        for at, frame in video_frames(path, times):
+            if Path(path).name.startswith("nomemory-when-read"):
+                raise MemoryError("Unable to allocate 2.64 MiB for an array with shape (360, 640, 3)")
+            yield at, frame
+
+    ocr.load, ocr.video_frames = short_load, short_frames

@@ -309,3 +309,71 @@ def test_a_decoder_crashing_while_reading_text_loses_that_text_only(tmp_path, is
         assert first(lib, "nordwind energie") == "letter.png"
         assert lib.status()["words"] == {"read": 2, "with_text": 1, "waiting": 0}
         assert any(hit.path == str(crashed) for hit in lib.search(like=[crashed], limit=5, include_examples=True))
+
+
+def reading_pass(storage, embedder, notes: list[str], setup=None):
+    """An Indexer that reads text (decoder workers set up by `setup`), as `index` makes it."""
+    from mediasearch.ingest import Indexer
+    from mediasearch.ocr import Reader
+
+    return Indexer(storage, lambda: embedder, warn=notes.append, decoder_setup=setup, reader_factory=Reader)
+
+
+def test_text_not_read_for_want_of_memory_is_read_on_the_next_pass(tmp_path, isolated, embedder):
+    """A picture or video whose decoding for reading finds too little memory is not marked read: the note
+    says it is tried again on the next pass, as the vector pass does, and the next pass reads it."""
+    from conftest import open_library
+    from decoder_hooks import reading_runs_out_of_memory
+
+    from mediasearch import ocr
+
+    media = tmp_path / "media"
+    card(media / "nomemory-when-read.png", ["Harbour Ferry"])
+    title_card_video(media / "nomemory-when-read-clip.mp4", "PLATFORM NINE", seconds=4)
+    card(media / "letter.png", ["Nordwind Energie"])
+    storage = open_library(isolated / "library", embedder.bundle)
+    notes: list[str] = []
+    indexer = reading_pass(storage, embedder, notes, reading_runs_out_of_memory)
+    assert indexer.scan(storage.add_folders([str(media)])).added == 3
+    assert indexer.read_text() == 1 and not indexer.summary.stopped
+    assert len(notes) == 2 and all(note.endswith("it is tried again on the next pass)") for note in notes), notes
+    waiting = sorted(Path(path).name for _, path, _ in storage.catalog.unread(ocr.fingerprint(), 10))
+    assert waiting == ["nomemory-when-read-clip.mp4", "nomemory-when-read.png"], "marked read, never read"
+    assert reading_pass(storage, embedder, notes).read_text() == 2 and len(notes) == 2
+    storage.save_index()
+    storage.close()
+    with mediasearch.open(isolated / "library", model=embedder) as lib:
+        assert first(lib, "harbour ferry") == "nomemory-when-read.png"
+        assert first(lib, "platform nine") == "nomemory-when-read-clip.mp4"
+
+
+def test_where_no_decoder_worker_starts_a_failing_video_loses_its_text_only(tmp_path, isolated, embedder, monkeypatch):
+    """Decoding in this process (no worker could start), a video whose frames fail to decode while its text
+    is read is one note, as in a worker: the pass goes on and reads the other pictures."""
+    from conftest import open_library
+    from decoder_hooks import reading_runs_out_of_memory
+
+    from mediasearch import ocr
+    from mediasearch.media import workers
+
+    media = tmp_path / "media"
+    title_card_video(media / "nomemory-when-read-clip.mp4", "PLATFORM NINE", seconds=4)
+    card(media / "letter.png", ["Nordwind Energie"])
+    storage = open_library(isolated / "library", embedder.bundle)
+    notes: list[str] = []
+    indexer = reading_pass(storage, embedder, notes)
+    assert indexer.scan(storage.add_folders([str(media)])).added == 2
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied", "/venv/bin/python")
+
+    monkeypatch.setattr(workers, "_Worker", refuse)
+    monkeypatch.setattr(ocr, "load", ocr.load)  # put back after the test
+    monkeypatch.setattr(ocr, "video_frames", ocr.video_frames)
+    reading_runs_out_of_memory()
+    assert indexer.read_text() == 1 and not indexer.summary.stopped
+    clip = media / "nomemory-when-read-clip.mp4"
+    assert notes[0] == "decoder workers cannot start here (Permission denied): decoding in this process"
+    assert notes[1].startswith(f"note: {clip}: the text of its frames could not be read (not enough memory")
+    assert [Path(path).name for _, path, _ in storage.catalog.unread(ocr.fingerprint(), 10)] == [clip.name]
+    storage.close()

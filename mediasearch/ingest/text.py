@@ -6,7 +6,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from mediasearch.errors import DecodeError
-from mediasearch.ingest.constants import READ_BATCH
+from mediasearch.ingest.constants import READ_BATCH, RETRIED
 from mediasearch.media.decoded import failure
 from mediasearch.media.workers import DecoderPool, Stopped
 
@@ -39,7 +39,10 @@ class TextReading:
                 found = []
                 loads = [ahead.submit(_picture, workers, path) if kind == "image" else None for _, path, kind in todo]
                 for (file_id, path, kind), loaded in zip(todo, loads, strict=True):
-                    lines = self._read_frames(workers, file_id, path) if kind == "video" else self._read(path, loaded)
+                    try:
+                        lines = self._read_file(workers, file_id, path, kind, loaded)
+                    except _Later:  # left unread: the next pass reads it
+                        continue
                     if lines is None:  # the pass is stopping: this file is read next time
                         break
                     found.append((file_id, lines))
@@ -55,13 +58,17 @@ class TextReading:
             self.summary.stopped = True
         return done
 
+    def _read_file(self, workers: DecoderPool, file_id: int, path: str, kind: str, loaded):
+        """The lines read in one file, or None on a stop (raises _Later when it is read next pass)."""
+        return self._read_frames(workers, file_id, path) if kind == "video" else self._read(path, loaded)
+
     def _read(self, path: str, loaded) -> list[tuple[float | None, str]] | None:
         """The lines read in one picture (none when it cannot be decoded: told once), or None on a stop."""
         picture = loaded.result()
         if isinstance(picture, Stopped) or self.stopping:
             return None
         if isinstance(picture, Exception):
-            self.warn(f"note: {path}: its text could not be read ({failure(path, picture).reason})")
+            self._unreadable(path, failure(path, picture), "its text")
             return []
         return self._lines(path, picture)
 
@@ -85,8 +92,16 @@ class TextReading:
         except Stopped:
             return None
         except DecodeError as exc:  # a video that no longer decodes keeps what was read of it
-            self.warn(f"note: {path}: the text of its frames could not be read ({exc.reason})")
+            self._unreadable(path, exc, "the text of its frames")
         return lines
+
+    def _unreadable(self, path: str, exc: DecodeError, what: str) -> None:
+        """Say why a file's text could not be read.  A failure that may pass (too little memory then, a file
+        that could not be opened) raises _Later, so the file is not marked read: the vector pass tries such
+        files again on the next pass, and the note says the same of their text."""
+        self.warn(f"note: {path}: {what} could not be read ({exc.reason})")
+        if exc.reason.startswith(RETRIED):
+            raise _Later
 
     def _commit_read(self, reader_id: str, found: list) -> None:
         if not found:
@@ -95,6 +110,10 @@ class TextReading:
             for file_id, lines in found:
                 if self.catalog.file_by_id(file_id) is not None:  # not removed meanwhile (the watcher)
                     self.catalog.put_read(file_id, reader_id, lines)
+
+
+class _Later(Exception):
+    """This file's text is read on the next pass (its decoding failed for a reason that may pass)."""
 
 
 def _picture(workers: DecoderPool, path: str):

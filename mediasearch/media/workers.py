@@ -110,9 +110,7 @@ class DecoderPool:
                 finally:
                     self._give_back(worker)  # killed when the caller stopped halfway (out of step)
                 return
-        from mediasearch import ocr
-
-        yield from ocr.pictures(str(path), times)
+        yield from pictures_or_error(str(path), times)
 
     def _without_workers(self, exc: OSError, path: str | Path | None = None) -> Decoded | DecodeError | None:
         """Once told, every file is decoded in this process: a pass still completes where no worker can start,
@@ -414,21 +412,29 @@ def _serve(conn, setup: Callable[[], None] | None) -> None:
         _answer(conn, path, decoded, skip, limit)
 
 
-def _send_pictures(conn, path: str, times: list[float] | None) -> None:
-    """What text is read in, a picture at a time, then ("done", ...); or ("error", reason) when it cannot be
-    decoded (after the frames that could)."""
+def pictures_or_error(path: str, times: list[float] | None) -> Iterator[tuple[float | None, object]]:
+    """ocr.pictures, any failure of a decoder raised as the file's DecodeError (failure's reason): in a worker
+    and in this process alike, so a reader sees one kind of failure, with the same reasons as the vector pass
+    (a file short of memory "is tried again on the next pass")."""
     from mediasearch import ocr
 
-    pictures = ocr.pictures(path, times)
-    while True:
-        try:
-            picture = next(pictures)
-        except StopIteration:
-            break
-        except Exception as exc:  # the decoder's own failure; a broken pipe below ends the worker instead
-            conn.send(("error", failure(path, exc).reason))
-            return
-        conn.send(("segment", picture))
+    try:
+        yield from ocr.pictures(path, times)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise failure(path, exc) from exc
+
+
+def _send_pictures(conn, path: str, times: list[float] | None) -> None:
+    """What text is read in, a picture at a time, then ("done", ...); or ("error", reason) when it cannot be
+    decoded (after the frames that could).  A broken pipe is not caught: it ends the worker."""
+    try:
+        for picture in pictures_or_error(path, times):
+            conn.send(("segment", picture))
+    except DecodeError as exc:
+        conn.send(("error", exc.reason))
+        return
     conn.send(("done", "image", {}, None))
 
 
