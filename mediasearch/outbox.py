@@ -5,8 +5,11 @@ Every change to a file's row or to its words bumps its version (triggers, see sc
 `store_sent` records which version of each segment the table has: what differs is what the next send
 carries, so no code path that changes a file can forget to tell the store.
 
-Each segment carries the words it is found by: its file's (names, tags, captions, place) and its own
-text read by OCR (a picture's on its one segment, a video frame's on that frame's segment).
+A file's words go with its documents once: its names, tags, captions, place and the text read in a
+picture on its first segment, the text read in a video frame on that frame's segment.  Not on each
+segment: a long recording's hundreds of windows, each carrying its name and tags (up to 40 KB), filled
+what a query word may pick up from the store (textrank.ROWS_PER_WORD documents) and hid other files
+holding the word, and its tags were sent once per window.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Outbox:
         for chunk in chunks([r[0] for r in ids]):
             out += self.db.query(
                 f"""SELECT s.id, s.start, s.end, s.modality AS matched, s.vector, f.id AS file_id, f.version,
+                           (SELECT min(id) FROM segments WHERE file_id = f.id) AS first,
                            f.path, f.kind, f.size, f.mtime, f.hash, f.width, f.height, f.duration, r.path AS folder,
                            f.taken, f.taken_source, f.latitude, f.longitude, f.city, f.region, f.country
                     FROM segments s JOIN files f ON f.id = s.file_id JOIN roots r ON r.id = f.root_id
@@ -95,9 +99,9 @@ class Outbox:
 
 
 def _belongs(text: dict, segment: dict) -> bool:
-    """A file's names, tags, captions and place belong to each of its segments; text read in a picture
-    to its segment; text read in a video frame to that frame's segment only."""
+    """Text read in a video frame belongs to that frame's segment; every other text of a file (names, tags,
+    captions, place, text read in a picture) to its first segment (see the module's docstring)."""
     if text["source"] not in READ or text["at"] is None:
-        return True
+        return segment["id"] == segment["first"]
     start = segment["start"]
     return segment["matched"] == "image" and start is not None and abs(text["at"] - start) < SAME_FRAME

@@ -152,6 +152,15 @@ def _m008_words_reach_the_store(db: sqlite_utils.Database) -> None:
         db.execute(statement)
 
 
+def _m009_words_once_a_file(db: sqlite_utils.Database) -> None:
+    """A file's words go on one of its documents, no longer on each (outbox.py says why): files with more
+    than one segment are bumped, so a bound store's documents lose the copies on the next send."""
+    db.execute(
+        "UPDATE files SET version = version + 1 WHERE id IN "
+        "(SELECT file_id FROM segments GROUP BY file_id HAVING count(*) > 1)"
+    )
+
+
 MIGRATIONS = [
     _m001_first_schema,
     _m002_byte_paths_and_folder_state,
@@ -161,4 +170,5 @@ MIGRATIONS = [
     _m006_capture_and_place,
     _m007_words,
     _m008_words_reach_the_store,
+    _m009_words_once_a_file,
 ]

@@ -9,9 +9,9 @@ exactly what differs, in batches, and what could not be sent (the server down,
 the network gone) simply stays different until the next send.  Writes are
 upserts by key, so sending twice never makes a second copy.
 
-Each document also carries its words (`words`: the file's names, tags, captions and place and the
-segment's own text read by OCR, folded by mediasearch.words, as keywords Antfly's full-text index
-matches exactly, by prefix and one edit away; `texts`: where each was found, as shown, not indexed).
+Documents also carry their file's words, each once (outbox.py says which document holds which: `words`,
+folded by mediasearch.words, as keywords Antfly's full-text index matches exactly, by prefix and one edit
+away; `texts`: where each was found, as shown, not indexed).
 
 Queries go to the table, with kind, folder and date filters and the score
 floor pushed down to Antfly, so they see every library's files.  The text half

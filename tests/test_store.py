@@ -631,3 +631,39 @@ def test_a_video_frames_words_are_on_that_frames_document(antfly, tmp_path, embe
     assert all(d.get("words") == ["holiday"] for d in docs if d["start"] not in worded)  # its name only
     assert Path(hit.path).name == "holiday.mp4" and hit.words["found"][0]["source"] == "frame"
     assert hit.start == hit.end == hit.words["found"][0]["at"] == min(frames) and hit.matched == "image"
+
+
+@pytest.mark.slow
+def test_a_long_recordings_name_leaves_room_for_other_files_holding_the_word(antfly, tmp_path, embedder, monkeypatch):
+    """A file's names, tags and captions go on one of its documents, not on each: when every window of a
+    long recording carried them, a word of its name filled the documents a query word may pick up
+    (textrank.ROWS_PER_WORD, here scaled down to the recording's windows), and a picture holding the word,
+    found first locally, was not found by its words on the store; the recording's tags were also sent
+    once per window (up to 40 KB each)."""
+    from test_words_index import plain
+
+    import mediasearch
+    from mediasearch import store as store_module
+    from mediasearch.outbox import Outbox
+
+    media, url = tmp_path / "media", antfly.url("long_recording")
+    media.mkdir()
+    sf.write(media / "ferry.flac", (0.1 * np.sin(np.arange(22050 * 100) / 7)).astype(np.float32), 22050)
+    with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as lib:
+        lib.index(media, store=url)
+        plain(media / "ferry at dawn over the harbour of hallig hooge.jpg", 3)  # a later document
+        lib.index()
+        library_id, keys = segment_keys(tmp_path / "lib")
+        docs = table_docs(url, library_id)
+        recording = [d for d in docs if d["path"].endswith("ferry.flac")]
+        assert len(recording) == len(keys) - 1 >= 12
+        assert [d.get("words") for d in recording if d.get("words")] == [["ferry"]], "one document carries them"
+        monkeypatch.setattr(store_module, "ROWS_PER_WORD", 8)
+        worded = {Path(h.path).name for h in lib.search("ferry", limit=5) if h.words}
+        assert worded == {"ferry.flac", "ferry at dawn over the harbour of hallig hooge.jpg"}
+    # A library whose documents went with the words on every segment (schema 8) sends its recording again.
+    db = sqlite3.connect(tmp_path / "lib" / "catalog.db", isolation_level=None)
+    db.execute("PRAGMA user_version = 8")
+    db.close()
+    with Storage(tmp_path / "lib", write=True) as writer:
+        assert Outbox(writer.catalog).unsent_count() == len(recording), "the recording's documents, only"
