@@ -213,7 +213,7 @@ class LocalIndex:
         return self._keys(self.search(query, limit, filters))
 
     def hits_for(self, missing: dict, query: np.ndarray, filters: Filters) -> list[tuple[Hashable, Hit]]:
-        """Keyed hits for files the text half found beyond the vector candidates."""
+        """Keyed hits for files the text half found beyond the vector candidates (fuse's best missing)."""
         return self._keys(_hits_of(self.library, [m.file for m in missing.values()], query, filters))
 
     def _keys(self, hits: list[Hit]) -> list[tuple[Hashable, Hit]]:
@@ -261,7 +261,7 @@ class SharedIndex:
     def hits_for(self, missing: dict, query: np.ndarray, filters: Filters) -> list[tuple[Hashable, Hit]]:
         """Keyed hits for files the text half found beyond the vector candidates: every segment of
         their content (by hash) scored exactly, as the local index does from the catalog."""
-        hashes = sorted({key[1] for key in missing if isinstance(key[1], str)})[:1000]
+        hashes = list(dict.fromkeys(key[1] for key in missing if isinstance(key[1], str)))
         found = self.store.segments_of(hashes, query, filters) if hashes else []
         hits = _best_files(found, filters, len(found) + 1, complete=True, keyed=True) or []
         return [(key, hit) for key, hit in hits if key in missing]
@@ -337,15 +337,15 @@ def fuse(library: Storage, vector: np.ndarray, query, limit: int, filters: Filte
     matches = backend.words(query, filters) if query is not None else {}
     if not matches:
         return backend.search(vector, limit, filters)
+    wanted = textrank.wanted(query)
     by_key = dict(backend.keyed(vector, max(limit, 50), filters))
-    missing = {key: m for key, m in matches.items() if key not in by_key}
+    missing = _best_missing(matches, by_key, wanted)
     for key, hit in backend.hits_for(missing, vector, filters):
         by_key.setdefault(key, hit)
     vector_rank = {key: r for r, key in enumerate(sorted(by_key, key=lambda key: -by_key[key].score))}
     # equal text scores are ordered by the vectors, not by the order an engine returned them in
     kept = sorted((key for key in matches if key in by_key), key=lambda key: (-matches[key].score, vector_rank[key]))
     text_rank = {key: r for r, key in enumerate(kept)}
-    wanted = textrank.wanted(query)
     ranked = []
     for key, hit in by_key.items():
         m = matches.get(key)
@@ -356,6 +356,18 @@ def fuse(library: Storage, vector: np.ndarray, query, limit: int, filters: Filte
         ranked.append(((m.tier(wanted) if m else 0), fused, hit))
     ranked.sort(key=lambda t: (-t[0], -t[1]))
     return [hit for _, _, hit in ranked[:limit]]
+
+
+MISSING_AT_MOST = 1000  # files found by their words alone whose vector scores are looked up: bounded work
+
+
+def _best_missing(matches: dict, by_key: dict, wanted: int) -> dict:
+    """The text matches beyond the vector candidates whose hits are made, the best MISSING_AT_MOST: those
+    holding every word first, then by text score (cut in the engine's order, a common word's first 1,000
+    files pushed out the few holding every word)."""
+    missing = [(key, m) for key, m in matches.items() if key not in by_key]
+    missing.sort(key=lambda pair: (-pair[1].tier(wanted), -pair[1].score))
+    return dict(missing[:MISSING_AT_MOST])
 
 
 def _at_the_words(hit: Hit) -> None:
@@ -369,7 +381,7 @@ def _at_the_words(hit: Hit) -> None:
 def _hits_of(library: Storage, file_ids: list[int], vector: np.ndarray, filters: Filters) -> list[Hit]:
     """Hits for files the text half found beyond the vector candidates: their best segment's cosine."""
     found = []
-    for file_id in file_ids[:1000]:
+    for file_id in file_ids:
         ids = library.catalog.segment_ids(file_id)
         if not ids:
             continue

@@ -377,3 +377,21 @@ def test_where_no_decoder_worker_starts_a_failing_video_loses_its_text_only(tmp_
     assert notes[1].startswith(f"note: {clip}: the text of its frames could not be read (not enough memory")
     assert [Path(path).name for _, path, _ in storage.catalog.unread(ocr.fingerprint(), 10)] == [clip.name]
     storage.close()
+
+
+def test_the_files_holding_every_word_are_first_when_a_word_matches_thousands(tmp_path, isolated, embedder):
+    """Files found by their words beyond the vector candidates get their vector scores 1,000 at most: the
+    best text matches are those kept.  Cut in the order the full-text index returned them, the files
+    holding both words of "beach nordwind", named last in a folder of 1,100 beach photos, were cut off
+    (all but those among the vectors' 50 candidates) and not found at all."""
+    media = tmp_path / "media" / "beach"
+    media.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = [f"DSC_{i:04d}.png" for i in range(1100)] + [f"zz_nordwind_{i}.png" for i in range(5)]
+    for name in names:
+        Image.fromarray(rng.integers(0, 255, (4, 4, 3), dtype=np.uint8)).save(media / name)
+    with mediasearch.open(isolated / "library", model=embedder, write=True) as lib:
+        assert lib.index(media.parent, ocr=False).added == 1105
+        hits = lib.search("beach nordwind", limit=5)
+        assert sorted(Path(h.path).name for h in hits) == names[-5:]
+        assert all(h.words["matched"] == ["beach", "nordwind"] for h in hits)
