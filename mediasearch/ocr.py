@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mediasearch.ocrgraph import folded
+
 OCR_SIDE = 2048  # longest side a picture is read at: 12 MP photos' small print survives (at half their size)
 DRAFT_SIDE = 2000  # a JPEG twice this long is decoded at half scale: 12 MP photos (A4 scans at 1754 px lost lines)
 DET_SIDE = 960  # longest side of the picture detection sees: small text in a 12 MP photo still shows
@@ -88,8 +90,8 @@ class Reader:
                 options.log_severity_level = 3
                 if name == "det":  # without the NCHWc layout: detection ran in 0.11 s instead of 0.15 (960 px)
                     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-                path = str(self.folder / f"{name}/{name}.onnx")
-                self._sessions[name] = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+                model = folded(self.folder / f"{name}/{name}.onnx")  # the same function in fewer passes
+                self._sessions[name] = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
                 if name == "rec":
                     text = (self.folder / "ppocrv5_dict.txt").read_text(encoding="utf-8").splitlines()
                     self._chars = ["", *text, " "]  # CTC blank first, the space last, as PP-OCR trains it
