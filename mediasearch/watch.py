@@ -28,6 +28,7 @@ from mediasearch.catalog import Root
 from mediasearch.ingest import Change, Indexer
 from mediasearch.terminal import count, display, json_path, to_json
 
+READ_SLICE_S = 1.0  # text is read this long at a time (the batch of pictures in flight finished), between syncs
 INOTIFY_HINT = (
     "the system's limit on inotify watches is reached: raise it with "
     "`sudo sysctl fs.inotify.max_user_watches=524288` (add the setting to /etc/sysctl.d/ to keep it); "
@@ -65,6 +66,7 @@ class Watcher:
         self.log = log
         self.events: queue.Queue[tuple[float, str]] = queue.Queue()
         self.dirty: dict[str, float] = {}
+        self.reading = True  # text may wait to be read (from the start: a library indexed with --no-ocr)
         self.stop_event = threading.Event()
         self.observers: dict[int, object] = {}
         self.present: dict[int, bool] = {}
@@ -153,6 +155,15 @@ class Watcher:
             self.indexer.scan([root])
             self._save()
 
+    def _read_some(self) -> None:
+        """Read waiting text for about READ_SLICE_S, when no change waits: new pictures' text, and all a
+        library indexed with --no-ocr holds, a slice at a time, so a file event is never kept waiting for
+        more than a slice; a bound store gets each slice's words."""
+        read = self.indexer.read_text(seconds=READ_SLICE_S)
+        if read:
+            self._save()
+        self.reading = read > 0
+
     def _reconcile(self) -> None:
         started = time.monotonic()
         summary = self.indexer.scan(self.roots)
@@ -180,6 +191,8 @@ class Watcher:
                 oldest = min(self.dirty.values())
                 if now - last_event >= self.settings.debounce or now - oldest >= self.settings.max_delay:
                     self._pass(now)
+            elif self.reading:
+                self._read_some()
             if now - last_check >= self.settings.root_check:
                 last_check = now
                 self._check_roots()
@@ -201,8 +214,7 @@ class Watcher:
         started = time.monotonic()
         summary = self.indexer.sync_paths(ready, self.catalog.roots(), fresh_after=time.time() - self.settings.settle)
         self._save()
-        if self.indexer.read_text():  # new pictures' text, after their vectors are findable
-            self._save()  # and in a bound store's documents
+        self.reading = True  # new pictures' text, after their vectors are findable (_read_some)
         runs = summary.batches
         if len(ready) > 50 or runs > 1:
             self.log(

@@ -395,3 +395,48 @@ def test_the_files_holding_every_word_are_first_when_a_word_matches_thousands(tm
         hits = lib.search("beach nordwind", limit=5)
         assert sorted(Path(h.path).name for h in hits) == names[-5:]
         assert all(h.words["matched"] == ["beach", "nordwind"] for h in hits)
+
+
+def test_the_watcher_reads_waiting_text_between_its_syncs(tmp_path, isolated, embedder):
+    """The watcher reads the text still waiting (a library indexed with --no-ocr) a slice at a time between
+    its syncs, from its start: it read none until a file event, then every waiting picture's text before
+    it looked at the next event, so a new file's vectors waited for a library's worth of reading."""
+    import threading
+    import time
+
+    media = tmp_path / "media"
+    for i in range(40):
+        card(media / "notes" / f"note_{i}.png", [f"Reminder number {i}", "Water the plants"])
+    catalog = isolated / "library" / "catalog.db"
+
+    def read() -> tuple[int, int]:
+        db = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True, timeout=5)
+        try:
+            return db.execute("SELECT count(ocr), count(*) FROM files WHERE kind = 'image'").fetchone()
+        finally:
+            db.close()
+
+    def wait_for(check, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not check():
+            assert thread.is_alive() and time.monotonic() < deadline, f"timed out waiting for {what}: {lines}"
+            time.sleep(0.05)
+
+    with mediasearch.open(isolated / "library", model=embedder, write=True) as lib:
+        lib.index(media, ocr=False)
+        changes, lines = [], []
+        options = {"settle": 0.2, "on_change": changes.append, "log": lines.append}
+        thread = threading.Thread(target=lib.watch, kwargs=options)
+        thread.start()
+        try:
+            wait_for(lambda: read()[0] > 0, "the waiting text read without a file event")
+            new = plain(media / "new.jpg", 7)
+            wait_for(lambda: any(c.action == "added" and c.path == str(new) for c in changes), "the new file")
+            done, pictures = read()
+            assert done < pictures - 1, "the new file's vectors waited for the library's text"
+            wait_for(lambda: read()[0] == 41, "every picture's text")
+        finally:
+            lib.stop()
+            thread.join(timeout=30)
+        assert not thread.is_alive()
+        assert first(lib, "reminder 17") == "note_17.png"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,10 +15,12 @@ from mediasearch.media.workers import DecoderPool, Stopped
 class TextReading:
     """Part of ingest.Indexer (see its docstring); uses the state Indexer.__init__ sets."""
 
-    def read_text(self, progress: Callable[[int, int], None] | None = None) -> int:
+    def read_text(self, progress: Callable[[int, int], None] | None = None, seconds: float | None = None) -> int:
         """Read the text in every indexed picture this reader has not read (after the vector pass, so
         every file is findable by its vector first). Committed a few pictures at a time: Ctrl-C or a
         kill keeps what was read, and the next pass reads the rest. Returns how many were read.
+        With `seconds`, stops after the batch in flight once they have passed: the watcher reads a slice
+        at a time between its syncs, so a new file's vectors never wait for a library's worth of text.
 
         Pictures and frames are decoded again, at the size reading needs, in decoder workers (as the
         vector pass decodes): the vector pass must not wait for reading, and holding its decoded
@@ -29,6 +32,7 @@ class TextReading:
         reader_id = ocr.fingerprint()
         waiting = self.catalog.read_counts(reader_id)["waiting"]
         done, last = 0, 0
+        until = None if seconds is None else time.monotonic() + seconds
         workers = DecoderPool(2, None, self.decoder_setup, lambda: self.stopping, warn=self.warn)
         ahead = ThreadPoolExecutor(1)  # the next pictures decode while this one is read
         try:
@@ -51,6 +55,8 @@ class TextReading:
                         progress(done, max(waiting, done))
                 self._commit_read(reader_id, found)
                 last = todo[-1][0]
+                if until is not None and time.monotonic() >= until:
+                    break
         finally:
             workers.close()  # first: a load waiting on a worker is answered at once
             ahead.shutdown(wait=True, cancel_futures=True)
