@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from mediasearch.errors import DecodeError
 from mediasearch.ingest.constants import READ_BATCH, RETRIED
@@ -34,15 +34,14 @@ class TextReading:
         done, last = 0, 0
         until = None if seconds is None else time.monotonic() + seconds
         workers = DecoderPool(2, None, self.decoder_setup, lambda: self.stopping, warn=self.warn)
-        ahead = ThreadPoolExecutor(1)  # the next pictures decode while this one is read
+        ahead = ThreadPoolExecutor(1)  # the next picture decodes while this one is read
         try:
             while not self.stopping:
                 todo = self.catalog.unread(reader_id, READ_BATCH, last)
                 if not todo:
                     break
                 found = []
-                loads = [ahead.submit(_picture, workers, path) if kind == "image" else None for _, path, kind in todo]
-                for (file_id, path, kind), loaded in zip(todo, loads, strict=True):
+                for (file_id, path, kind), loaded in _one_ahead(todo, ahead, workers):
                     try:
                         lines = self._read_file(workers, file_id, path, kind, loaded)
                     except _Later:  # left unread: the next pass reads it
@@ -116,6 +115,19 @@ class TextReading:
             for file_id, lines in found:
                 if self.catalog.file_by_id(file_id) is not None:  # not removed meanwhile (the watcher)
                     self.catalog.put_read(file_id, reader_id, lines)
+
+
+def _one_ahead(todo: list[tuple[int, str, str]], ahead: ThreadPoolExecutor, workers: DecoderPool) -> Iterator:
+    """Each file with its picture's load (None for a video), the next picture's load started as a file is
+    handed out: one picture decoded ahead of the one read, and none kept once read.  Loads started for the
+    whole batch at once held all of it (9 MB a picture at 2048 px, outside the decoders' budget)."""
+    images = [i for i, (_, _, kind) in enumerate(todo) if kind == "image"]
+    loads: dict[int, Future] = {}
+    for i, item in enumerate(todo):
+        for j in [k for k in images if k >= i][:2]:  # this file's picture, if it is one, and the next
+            if j not in loads:
+                loads[j] = ahead.submit(_picture, workers, todo[j][1])
+        yield item, loads.pop(i, None)
 
 
 class _Later(Exception):
