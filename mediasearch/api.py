@@ -541,8 +541,6 @@ class Library:
             return self._storage.catalog.get("model_source") or DEFAULT_MODEL
 
 
-
-
 def embed_files(embedder, paths: Sequence[PathLike], max_duration: float | None = None) -> list:
     """Decode each file and embed its segments with this model.Embedder: for each file an Embedded, or
     a DecodeError saying why it cannot be used.  The one
