@@ -65,3 +65,32 @@ def test_small_text_in_a_12_megapixel_photo(reader, tmp_path):
 
 def test_the_fingerprint_names_the_weights():
     assert ocr.fingerprint().startswith("ppocrv5-") and ocr.fingerprint() == ocr.fingerprint()
+
+
+PEAK_OF_LOAD = """
+import resource, sys
+from mediasearch import ocr, runtime
+runtime.configure()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+rgb = ocr.load(sys.argv[1])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, *rgb.shape[:2])
+"""
+
+
+@pytest.mark.slow
+def test_a_huge_transparent_picture_is_read_within_about_its_decoded_size(reader, tmp_path):
+    """A picture of many megapixels is reduced right after decoding, before it is turned and flattened: each
+    of those made a full-size copy, and a 120 MP transparent PNG took 2.9 GB to read (its vectors 0.95 GB)."""
+    import subprocess
+    import sys
+
+    big = Image.new("RGBA", (6000, 6000), (255, 255, 255, 0))
+    big.paste(card("Huge but legal", 160), (400, 400))
+    path = tmp_path / "huge.png"
+    big.save(path, compress_level=1)
+    done = subprocess.run([sys.executable, "-c", PEAK_OF_LOAD, str(path)], capture_output=True, text=True, check=True)
+    grew_kb, height, width = map(int, done.stdout.split())
+    decoded_kb = 6000 * 6000 * 4 // 1024  # Pillow holds RGBA at 4 bytes a pixel
+    assert grew_kb < 1.5 * decoded_kb, f"reading's decode grew by {grew_kb // 1024} MB, {decoded_kb // 1024} decoded"
+    assert (height, width) == (ocr.OCR_SIDE, ocr.OCR_SIDE)
+    assert "Huge but legal" in " ".join(line.text for line in reader.read_file(str(path)))
