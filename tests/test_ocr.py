@@ -94,3 +94,32 @@ def test_a_huge_transparent_picture_is_read_within_about_its_decoded_size(reader
     assert grew_kb < 1.5 * decoded_kb, f"reading's decode grew by {grew_kb // 1024} MB, {decoded_kb // 1024} decoded"
     assert (height, width) == (ocr.OCR_SIDE, ocr.OCR_SIDE)
     assert "Huge but legal" in " ".join(line.text for line in reader.read_file(str(path)))
+
+
+AFTER_A_TGA = """
+import sys
+from mediasearch import media, ocr
+ocr.load(sys.argv[1])
+print(ocr.load(sys.argv[2]).shape[:2], media.decode_or_error(sys.argv[2]).facts)
+"""
+
+
+def test_what_a_picture_is_taken_for_does_not_depend_on_the_pictures_before_it(tmp_path):
+    """Pillow 13 registers a format's plugin when it first opens a file of its extension and tries formats in
+    that order, so after a TGA it took a good icon (Pillow's own test pillow.ico) for a TGA: "its text could not
+    be read (cannot load this image)" when a decoder worker had read a TGA before.  Every format registered at
+    once, in Pillow's own order, makes each file's format the same in every process."""
+    import struct
+    import subprocess
+    import sys
+
+    Image.new("RGB", (200, 32), (200, 10, 10)).save(tmp_path / "banner.tga")
+    png = tmp_path / "icon.png"
+    Image.new("RGB", (256, 256), (10, 200, 10)).save(png)
+    size = 70_000  # an icon whose size field a TGA header parses as a valid depth (as pillow.ico's)
+    entry = struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 0, 0, 0, 0, 1, 32, size, 22)
+    (tmp_path / "icon.ico").write_bytes(entry + png.read_bytes() + bytes(size - png.stat().st_size))
+    script = [sys.executable, "-c", AFTER_A_TGA, str(tmp_path / "banner.tga"), str(tmp_path / "icon.ico")]
+    done = subprocess.run(script, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split() == ["(256,", "256)", "{'width':", "256,", "'height':", "256}"]

@@ -96,6 +96,9 @@ def configure_pillow() -> None:
         from PIL import Image
 
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow's own bomb check, at our limit
+        # Every format now, in Pillow's order: Pillow registers a plugin when it first opens its extension and
+        # tries formats in that order, so after a TGA an icon was taken for a TGA ("cannot load this image").
+        Image.init()
         pillow_heif.register_heif_opener()  # HEIC/HEIF (AVIF is Pillow's own)
         _PILLOW_READY.set()
 
