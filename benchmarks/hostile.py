@@ -293,6 +293,8 @@ def tell_said(said: list[str]) -> None:
         reasons[reason] = reasons.get(reason, 0) + 1
     for reason, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
         print(f"  {n:4}  reading: {reason}")
+    for line in reading[:20]:
+        print(f"        {line[:200]}")
     for line in other:
         print(f"  other: {line[:200]!r}")
     forged = [line for line in said if any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in line)]
