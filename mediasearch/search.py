@@ -10,9 +10,10 @@ score is a cosine between the query and a segment.
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from mediasearch.model import normalize
 from mediasearch.paths import under_any
 from mediasearch.places import Place
 from mediasearch.storage import Storage
+
+if TYPE_CHECKING:
+    from mediasearch.textrank import TextMatch
 
 NEGATIVE_WEIGHT = 0.5
 
@@ -206,7 +210,7 @@ class LocalIndex:
 
         matches = textrank.match(textrank.FtsFinder(self.library.catalog.conn), query)
         hashes = self.library.catalog.hashes_of(list(matches))
-        return {hashes.get(fid) or fid: m for fid, m in matches.items()}
+        return _by_content((hashes.get(fid) or fid, m) for fid, m in matches.items())
 
     def keyed(self, query: np.ndarray, limit: int, filters: Filters) -> list[tuple[Hashable, Hit]]:
         """search(), each hit with its content key (its hash, or its id without one)."""
@@ -256,7 +260,7 @@ class SharedIndex:
 
         finder = self.store.finder(filters)
         matches = textrank.match(finder, query)
-        return {_content_key(finder.facts[file]): m for file, m in matches.items()}
+        return _by_content((_content_key(finder.facts[file]), m) for file, m in matches.items())
 
     def hits_for(self, missing: dict, query: np.ndarray, filters: Filters) -> list[tuple[Hashable, Hit]]:
         """Keyed hits for files the text half found beyond the vector candidates: every segment of
@@ -269,6 +273,16 @@ class SharedIndex:
 
 def _place_name(city: str | None, region: str | None, country: str | None) -> str | None:
     return Place(city or "", region or "", country).name if country else None
+
+
+def _by_content(matches: Iterable[tuple[Hashable, TextMatch]]) -> dict:
+    """Text matches by content key: copies of one content are one hit, matched as its best-matching copy
+    (not as whichever copy an engine returned last: the engines' orders differ)."""
+    best: dict = {}
+    for key, m in matches:
+        if key not in best or m.score > best[key].score:
+            best[key] = m
+    return best
 
 
 def _content_key(row: dict) -> tuple:

@@ -474,3 +474,18 @@ def test_reading_holds_one_picture_ahead_not_a_batch(tmp_path, isolated, embedde
         storage.close()
     picture = 2048 * 1536 * 3
     assert peak < 10 * picture, f"{peak / picture:.1f} pictures' worth held at once"  # 12.6 before, 7.6 after
+
+
+def test_copies_are_found_by_the_copy_whose_words_match_best(tmp_path, isolated, embedder):
+    """Copies of one content are one hit: its text match is its best-matching copy's, not whichever copy the
+    full-text index returned last ("ferry" showed the copy named ferryboat, a prefix, over the one named
+    ferry, the word itself)."""
+    media = tmp_path / "media"
+    plain(media / "ferry.jpg", 4)
+    shutil.copy(media / "ferry.jpg", media / "ferryboat.jpg")
+    plain(media / "other.jpg", 5)
+    with mediasearch.open(isolated / "library", model=embedder, write=True) as lib:
+        lib.index(media, ocr=False)
+        hit = lib.search("ferry", limit=1)[0]
+        assert sorted(Path(p).name for p in [hit.path, *hit.copies]) == ["ferry.jpg", "ferryboat.jpg"]
+        assert [found["snippet"] for found in hit.words["found"]] == ["ferry"]
