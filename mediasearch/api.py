@@ -374,7 +374,8 @@ class Library:
         finally:
             self._indexer = None
             self._save(quietly=True)
-        if self._stop_asked:
+            stopped, self._stop_asked = self._stop_asked, False  # asked of this pass: the next one runs
+        if stopped:
             summary.stopped = True
         return summary
 
@@ -448,6 +449,7 @@ class Library:
             watcher.run()
         finally:
             self._indexer = self._watcher = None
+            self._stop_asked = False  # asked of this watch: the library's next pass runs
 
     def forget(self, folder: PathLike):
         """Drop a folder and its files' vectors from the library (the files on disk are untouched).

@@ -83,6 +83,17 @@ def test_searches_from_many_threads_agree(tmp_path, media_dir, embedder):
     assert not errors and results == [expected] * 8
 
 
+def test_a_stop_ends_the_pass_it_was_asked_of_not_the_next(tmp_path, media_dir, embedder):
+    """stop() asked before or during a pass stops that pass; the library's next index runs whole (it
+    stopped at once, reading nothing, because the request was never forgotten)."""
+    with mediasearch.open(tmp_path / "library", model=embedder, write=True) as library:
+        library.stop()
+        assert library.index(media_dir).stopped
+        again = library.index(media_dir)
+        assert not again.stopped and not library.stopping
+        assert again.added + again.unchanged == len([p for p in media_dir.iterdir() if p.is_file()])
+
+
 def test_stop_from_another_thread_ends_a_watch(tmp_path, media_dir, embedder):
     with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as library:
         timer = threading.Timer(1.0, library.stop)
