@@ -123,3 +123,21 @@ def test_what_a_picture_is_taken_for_does_not_depend_on_the_pictures_before_it(t
     done = subprocess.run(script, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.split() == ["(256,", "256)", "{'width':", "256,", "'height':", "256}"]
+
+
+@pytest.mark.slow
+def test_a_large_16_bit_scan_is_decoded_within_what_its_decoding_reserves(tmp_path):
+    """Deep samples were made 8-bit through int64 arrays: a 64 MP 16-bit PNG took 1.1 GB to decode, for its
+    text and for its vector alike, where the decoders' budget reserves 8 bytes a pixel (0.5 GB)."""
+    import subprocess
+    import sys
+
+    from mediasearch.media.pictures import image_cost
+
+    deep = np.zeros((6000, 6000), np.uint16)
+    deep[500:700, 300:5000] = 60000
+    path = tmp_path / "scan16.png"
+    Image.fromarray(deep).save(path, compress_level=1)
+    done = subprocess.run([sys.executable, "-c", PEAK_OF_LOAD, str(path)], capture_output=True, text=True, check=True)
+    grew_kb = int(done.stdout.split()[0])
+    assert grew_kb * 1024 < image_cost(path), f"grew by {grew_kb // 1024} MB, {image_cost(path) >> 20} MB reserved"
