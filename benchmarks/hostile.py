@@ -16,8 +16,9 @@ peak RSS of its largest decoder worker, which /usr/bin/time does not see), and
 the slowest files to decode.  Reading text in pictures (OCR) is on, as in
 `index` by default: the made files include what reading decodes again at up to
 2048 px (16-bit, palette, CMYK and LA pictures, animated GIF and WebP, a
-120 MP transparent PNG, a 20000x300 panorama, noise, a page of tiny text,
-EXIF orientations 5-8, a 1x1 picture, a video damaged in the middle), and it
+120 MP transparent PNG, a 64 MP 16-bit scan, a 20000x300 panorama, noise, a
+page of tiny text, EXIF orientations 5-8, a 1x1 picture, a video damaged in the
+middle), and it
 reports how many were read, what `status` says waits, each note from reading
 and the slowest pictures to read.  --no-ocr runs the same without reading.
 """
@@ -148,6 +149,10 @@ def make_for_reading(folder: Path) -> None:
         huge = Image.new("RGBA", (11_000, 10_900), (255, 255, 255, 0))
         huge.paste(card("Huge but legal", 200), (500, 500))
         huge.save(folder / "huge-transparent.png", compress_level=1)
+    if not (folder / "scan16.png").exists():  # 64 MP of 16-bit grey: 128 MB decoded
+        deep = np.zeros((8000, 8000), np.uint16)
+        deep[500:700, 300:5000] = 60000
+        Image.fromarray(deep).save(folder / "scan16.png", compress_level=1)
     damaged_video(folder / "damaged-middle.mp4", rng)
 
 
