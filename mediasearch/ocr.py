@@ -164,32 +164,42 @@ def load(path: str) -> np.ndarray:
     """A picture upright (EXIF orientation applied) as RGB, no longer than OCR_SIDE: a large JPEG is
     decoded by the JPEG decoder at a reduced scale, any picture over twice OCR_SIDE is box-reduced right after
     decoding (as the vector pass does), within the shared decoding memory budget."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     from mediasearch.errors import DecodeError
-    from mediasearch.media.pictures import IMAGE_BUDGET, MAX_PIXELS, _reduce, configure_pillow, image_cost, to_rgb
+    from mediasearch.media.pictures import IMAGE_BUDGET, MAX_PIXELS, configure_pillow
 
     configure_pillow()
-    with IMAGE_BUDGET.reserve(image_cost(path)):
-        try:
-            with Image.open(path) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise DecodeError(path, "over the pixel limit: refused as a decompression bomb")
-                if img.format == "JPEG" and max(img.size) >= 2 * DRAFT_SIDE:
-                    scale = max(img.size) / DRAFT_SIDE
-                    img.draft(img.mode, (int(img.width / scale), int(img.height / scale)))
-                img.load()
-                # Reduced before it is turned and flattened: each makes a full-size copy (a 120 MP transparent
-                # PNG took 2.9 GB to read, 0.95 GB for its vectors); box-reduced no smaller than OCR_SIDE.
-                upright = to_rgb(ImageOps.exif_transpose(_reduce(img, max(img.size) // OCR_SIDE)))
-        except DecodeError:
-            raise
-        except MemoryError:
-            raise
-        except Exception as exc:
-            raise DecodeError(path, f"not a readable image ({type(exc).__name__}: {exc})") from exc
-        upright.thumbnail((OCR_SIDE, OCR_SIDE), Image.BILINEAR)
-        return np.asarray(upright)
+    try:
+        with Image.open(path) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise DecodeError(path, "over the pixel limit: refused as a decompression bomb")
+            if img.format == "JPEG" and max(img.size) >= 2 * DRAFT_SIDE:
+                scale = max(img.size) / DRAFT_SIDE
+                img.draft(img.mode, (int(img.width / scale), int(img.height / scale)))
+            # What is decoded, at the draft's scale: a pixel and a copy (image_cost's estimate is the vector
+            # pass's, a JPEG at a quarter of its side: a 7 MP JPEG reserved 6 MB for 57 MB decoded here).
+            with IMAGE_BUDGET.reserve(img.width * img.height * 8):
+                return _upright(img)
+    except DecodeError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise DecodeError(path, f"not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+def _upright(img) -> np.ndarray:
+    """An opened picture decoded, reduced before it is turned and flattened (each makes a full-size copy:
+    a 120 MP transparent PNG took 2.9 GB to read, 0.95 GB for its vectors), no longer than OCR_SIDE."""
+    from PIL import Image, ImageOps
+
+    from mediasearch.media.pictures import _reduce, to_rgb
+
+    img.load()
+    upright = to_rgb(ImageOps.exif_transpose(_reduce(img, max(img.size) // OCR_SIDE)))
+    upright.thumbnail((OCR_SIDE, OCR_SIDE), Image.BILINEAR)
+    return np.asarray(upright)
 
 
 def pictures(path: str, times: list[float] | None = None):

@@ -141,3 +141,29 @@ def test_a_large_16_bit_scan_is_decoded_within_what_its_decoding_reserves(tmp_pa
     done = subprocess.run([sys.executable, "-c", PEAK_OF_LOAD, str(path)], capture_output=True, text=True, check=True)
     grew_kb = int(done.stdout.split()[0])
     assert grew_kb * 1024 < image_cost(path), f"grew by {grew_kb // 1024} MB, {image_cost(path) >> 20} MB reserved"
+
+
+def test_reading_reserves_the_pixels_it_decodes(tmp_path, monkeypatch):
+    """The decoders' budget bounds them all together only if each reserves what it decodes.  Reading reserved
+    what the vector pass decodes, a JPEG at a quarter of its side, but decodes one under 4000 px whole: a 7 MP
+    JPEG reserved 6 MB for 57 MB decoded."""
+    from contextlib import contextmanager
+
+    from mediasearch.media.pictures import IMAGE_BUDGET
+
+    reserved: list[int] = []
+    real = IMAGE_BUDGET.reserve
+
+    @contextmanager
+    def recording(cost: int):
+        reserved.append(cost)
+        with real(cost):
+            yield
+
+    monkeypatch.setattr(IMAGE_BUDGET, "reserve", recording)
+    for (width, height), decoded in (((3000, 2400), 3000 * 2400), ((4000, 3000), 2000 * 1500)):
+        reserved.clear()
+        path = tmp_path / f"photo{width}.jpg"
+        card("Gelateria", 60).resize((width, height)).save(path, quality=80)
+        ocr.load(str(path))
+        assert reserved and max(reserved) >= decoded * 8, (width, reserved)
