@@ -167,6 +167,7 @@ def load(path: str) -> np.ndarray:
     from PIL import Image
 
     from mediasearch.errors import DecodeError
+    from mediasearch.media.decoded import out_of_memory
     from mediasearch.media.pictures import IMAGE_BUDGET, MAX_PIXELS, configure_pillow
 
     configure_pillow()
@@ -183,9 +184,9 @@ def load(path: str) -> np.ndarray:
                 return _upright(img)
     except DecodeError:
         raise
-    except MemoryError:
-        raise
     except Exception as exc:
+        if out_of_memory(exc):  # not the file's fault: its text is read on the next pass (media/decoded.failure)
+            raise
         raise DecodeError(path, f"not a readable image ({type(exc).__name__}: {exc})") from exc
 
 

@@ -167,3 +167,22 @@ def test_reading_reserves_the_pixels_it_decodes(tmp_path, monkeypatch):
         card("Gelateria", 60).resize((width, height)).save(path, quality=80)
         ocr.load(str(path))
         assert reserved and max(reserved) >= decoded * 8, (width, reserved)
+
+
+def test_an_allocation_failing_while_a_picture_is_decoded_for_reading_is_not_the_picture_s_fault(tmp_path, monkeypatch):
+    """A decoder's allocation that fails with another error than MemoryError (an OSError with ENOMEM, as the vector
+    pass already allows for) was "not a readable image": its text marked read, never read again."""
+    from PIL import ImageFile
+
+    from mediasearch.media.decoded import OUT_OF_MEMORY, failure
+
+    path = tmp_path / "letter.png"
+    card("Nordwind").save(path)
+
+    def short(self):
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", short)
+    with pytest.raises(Exception) as caught:
+        ocr.load(str(path))
+    assert failure(str(path), caught.value).reason.startswith(OUT_OF_MEMORY), caught.value
