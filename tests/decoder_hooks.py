@@ -81,3 +81,19 @@ def reading_runs_out_of_memory() -> None:
             yield at, frame
 
     ocr.load, ocr.video_frames = short_load, short_frames
+
+
+def reading_crashes_midway() -> None:
+    """Decoding a video's frames to read their text kills the worker with SIGSEGV once the first frame is sent,
+    for files named `crashes-midway*` (their vector pass decodes them well): a decoder crashing halfway."""
+    from mediasearch import ocr
+
+    video_frames = ocr.video_frames
+
+    def crash(path: str, times: list[float]):
+        for i, (at, frame) in enumerate(video_frames(path, times)):
+            if i == 1 and Path(path).name.startswith("crashes-midway"):
+                os.kill(os.getpid(), signal.SIGSEGV)
+            yield at, frame
+
+    ocr.video_frames = crash

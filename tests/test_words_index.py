@@ -489,3 +489,67 @@ def test_copies_are_found_by_the_copy_whose_words_match_best(tmp_path, isolated,
         hit = lib.search("ferry", limit=1)[0]
         assert sorted(Path(p).name for p in [hit.path, *hit.copies]) == ["ferry.jpg", "ferryboat.jpg"]
         assert [found["snippet"] for found in hit.words["found"]] == ["ferry"]
+
+
+def two_scene_video(path: Path, first_text: str, second_text: str, seconds: int = 8, fps: int = 2) -> Path:
+    """A silent H.264 video: a card holding `first_text` on blue, then one holding `second_text` on red."""
+    from fractions import Fraction
+
+    import av
+
+    cards = []
+    for i, text in enumerate((first_text, second_text)):
+        cards.append(Image.open(card(path.with_name(f"card{i}.png"), [text], 40)).convert("RGB").resize((480, 120)))
+        path.with_name(f"card{i}.png").unlink()
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+    stream.options = {"g": str(fps), "preset": "ultrafast"}
+    for i in range(seconds * fps):
+        second = i >= seconds * fps // 2
+        frame_img = Image.new("RGB", (640, 360), (170, 40, 40) if second else (40, 90, 160))
+        frame_img.paste(cards[second], (80, 120))
+        frame = av.VideoFrame.from_image(frame_img)
+        frame.pts, frame.time_base = i, Fraction(1, fps)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+def test_a_video_whose_decoder_crashes_midway_keeps_the_text_read_and_says_from_when_it_is_lost(
+    tmp_path, isolated, embedder
+):
+    """A decoder that crashes after some of a video's frames were read: those frames' words are kept and the
+    video counts as read; the note says from which time on its text is lost ("could not be read" alone said
+    that none of it was)."""
+    from conftest import open_library
+    from decoder_hooks import reading_crashes_midway
+
+    media = tmp_path / "media"
+    media.mkdir()
+    clip = two_scene_video(media / "crashes-midway.mp4", "PLATFORM NINE", "GATE TWELVE")
+    storage = open_library(isolated / "library", embedder.bundle)
+    notes: list[str] = []
+    indexer = reading_pass(storage, embedder, notes, reading_crashes_midway)
+    assert indexer.scan(storage.add_folders([str(media)])).added == 1
+    times = storage.catalog.frame_times(storage.catalog.unread(ocr_fingerprint(), 1)[0][0])
+    assert len(times) >= 2, "both scenes embedded"
+    assert indexer.read_text() == 1
+    assert notes == [
+        f"note: {clip}: the text of its frames after {min(times):g} s could not be read "
+        "(the decoder crashed (signal 11, SIGSEGV))"
+    ]
+    assert storage.catalog.unread(ocr_fingerprint(), 10) == [], "counted as read"
+    storage.save_index()
+    storage.close()
+    with mediasearch.open(isolated / "library", model=embedder) as lib:
+        assert first(lib, "platform nine") == clip.name
+
+
+def ocr_fingerprint() -> str:
+    from mediasearch import ocr
+
+    return ocr.fingerprint()

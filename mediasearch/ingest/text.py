@@ -89,15 +89,17 @@ class TextReading:
     def _read_frames(self, workers: DecoderPool, file_id: int, path: str) -> list[tuple[float | None, str]] | None:
         """The lines read in a video's embedded frames, each with its frame's time (None on a stop)."""
         lines: list[tuple[float | None, str]] = []
+        read_to = None  # the time of the last frame read
         try:
             for at, frame in workers.pictures(path, self.catalog.frame_times(file_id)):
                 if self.stopping:
                     return None
                 lines += [(at, text) for _, text in self._lines(path, frame)]
+                read_to = at
         except Stopped:
             return None
-        except DecodeError as exc:  # a video that no longer decodes keeps what was read of it
-            self._unreadable(path, exc, "the text of its frames")
+        except DecodeError as exc:  # a video that no longer decodes keeps what was read of it, and says so
+            self._unreadable(path, exc, "the text of its frames" + ("" if read_to is None else f" after {read_to:g} s"))
         return lines
 
     def _unreadable(self, path: str, exc: DecodeError, what: str) -> None:
