@@ -122,7 +122,6 @@ class Library:
         else:  # a model.Embedder made by the caller (tests share one; a program may too)
             self._make_embedder = lambda: model
         self._indexer = None  # the pass in flight, so stop() can reach it
-        self._reader = None  # the OCR reader, made when a pass first reads text and kept for the next
         self._watcher = None
         self._stop_asked = False
         self._backend = ranking.backend_for(self._storage)  # the local index or the shared store, chosen once
@@ -359,7 +358,7 @@ class Library:
             roots = self._roots(folders, hidden, excludes, clear_excludes, follow_links) if folders or not files else []
             owners = self._owners(files)
         indexer = Indexer(self._storage, make, warn=self._log, on_change=on_change or (lambda c: None),
-                          max_duration=max_duration, reader_factory=self._ocr_reader if ocr else None)  # fmt: skip
+                          max_duration=max_duration, reader_factory=_ocr_reader if ocr else None)  # fmt: skip
         self._started(indexer)
         try:
             summary = indexer.scan(roots, progress) if roots else None
@@ -378,16 +377,6 @@ class Library:
         if stopped:
             summary.stopped = True
         return summary
-
-    def _ocr_reader(self):
-        """The OCR reader, made when the first picture needs reading (a pass with none never loads it)
-        and kept, so a program's later passes do not load its three sessions again."""
-        with self._lock:
-            if self._reader is None:
-                from mediasearch.ocr import Reader
-
-                self._reader = Reader()
-            return self._reader
 
     def _writer_embedder(self, reembed: bool):
         """Settle the model a pass writes with (binding the library to it) and return its factory."""
@@ -440,7 +429,7 @@ class Library:
         make = self._writer_embedder(False)
         with self._lock:
             roots = self._roots([_absolute(p) for p in folders], hidden, excludes, clear_excludes, follow_links)
-        reads = None if os.environ.get("MEDIASEARCH_NO_OCR") else self._ocr_reader
+        reads = None if os.environ.get("MEDIASEARCH_NO_OCR") else _ocr_reader
         indexer = Indexer(self._storage, make, warn=self._log, on_change=on_change or (lambda c: None),
                           max_duration=max_duration, reader_factory=reads)  # fmt: skip
         watcher = Watcher(indexer, roots, Settings(settle=settle, rescan=rescan), log or self._log, observer_factory)
@@ -541,6 +530,14 @@ class Library:
         """The model this library's vectors come from (a hub id, or a bundle folder)."""
         with self._lock:  # the catalog's one connection serves one thread at a time
             return self._storage.catalog.get("model_source") or DEFAULT_MODEL
+
+
+def _ocr_reader():
+    """The process's OCR reader (ocr.shared_reader): its sessions load when a pass first reads text, once
+    for every library this process opens."""
+    from mediasearch.ocr import shared_reader
+
+    return shared_reader()
 
 
 def embed_files(embedder, paths: Sequence[PathLike], max_duration: float | None = None) -> list:

@@ -69,6 +69,19 @@ def fingerprint(folder: Path | None = None) -> str:
     return _fingerprints[folder]
 
 
+_SHARED: list[Reader] = []
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_reader() -> Reader:
+    """One reader for the whole process: its three sessions take about 0.8 s to make (detection's graph is
+    folded first) and are safe to run from several threads, so every library and pass shares them."""
+    with _SHARED_LOCK:
+        if not _SHARED:
+            _SHARED.append(Reader())
+        return _SHARED[0]
+
+
 class Reader:
     """The three ONNX sessions, made on first use (a pass with nothing to read never loads them)."""
 
