@@ -166,11 +166,11 @@ class Reader:
     def _ctc(self, probs: np.ndarray) -> tuple[str, float]:
         """Greedy CTC: the best class at each step, repeats merged, blanks dropped."""
         best = probs.argmax(axis=1)
-        conf = probs.max(axis=1)
         keep = (best != 0) & np.concatenate([[True], best[1:] != best[:-1]])
         if not keep.any():
             return "", 0.0
-        return "".join(self._chars[i] for i in best[keep] if i < len(self._chars)), float(conf[keep].mean())
+        conf = probs[np.flatnonzero(keep), best[keep]]  # the kept steps' own probabilities: no second pass
+        return "".join(self._chars[i] for i in best[keep] if i < len(self._chars)), float(conf.mean())
 
 
 def load(path: str) -> np.ndarray:
