@@ -54,12 +54,11 @@ def test_the_documented_examples_run(tmp_path, media_dir):
     assert scope["summary"].added == len([p for p in media_dir.iterdir() if p.is_file()])
 
 
-def test_a_writer_needs_write(tmp_path, media_dir, embedder):
-    with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as library:
-        library.index(media_dir)
-    with mediasearch.open(tmp_path / "lib", model=embedder) as library:
+def test_a_writer_needs_write(indexed_library, isolated, embedder):
+    media, _summary = indexed_library
+    with mediasearch.open(isolated / "library", model=embedder) as library:
         with pytest.raises(mediasearch.UsageError, match="write=True"):
-            library.index(media_dir)
+            library.index(media)
 
 
 def test_searches_from_many_threads_agree(tmp_path, media_dir, embedder):
