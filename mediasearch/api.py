@@ -16,6 +16,7 @@ watch) needs `write=True`, which takes the library's writer lock.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -87,6 +88,25 @@ def _absolute(path: PathLike) -> str:
     return os.path.abspath(os.path.expanduser(os.fspath(path)))
 
 
+def _one_pass(method):
+    """index, watch and forget change the library: one at a time.  A second one from another thread is
+    refused (it would write the catalog beside the first, and stop() would reach only the later one)."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            if self._changing:
+                raise UsageError(f"this library is already indexing or watching: {method.__name__} waits "
+                                 "for it to end (or stop() it)")  # fmt: skip
+            self._changing = True
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._changing = False
+
+    return run
+
+
 class Library:
     """One library of pictures, sounds and videos: index folders into it, search it.
 
@@ -124,6 +144,7 @@ class Library:
         self._indexer = None  # the pass in flight, so stop() can reach it
         self._watcher = None
         self._stop_asked = False
+        self._changing = False  # an index, watch or forget is running (_one_pass)
         self._backend = ranking.backend_for(self._storage)  # the local index or the shared store, chosen once
 
     # ------------------------------------------------------------------ life
@@ -315,6 +336,7 @@ class Library:
 
     # ------------------------------------------------------------------ keeping in step
 
+    @_one_pass
     def index(
         self,
         *paths: PathLike,
@@ -405,6 +427,7 @@ class Library:
                 )
         return roots
 
+    @_one_pass
     def watch(
         self,
         *folders: PathLike,
@@ -440,6 +463,7 @@ class Library:
             self._indexer = self._watcher = None
             self._stop_asked = False  # asked of this watch: the library's next pass runs
 
+    @_one_pass
     def forget(self, folder: PathLike):
         """Drop a folder and its files' vectors from the library (the files on disk are untouched).
         A folder inside another library folder hands its files back to it.  Returns (segments removed,

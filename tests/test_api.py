@@ -93,6 +93,28 @@ def test_a_stop_ends_the_pass_it_was_asked_of_not_the_next(tmp_path, media_dir, 
         assert again.added + again.unchanged == len([p for p in media_dir.iterdir() if p.is_file()])
 
 
+def test_a_second_pass_beside_a_running_watch_is_refused(tmp_path, media_dir, embedder):
+    """index or forget from another thread while watch runs would write the catalog beside it, and
+    stop() would then reach only one of them: refused with a usage error until the watch ends."""
+    with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as library:
+        busy = threading.Event()
+        watching = threading.Thread(target=library.watch, args=(media_dir,),
+                                    kwargs={"settle": 0.1, "on_change": lambda change: busy.set()})  # fmt: skip
+        watching.start()
+        try:
+            assert busy.wait(60), "the watch never started its first pass"
+            for second in (lambda: library.index(media_dir), lambda: library.forget(media_dir)):
+                with pytest.raises(mediasearch.UsageError, match="already indexing or watching"):
+                    second()
+        finally:
+            library.stop()
+            watching.join(60)
+        assert not watching.is_alive()
+        files = len([p for p in media_dir.iterdir() if p.is_file()])
+        after = library.index(media_dir)  # once the watch has ended, a pass runs (and ends what it left)
+        assert not after.stopped and after.added + after.unchanged == files
+
+
 def test_stop_from_another_thread_ends_a_watch(tmp_path, media_dir, embedder):
     with mediasearch.open(tmp_path / "lib", model=embedder, write=True) as library:
         timer = threading.Timer(1.0, library.stop)
