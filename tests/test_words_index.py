@@ -244,21 +244,29 @@ def test_kill_9_while_reading_text_keeps_words_exact_and_the_next_pass_finishes(
 
 def title_card_video(path: Path, text: str, seconds: int = 20, fps: int = 2) -> Path:
     """A silent H.264 video: a plain colour for the first half, then a title card holding `text`."""
-    from fractions import Fraction
-
-    import av
-
     card_img = Image.open(card(path.with_suffix(".png"), [text], 40)).convert("RGB").resize((480, 120))
     path.with_suffix(".png").unlink()
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-    stream.options = {"g": str(fps), "preset": "ultrafast"}
+    frames = []
     for i in range(seconds * fps):
         frame_img = Image.new("RGB", (640, 360), (40, 90, 160))
         if i >= seconds * fps // 2:
             frame_img.paste(card_img, (80, 120))
-        frame = av.VideoFrame.from_image(frame_img)
+        frames.append(frame_img)
+    return h264(path, frames, fps)
+
+
+def h264(path: Path, frames: list[Image.Image], fps: int) -> Path:
+    """Write 640x360 pictures as a silent H.264 video, a key frame every second."""
+    from fractions import Fraction
+
+    import av
+
+    container = av.open(str(path), "w")
+    stream = container.add_stream("libx264", rate=fps)
+    stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
+    stream.options = {"g": str(fps), "preset": "ultrafast"}
+    for i, picture in enumerate(frames):
+        frame = av.VideoFrame.from_image(picture)
         frame.pts, frame.time_base = i, Fraction(1, fps)
         for packet in stream.encode(frame):
             container.mux(packet)
@@ -493,30 +501,17 @@ def test_copies_are_found_by_the_copy_whose_words_match_best(tmp_path, isolated,
 
 def two_scene_video(path: Path, first_text: str, second_text: str, seconds: int = 8, fps: int = 2) -> Path:
     """A silent H.264 video: a card holding `first_text` on blue, then one holding `second_text` on red."""
-    from fractions import Fraction
-
-    import av
-
     cards = []
     for i, text in enumerate((first_text, second_text)):
         cards.append(Image.open(card(path.with_name(f"card{i}.png"), [text], 40)).convert("RGB").resize((480, 120)))
         path.with_name(f"card{i}.png").unlink()
-    container = av.open(str(path), "w")
-    stream = container.add_stream("libx264", rate=fps)
-    stream.width, stream.height, stream.pix_fmt = 640, 360, "yuv420p"
-    stream.options = {"g": str(fps), "preset": "ultrafast"}
+    frames = []
     for i in range(seconds * fps):
         second = i >= seconds * fps // 2
         frame_img = Image.new("RGB", (640, 360), (170, 40, 40) if second else (40, 90, 160))
         frame_img.paste(cards[second], (80, 120))
-        frame = av.VideoFrame.from_image(frame_img)
-        frame.pts, frame.time_base = i, Fraction(1, fps)
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
-    return path
+        frames.append(frame_img)
+    return h264(path, frames, fps)
 
 
 def test_a_video_whose_decoder_crashes_midway_keeps_the_text_read_and_says_from_when_it_is_lost(
